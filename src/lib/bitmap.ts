@@ -2,16 +2,32 @@
  * A fixed-size bitmap over 32-bit words. Bit i lives in word i >>> 5 at bit i & 31. The
  * words may sit in a SharedArrayBuffer; this class does plain (non-atomic) access, and the
  * dirty log in memory/ layers atomic access over the same layout.
+ *
+ * Bits at and past sizeBits in the last word are kept clear, so whole-word counts are exact.
+ * Single-bit operations do not check their index (they are the hot path); range operations
+ * assert that the range lies inside the bitmap.
  */
+import { assert } from './assert.ts';
+
 export class Bitmap {
+  /** Exactly ceil(sizeBits / 32) words; a longer caller-supplied array is cut to this length. */
   readonly words: Uint32Array;
+  /** Number of usable bits. */
   readonly sizeBits: number;
 
   constructor(sizeBits: number, words?: Uint32Array) {
+    assert(Number.isSafeInteger(sizeBits) && sizeBits >= 0, `bad bitmap size ${sizeBits}`);
     this.sizeBits = sizeBits;
     const wordCount = Math.ceil(sizeBits / 32);
     if (words !== undefined && words.length < wordCount) throw new RangeError('bitmap backing too small');
-    this.words = words ?? new Uint32Array(wordCount);
+    // A view of exactly wordCount words: count(), setAll() and orFrom() walk `words` whole, so
+    // spare words of a larger shared buffer must not be part of it.
+    this.words = words === undefined ? new Uint32Array(wordCount) : words.subarray(0, wordCount);
+  }
+
+  /** Asserts that [start, end) is a well-formed range inside the bitmap. */
+  private checkRange(start: number, end: number): void {
+    assert(start >= 0 && end <= this.sizeBits, `bit range [${start}, ${end}) outside bitmap of ${this.sizeBits}`);
   }
 
   test(i: number): boolean {
@@ -62,6 +78,7 @@ export class Bitmap {
   }
 
   private applyRange(start: number, end: number, value: boolean): void {
+    this.checkRange(start, end);
     if (start >= end) return;
     let i = start;
     while (i < end && (i & 31) !== 0) {
@@ -90,7 +107,8 @@ export class Bitmap {
   /** Zeroes the bits past sizeBits in the last word, so counts stay exact. */
   private trimTail(): void {
     const extra = this.words.length * 32 - this.sizeBits;
-    if (extra > 0) this.words[this.words.length - 1] >>>= extra;
+    // A mask, not a shift: shifting would move the kept bits as well as drop the extra ones.
+    if (extra > 0) this.words[this.words.length - 1] &= 0xffffffff >>> extra;
   }
 
   count(): number {
@@ -99,7 +117,9 @@ export class Bitmap {
     return n;
   }
 
+  /** Counts the set bits in [start, end). */
   countRange(start: number, end: number): number {
+    this.checkRange(start, end);
     let n = 0;
     let i = start;
     while (i < end && (i & 31) !== 0) {
@@ -119,6 +139,7 @@ export class Bitmap {
 
   /** The index of the first set bit at or after `from`, or -1. */
   nextSet(from: number): number {
+    if (from < 0) from = 0;
     if (from >= this.sizeBits) return -1;
     let w = from >>> 5;
     let word = this.words[w] & (0xffffffff << (from & 31));
@@ -133,6 +154,7 @@ export class Bitmap {
 
   /** The index of the first clear bit at or after `from`, or -1. */
   nextClear(from: number): number {
+    if (from < 0) from = 0;
     if (from >= this.sizeBits) return -1;
     let w = from >>> 5;
     let word = ~this.words[w] & (0xffffffff << (from & 31));
@@ -147,6 +169,7 @@ export class Bitmap {
 
   /** ORs another bitmap of the same size into this one; returns how many bits became set. */
   orFrom(other: Bitmap): number {
+    assert(other.sizeBits === this.sizeBits, `orFrom size mismatch: ${other.sizeBits} into ${this.sizeBits}`);
     let added = 0;
     for (let w = 0; w < this.words.length; w++) {
       const incoming = other.words[w] & ~this.words[w];

@@ -9,6 +9,7 @@ export class Prng {
   private c: number;
   private d: number;
 
+  /** Only the low 32 bits of `seed` count (it is taken as `seed >>> 0`). */
   constructor(seed: number) {
     let s = seed >>> 0;
     const next = (): number => {
@@ -41,11 +42,22 @@ export class Prng {
     return this.u32() / 4294967296;
   }
 
-  /** An integer in [min, max] (inclusive), for spans up to 2^53. */
+  /**
+   * An integer in [min, max] (inclusive), for spans up to 2^53. Both bounds must be safe
+   * integers with min <= max (a RangeError otherwise: a caller bug, such as picking from an
+   * empty list, must not silently return a value outside the range).
+   */
   int(min: number, max: number): number {
+    if (!Number.isSafeInteger(min) || !Number.isSafeInteger(max) || max < min) {
+      throw new RangeError(`Prng.int: bad range [${min}, ${max}]`);
+    }
     const span = max - min + 1;
+    if (span > 9007199254740992) throw new RangeError(`Prng.int: span of [${min}, ${max}] exceeds 2^53`);
     if (span <= 4294967296) return min + Math.floor(this.float() * span);
-    return min + Math.floor((this.u32() * 4294967296 + this.u32()) / 18446744073709551616 * span);
+    // 53 random bits make a fraction in [0, 1) exactly. The earlier 64-bit version,
+    // (hi * 2^32 + lo) / 2^64, rounded up to 1.0 for the largest draws and returned max + 1.
+    const fraction = ((this.u32() >>> 11) * 4294967296 + this.u32()) / 9007199254740992;
+    return min + Math.floor(fraction * span);
   }
 
   /** True with probability p. */
@@ -58,6 +70,7 @@ export class Prng {
     return new Prng(this.u32() ^ Math.imul(this.u32(), 0x27d4eb2d));
   }
 
+  /** A uniformly chosen element; a RangeError for an empty list. */
   pick<T>(items: readonly T[]): T {
     return items[this.int(0, items.length - 1)];
   }

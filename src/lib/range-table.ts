@@ -96,8 +96,11 @@ export class RangeTable {
     return i < this.flat.length / 2 && this.flat[2 * i] < end;
   }
 
-  /** The parts of [start, end) that are in the table. */
+  /** The parts of [start, end) that are in the table; nothing for an empty query. */
   *overlap(start: number, end: number): Generator<Range> {
+    // Without this guard an empty or inverted query inside a range yielded {start, end} itself,
+    // an empty or inverted "range".
+    if (start >= end) return;
     for (let i = this.firstEndingAtOrAfter(start + 1); i < this.flat.length / 2; i++) {
       const rs = this.flat[2 * i];
       if (rs >= end) break;

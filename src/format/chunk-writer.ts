@@ -1,0 +1,131 @@
+/**
+ * An append-only writer that fills fixed-size chunk buffers and hands each full one to a
+ * callback, which then owns it. Records never straddle chunks unless they are larger than
+ * the room left (raw bytes are split); big writes get a buffer of their own size. This is
+ * the byte layer under StreamEncoder, kept apart from the stream's grammar.
+ */
+import { FormatError } from './errors.ts';
+import { MIG_ERR_ENCODE } from './stream-errors.ts';
+
+const TWO_32 = 4294967296;
+
+export class ChunkWriter {
+  private readonly onChunk: (chunk: Uint8Array) => void;
+  private readonly chunkSizeBytes: number;
+  protected buf: Uint8Array;
+  protected view: DataView;
+  protected pos = 0;
+  private flushedBytes = 0;
+
+  constructor(onChunk: (chunk: Uint8Array) => void, chunkSizeBytes: number) {
+    this.onChunk = onChunk;
+    this.chunkSizeBytes = chunkSizeBytes;
+    this.buf = new Uint8Array(chunkSizeBytes);
+    this.view = new DataView(this.buf.buffer);
+  }
+
+  /** Bytes written so far, flushed or not. */
+  get offsetBytes(): number {
+    return this.flushedBytes + this.pos;
+  }
+
+  /** Hands the bytes written so far to `onChunk` (nothing when there are none). */
+  flush(): void {
+    if (this.pos === 0) return;
+    const chunk = this.buf.subarray(0, this.pos);
+    this.flushedBytes += this.pos;
+    this.buf = new Uint8Array(this.chunkSizeBytes);
+    this.view = new DataView(this.buf.buffer);
+    this.pos = 0;
+    this.onChunk(chunk);
+  }
+
+  /** Room left in the current chunk. */
+  protected get roomBytes(): number {
+    return this.buf.length - this.pos;
+  }
+
+
+  /** Makes room for `n` contiguous bytes, starting a new chunk when the current one is full. */
+  protected ensure(n: number): void {
+    if (this.buf.length - this.pos >= n) return;
+    this.flush();
+    if (n > this.buf.length) {
+      this.buf = new Uint8Array(n);
+      this.view = new DataView(this.buf.buffer);
+    }
+  }
+
+  protected fail(message: string): never {
+    throw new FormatError(MIG_ERR_ENCODE, message, this.offsetBytes);
+  }
+
+  u8(v: number): this {
+    this.ensure(1);
+    this.buf[this.pos++] = v;
+    return this;
+  }
+
+  be16(v: number): this {
+    this.ensure(2);
+    this.view.setUint16(this.pos, v);
+    this.pos += 2;
+    return this;
+  }
+
+  be32(v: number): this {
+    this.ensure(4);
+    this.view.setUint32(this.pos, v >>> 0);
+    this.pos += 4;
+    return this;
+  }
+
+  be64(v: number): this {
+    if (!Number.isSafeInteger(v) || v < 0) this.fail(`be64 value ${v} is not a non-negative safe integer`);
+    this.ensure(8);
+    this.view.setUint32(this.pos, Math.floor(v / TWO_32));
+    this.view.setUint32(this.pos + 4, v >>> 0);
+    this.pos += 8;
+    return this;
+  }
+
+  be64Signed(v: bigint): this {
+    this.ensure(8);
+    this.view.setBigInt64(this.pos, BigInt.asIntN(64, v));
+    this.pos += 8;
+    return this;
+  }
+
+  /** Raw bytes, split across chunks when larger than the room left. */
+  bytes(b: Uint8Array): this {
+    let from = 0;
+    while (from < b.length) {
+      if (this.pos === this.buf.length) this.flush();
+      const n = Math.min(b.length - from, this.buf.length - this.pos);
+      this.buf.set(b.subarray(from, from + n), this.pos);
+      this.pos += n;
+      from += n;
+    }
+    return this;
+  }
+
+  fill(value: number, n: number): this {
+    this.ensure(n);
+    this.buf.fill(value, this.pos, this.pos + n);
+    this.pos += n;
+    return this;
+  }
+
+  /** Latin-1 text, one byte per character. */
+  latin1(s: string): this {
+    this.ensure(s.length);
+    for (let i = 0; i < s.length; i++) this.buf[this.pos++] = s.charCodeAt(i) & 0xff;
+    return this;
+  }
+
+  /** u8 length, then the Latin-1 bytes. */
+  cstr8(s: string): this {
+    if (s.length > 255) this.fail(`counted string longer than 255 bytes: ${s.length}`);
+    return this.u8(s.length).latin1(s);
+  }
+}

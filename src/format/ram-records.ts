@@ -1,0 +1,268 @@
+/**
+ * The RAM section (`ram`, version 4, facts §2): the MEM_SIZE block list of the setup chunk
+ * and the PAGE / ZERO / EOS records of every chunk. `RamLoader` keeps what persists between
+ * records and sections: the block list and the "last block" that CONTINUE refers to.
+ *
+ * Two paths read records. `fastRun` is the hot loop over a buffer: it handles consecutive
+ * PAGE|CONTINUE and ZERO|CONTINUE records with plain DataView reads, hands page payloads to the
+ * sink as subarray views, allocates nothing else, and stops at the first record it cannot
+ * take whole. `readRecord` handles any single record through a ByteReader, with every check
+ * and every error; the decoder calls it wherever the fast loop stopped.
+ */
+import type { ByteReader } from '../lib/bytes.ts';
+import type { RamBlockInfo, RamBlockRef, SectionHeader, StreamSink } from './stream-types.ts';
+import type { StreamLimits } from './stream-errors.ts';
+import type { DecodeContext } from './sections.ts';
+import {
+  RAM_FLAG_NAMES,
+  RAM_SAVE_FLAG_COMPRESS_PAGE,
+  RAM_SAVE_FLAG_CONTINUE,
+  RAM_SAVE_FLAG_EOS,
+  RAM_SAVE_FLAG_MEM_SIZE,
+  RAM_SAVE_FLAG_PAGE,
+  RAM_SAVE_FLAG_ZERO,
+  RAM_SAVE_FLAGS_KNOWN,
+} from './constants.ts';
+import {
+  MIG_ERR_INTEGER_RANGE,
+  MIG_ERR_LIMIT,
+  MIG_ERR_RAM_BLOCKS,
+  MIG_ERR_RAM_FLAGS,
+  MIG_ERR_RAM_MISALIGNED,
+  MIG_ERR_RAM_NO_BLOCK,
+  MIG_ERR_RAM_OFFSET,
+  MIG_ERR_RAM_UNKNOWN_BLOCK,
+  MIG_ERR_RAM_UNSUPPORTED,
+} from './stream-errors.ts';
+
+const TWO_32 = 4294967296;
+/** The largest high word of a 64-bit value that still fits a safe integer. */
+const MAX_SAFE_HIGH_WORD = 0x1fffff;
+const PAGE_CONTINUE = RAM_SAVE_FLAG_PAGE | RAM_SAVE_FLAG_CONTINUE;
+const ZERO_CONTINUE = RAM_SAVE_FLAG_ZERO | RAM_SAVE_FLAG_CONTINUE;
+
+export interface RamLoaderConfig {
+  readonly limits: StreamLimits;
+  /** Capability postcopy-ram: MEM_SIZE entries of `hugePageBlocks` carry a be64 page size. */
+  readonly postcopyRam: boolean;
+  /** Blocks whose page size differs from the host page size (on the receiving side). */
+  readonly hugePageBlocks: ReadonlySet<string>;
+  /** Capability x-ignore-shared: every MEM_SIZE entry carries a be64 GPA. */
+  ignoreShared: boolean;
+}
+
+function hex64(high: number, lowBytes: number): string {
+  return ((BigInt(high) << 32n) | BigInt(lowBytes)).toString(16);
+}
+
+export class RamLoader {
+  private blocks: readonly RamBlockRef[] = [];
+  private byName = new Map<string, RamBlockRef>();
+  /** The block CONTINUE refers to; null at stream start and after each setup. */
+  private lastBlock: RamBlockRef | null = null;
+  private pageSizeBytes: number;
+  private flagMask: number;
+  /** Set while the destination would be LISTENING/RUNNING: only ZERO, PAGE and EOS are allowed. */
+  postcopyMode = false;
+
+  constructor(private readonly config: RamLoaderConfig, targetPageBits: number) {
+    this.pageSizeBytes = 2 ** targetPageBits;
+    this.flagMask = this.pageSizeBytes - 1;
+  }
+
+  get targetPageSizeBytes(): number {
+    return this.pageSizeBytes;
+  }
+
+  setTargetPageBits(bits: number): void {
+    this.pageSizeBytes = 2 ** bits;
+    this.flagMask = this.pageSizeBytes - 1;
+  }
+
+  /** The CONFIGURATION announced x-ignore-shared: MEM_SIZE entries carry a GPA. */
+  enableIgnoreShared(): void {
+    this.config.ignoreShared = true;
+  }
+
+  /** A START (or FULL) of `ram` begins a new setup: forget the last block. */
+  beginSetup(): void {
+    this.lastBlock = null;
+  }
+
+  /**
+   * Handles consecutive PAGE|CONTINUE and ZERO|CONTINUE records in `bytes[pos, end)` and returns
+   * the position of the first record it did not take (incomplete, or anything else).
+   */
+  fastRun(bytes: Uint8Array, view: DataView, pos: number, end: number, sink: StreamSink): number {
+    const block = this.lastBlock;
+    if (block === null) return pos;
+    const pageBytes = this.pageSizeBytes;
+    const mask = this.flagMask;
+    const usedBytes = block.usedLengthBytes;
+    while (end - pos >= 8) {
+      const high = view.getUint32(pos);
+      const low = view.getUint32(pos + 4);
+      const flags = low & mask;
+      if (high > MAX_SAFE_HIGH_WORD) break;
+      const offsetBytes = high * TWO_32 + (low - flags);
+      if (flags === PAGE_CONTINUE) {
+        const dataAt = pos + 8;
+        if (end - dataAt < pageBytes || offsetBytes + pageBytes > usedBytes) break;
+        sink.ramPage(block, offsetBytes, bytes.subarray(dataAt, dataAt + pageBytes));
+        pos = dataAt + pageBytes;
+      } else if (flags === ZERO_CONTINUE) {
+        if (end - pos < 9 || offsetBytes + pageBytes > usedBytes) break;
+        sink.ramZero(block, offsetBytes, bytes[pos + 8]);
+        pos += 9;
+      } else {
+        break;
+      }
+    }
+    return pos;
+  }
+
+  /** Reads one RAM record of any kind; returns true when it was EOS (the chunk is over). */
+  readRecord(r: ByteReader, ctx: DecodeContext, sink: StreamSink, header: SectionHeader): boolean {
+    const at = r.pos;
+    const high = r.be32();
+    const low = r.be32();
+    const flags = low & this.flagMask;
+    const kind = flags & ~RAM_SAVE_FLAG_CONTINUE;
+    if ((flags & ~RAM_SAVE_FLAGS_KNOWN) !== 0) {
+      throw ctx.fail(MIG_ERR_RAM_FLAGS, `Unknown combination of migration flags: 0x${flags.toString(16)}`, at);
+    }
+    if (
+      this.postcopyMode &&
+      kind !== RAM_SAVE_FLAG_ZERO &&
+      kind !== RAM_SAVE_FLAG_PAGE &&
+      kind !== RAM_SAVE_FLAG_EOS &&
+      kind !== RAM_SAVE_FLAG_COMPRESS_PAGE
+    ) {
+      throw ctx.fail(MIG_ERR_RAM_FLAGS, `Unknown combination of migration flags: 0x${flags.toString(16)} (postcopy mode)`, at);
+    }
+    switch (kind) {
+      case RAM_SAVE_FLAG_EOS:
+        sink.record({ kind: 'ram-eos', depth: header.depth });
+        return true;
+      case RAM_SAVE_FLAG_MEM_SIZE:
+        if (header.type !== 'start' && header.type !== 'full') {
+          throw ctx.fail(MIG_ERR_RAM_BLOCKS, `MEM_SIZE record in a ${header.type.toUpperCase()} section; it belongs to the RAM setup (START)`, at);
+        }
+        if (high > MAX_SAFE_HIGH_WORD) {
+          throw ctx.fail(MIG_ERR_INTEGER_RANGE, `MEM_SIZE total 0x${hex64(high, low - flags)} exceeds 2^53-1`, at);
+        }
+        this.readMemSize(r, ctx, sink, high * TWO_32 + (low - flags), header.depth, at);
+        return false;
+      case RAM_SAVE_FLAG_ZERO:
+      case RAM_SAVE_FLAG_PAGE: {
+        const block = this.resolveBlock(r, ctx, flags, at);
+        const offsetBytes = high * TWO_32 + (low - flags);
+        if (high > MAX_SAFE_HIGH_WORD || offsetBytes + this.pageSizeBytes > block.usedLengthBytes) {
+          throw ctx.fail(
+            MIG_ERR_RAM_OFFSET,
+            `Illegal RAM offset 0x${hex64(high, low - flags)} in block '${block.name}' of 0x${block.usedLengthBytes.toString(16)} bytes`,
+            at,
+          );
+        }
+        if (kind === RAM_SAVE_FLAG_ZERO) {
+          const fill = r.u8();
+          this.lastBlock = block;
+          sink.ramZero(block, offsetBytes, fill);
+        } else {
+          const data = r.bytesView(this.pageSizeBytes);
+          this.lastBlock = block;
+          sink.ramPage(block, offsetBytes, data);
+        }
+        return false;
+      }
+      default: {
+        const name = RAM_FLAG_NAMES.get(kind);
+        if (name !== undefined) {
+          throw ctx.fail(MIG_ERR_RAM_UNSUPPORTED, `RAM_SAVE_FLAG_${name} (0x${kind.toString(16)}) records are not supported`, at);
+        }
+        throw ctx.fail(MIG_ERR_RAM_FLAGS, `Unknown combination of migration flags: 0x${flags.toString(16)}`, at);
+      }
+    }
+  }
+
+  /**
+   * Checks a POSTCOPY_RAM_DISCARD against the block list: the block exists, every range is
+   * target-page aligned and within the block's used length.
+   */
+  checkDiscard(blockName: string, ranges: ReadonlyArray<{ startBytes: number; lengthBytes: number }>, ctx: DecodeContext, at: number): void {
+    const block = this.byName.get(blockName);
+    if (block === undefined) {
+      throw ctx.fail(MIG_ERR_RAM_UNKNOWN_BLOCK, `CMD_POSTCOPY_RAM_DISCARD for unknown block '${blockName}'`, at);
+    }
+    for (const range of ranges) {
+      if (range.startBytes % this.pageSizeBytes !== 0 || range.lengthBytes % this.pageSizeBytes !== 0) {
+        throw ctx.fail(
+          MIG_ERR_RAM_MISALIGNED,
+          `discard range 0x${range.startBytes.toString(16)}+0x${range.lengthBytes.toString(16)} of '${blockName}' is not aligned to ${this.pageSizeBytes} bytes`,
+          at,
+        );
+      }
+      if (range.startBytes + range.lengthBytes > block.usedLengthBytes) {
+        throw ctx.fail(
+          MIG_ERR_RAM_OFFSET,
+          `discard range 0x${range.startBytes.toString(16)}+0x${range.lengthBytes.toString(16)} is beyond block '${blockName}' of 0x${block.usedLengthBytes.toString(16)} bytes`,
+          at,
+        );
+      }
+    }
+  }
+
+  private resolveBlock(r: ByteReader, ctx: DecodeContext, flags: number, at: number): RamBlockRef {
+    if ((flags & RAM_SAVE_FLAG_CONTINUE) !== 0) {
+      if (this.lastBlock === null) {
+        throw ctx.fail(MIG_ERR_RAM_NO_BLOCK, 'Ack, bad migration stream! (CONTINUE with no previous block)', at);
+      }
+      return this.lastBlock;
+    }
+    const name = r.cstr8();
+    const block = this.byName.get(name);
+    if (block === undefined) throw ctx.fail(MIG_ERR_RAM_UNKNOWN_BLOCK, `Can't find block ${name}`, at);
+    return block;
+  }
+
+  /** Reads MEM_SIZE entries until their used lengths sum to `totalBytes`. */
+  private readMemSize(r: ByteReader, ctx: DecodeContext, sink: StreamSink, totalBytes: number, depth: number, at: number): void {
+    const { limits, postcopyRam, hugePageBlocks, ignoreShared } = this.config;
+    if (totalBytes > limits.maxTotalRamBytes) {
+      throw ctx.fail(MIG_ERR_LIMIT, `MEM_SIZE total of ${totalBytes} bytes exceeds the limit of ${limits.maxTotalRamBytes}`, at);
+    }
+    const infos: RamBlockInfo[] = [];
+    const refs: RamBlockRef[] = [];
+    const byName = new Map<string, RamBlockRef>();
+    let sumBytes = 0;
+    while (sumBytes < totalBytes) {
+      const entryAt = r.pos;
+      if (infos.length >= limits.maxRamBlocks) {
+        throw ctx.fail(MIG_ERR_LIMIT, `MEM_SIZE list has more than ${limits.maxRamBlocks} blocks`, entryAt);
+      }
+      const name = r.cstr8();
+      const usedLengthBytes = r.be64();
+      const info: { name: string; usedLengthBytes: number; pageSizeBytes?: number; gpa?: number } = { name, usedLengthBytes };
+      if (postcopyRam && hugePageBlocks.has(name)) info.pageSizeBytes = r.be64();
+      if (ignoreShared) info.gpa = r.be64();
+      if (byName.has(name)) throw ctx.fail(MIG_ERR_RAM_BLOCKS, `RAM block '${name}' appears twice in the MEM_SIZE list`, entryAt);
+      sumBytes += usedLengthBytes;
+      if (sumBytes > totalBytes) {
+        throw ctx.fail(MIG_ERR_RAM_BLOCKS, `RAM block lengths exceed the MEM_SIZE total of ${totalBytes} bytes at block '${name}'`, entryAt);
+      }
+      const ref: RamBlockRef = { index: infos.length, name, usedLengthBytes };
+      infos.push(info);
+      refs.push(ref);
+      byName.set(name, ref);
+    }
+    this.blocks = refs;
+    this.byName = byName;
+    this.lastBlock = null;
+    sink.record({ kind: 'ram-blocks', totalBytes, blocks: infos, depth });
+  }
+
+  /** The blocks of the last MEM_SIZE list. */
+  get blockList(): readonly RamBlockRef[] {
+    return this.blocks;
+  }
+}

@@ -1,0 +1,378 @@
+/**
+ * An encoder for QEMU 7.2's main migration stream: the writing counterpart of
+ * StreamDecoder. It appends records into large chunk buffers (1 MiB by default, managed by
+ * ChunkWriter) and hands each full chunk to `onChunk`; the chunk then belongs to the
+ * receiver. RAM pages follow QEMU's CONTINUE rule: a record names its block only when the block differs from the one
+ * named last, and the memory of the last block is forgotten at each MEM_SIZE setup and on
+ * `resetLastBlock()` (QEMU does that at the switch to postcopy).
+ *
+ * `ramPages` is the hot path: it copies a run of non-zero pages with one `set` and then
+ * spreads them apart in place with `copyWithin` to make room for the record headers, so it
+ * allocates nothing per page.
+ */
+import { ChunkWriter } from './chunk-writer.ts';
+import type { Command, Configuration, RamBlockInfo } from './stream-types.ts';
+import {
+  CONFIG_SUBSECTION_CAPABILITIES,
+  CONFIG_SUBSECTION_PAGE_BITS,
+  CONFIG_SUBSECTION_UUID,
+  CONFIG_UUID_BYTES,
+  DEFAULT_TARGET_PAGE_BITS,
+  GLOBALSTATE_RUNSTATE_BYTES,
+  MIG_CMD_ENABLE_COLO,
+  MIG_CMD_OPEN_RETURN_PATH,
+  MIG_CMD_PACKAGED,
+  MIG_CMD_PING,
+  MIG_CMD_POSTCOPY_ADVISE,
+  MIG_CMD_POSTCOPY_LISTEN,
+  MIG_CMD_POSTCOPY_RAM_DISCARD,
+  MIG_CMD_POSTCOPY_RESUME,
+  MIG_CMD_POSTCOPY_RUN,
+  MIG_CMD_RECV_BITMAP,
+  POSTCOPY_RAM_DISCARD_MAX_RANGES,
+  POSTCOPY_RAM_DISCARD_VERSION,
+  QEMU_VM_COMMAND,
+  QEMU_VM_CONFIGURATION,
+  QEMU_VM_EOF,
+  QEMU_VM_FILE_MAGIC,
+  QEMU_VM_FILE_VERSION,
+  QEMU_VM_SECTION_END,
+  QEMU_VM_SECTION_FOOTER,
+  QEMU_VM_SECTION_FULL,
+  QEMU_VM_SECTION_PART,
+  QEMU_VM_SECTION_START,
+  QEMU_VM_SUBSECTION,
+  QEMU_VM_VMDESCRIPTION,
+  RAM_SAVE_FLAG_CONTINUE,
+  RAM_SAVE_FLAG_EOS,
+  RAM_SAVE_FLAG_MEM_SIZE,
+  RAM_SAVE_FLAG_PAGE,
+  RAM_SAVE_FLAG_ZERO,
+} from './constants.ts';
+import type { GlobalState, TimerState } from './sections.ts';
+
+const TWO_32 = 4294967296;
+export const DEFAULT_ENCODER_CHUNK_BYTES = 1024 * 1024;
+
+export interface StreamEncoderOptions {
+  /** Receives every finished chunk, in order; the encoder never writes to it again. */
+  readonly onChunk: (chunk: Uint8Array) => void;
+  /** Size of the chunk buffers (default 1 MiB); a record larger than this gets a larger one. */
+  readonly chunkSizeBytes?: number;
+  /** Target page bits (12 on x86_64). */
+  readonly targetPageBits?: number;
+}
+
+/** Counts of what `ramPages` wrote. */
+export interface RamPagesResult {
+  readonly zeroPages: number;
+  readonly normalPages: number;
+}
+
+export class StreamEncoder extends ChunkWriter {
+  readonly pageSizeBytes: number;
+  private lastBlockName: string | null = null;
+
+  constructor(options: StreamEncoderOptions) {
+    const pageSizeBytes = 2 ** (options.targetPageBits ?? DEFAULT_TARGET_PAGE_BITS);
+    super(options.onChunk, Math.max(options.chunkSizeBytes ?? DEFAULT_ENCODER_CHUNK_BYTES, 2 * pageSizeBytes + 512));
+    this.pageSizeBytes = pageSizeBytes;
+  }
+
+  // --- file structure -------------------------------------------------------------------
+
+  /** be32 magic "QEVM", be32 version 3. */
+  header(): void {
+    this.be32(QEMU_VM_FILE_MAGIC).be32(QEMU_VM_FILE_VERSION);
+  }
+
+  /** CONFIGURATION: be32 name length, name, then the subsections that are set. */
+  configuration(configuration: Configuration): void {
+    this.u8(QEMU_VM_CONFIGURATION).be32(configuration.machine.length).latin1(configuration.machine);
+    if (configuration.targetPageBits !== undefined) {
+      this.subsectionHeader(CONFIG_SUBSECTION_PAGE_BITS).be32(configuration.targetPageBits);
+    }
+    if (configuration.capabilities !== undefined) {
+      this.subsectionHeader(CONFIG_SUBSECTION_CAPABILITIES).be32(configuration.capabilities.length);
+      for (const name of configuration.capabilities) this.cstr8(name);
+    }
+    if (configuration.uuid !== undefined) {
+      if (configuration.uuid.length !== CONFIG_UUID_BYTES) this.fail(`uuid must be ${CONFIG_UUID_BYTES} bytes`);
+      this.subsectionHeader(CONFIG_SUBSECTION_UUID).bytes(configuration.uuid);
+    }
+  }
+
+  private subsectionHeader(name: string): this {
+    return this.u8(QEMU_VM_SUBSECTION).cstr8(name).be32(1);
+  }
+
+  sectionStart(sectionId: number, idstr: string, instanceId: number, versionId: number): void {
+    this.u8(QEMU_VM_SECTION_START).be32(sectionId).cstr8(idstr).be32(instanceId).be32(versionId);
+  }
+
+  sectionFull(sectionId: number, idstr: string, instanceId: number, versionId: number): void {
+    this.u8(QEMU_VM_SECTION_FULL).be32(sectionId).cstr8(idstr).be32(instanceId).be32(versionId);
+  }
+
+  sectionPart(sectionId: number): void {
+    this.u8(QEMU_VM_SECTION_PART).be32(sectionId);
+  }
+
+  sectionEnd(sectionId: number): void {
+    this.u8(QEMU_VM_SECTION_END).be32(sectionId);
+  }
+
+  /** u8 0x7e, be32 section id. */
+  footer(sectionId: number): void {
+    this.u8(QEMU_VM_SECTION_FOOTER).be32(sectionId);
+  }
+
+  eof(): void {
+    this.u8(QEMU_VM_EOF);
+  }
+
+  /** u8 0x06, be32 length, the JSON as UTF-8. */
+  vmdescription(json: string): void {
+    const text = new TextEncoder().encode(json);
+    this.u8(QEMU_VM_VMDESCRIPTION).be32(text.length).bytes(text);
+  }
+
+  // --- device payloads ------------------------------------------------------------------
+
+  /** The `timer` v2 payload: int64 cpu_ticks_offset, 8 unused bytes, int64 cpu_clock_offset. */
+  timerPayload(state: TimerState): void {
+    this.be64Signed(state.cpu_ticks_offset).fill(0, 8).be64Signed(state.cpu_clock_offset);
+  }
+
+  /** The `globalstate` v1 payload: be32 strlen + 1, the name NUL-padded to 100 bytes. */
+  globalstatePayload(state: Pick<GlobalState, 'runstate'>): void {
+    const name = state.runstate;
+    if (name.length >= GLOBALSTATE_RUNSTATE_BYTES) this.fail(`runstate '${name}' is longer than ${GLOBALSTATE_RUNSTATE_BYTES - 1} bytes`);
+    this.be32(name.length + 1).latin1(name).fill(0, GLOBALSTATE_RUNSTATE_BYTES - name.length);
+  }
+
+  /** A whole FULL `timer` section (version 2) with footer. */
+  timerSection(sectionId: number, state: TimerState): void {
+    this.sectionFull(sectionId, 'timer', 0, 2);
+    this.timerPayload(state);
+    this.footer(sectionId);
+  }
+
+  /** A whole FULL `globalstate` section (version 1) with footer. */
+  globalstateSection(sectionId: number, runstate: string): void {
+    this.sectionFull(sectionId, 'globalstate', 0, 1);
+    this.globalstatePayload({ runstate });
+    this.footer(sectionId);
+  }
+
+  // --- RAM --------------------------------------------------------------------------------
+
+  /**
+   * The setup record: be64 total | MEM_SIZE, then per block cstr8 name, be64 used length and
+   * the optional be64 page size / GPA when the block info carries them. Returns the total.
+   */
+  ramMemSize(blocks: readonly RamBlockInfo[]): number {
+    let totalBytes = 0;
+    for (const b of blocks) totalBytes += b.usedLengthBytes;
+    this.ramWord(totalBytes, RAM_SAVE_FLAG_MEM_SIZE);
+    for (const b of blocks) {
+      this.cstr8(b.name).be64(b.usedLengthBytes);
+      if (b.pageSizeBytes !== undefined) this.be64(b.pageSizeBytes);
+      if (b.gpa !== undefined) this.be64(b.gpa);
+    }
+    this.lastBlockName = null;
+    return totalBytes;
+  }
+
+  /** be64 EOS: ends every RAM chunk. */
+  ramEos(): void {
+    this.ramWord(0, RAM_SAVE_FLAG_EOS);
+  }
+
+  /** Makes the next page record name its block (QEMU does this at the switch to postcopy). */
+  resetLastBlock(): void {
+    this.lastBlockName = null;
+  }
+
+  /** One PAGE record with the page's bytes. */
+  ramPage(blockName: string, offsetBytes: number, data: Uint8Array): void {
+    if (data.length !== this.pageSizeBytes) this.fail(`a page is ${this.pageSizeBytes} bytes, got ${data.length}`);
+    this.pageHeader(blockName, offsetBytes, RAM_SAVE_FLAG_PAGE, this.pageSizeBytes);
+    this.buf.set(data, this.pos);
+    this.pos += data.length;
+  }
+
+  /** One ZERO record (QEMU always sends fill 0). */
+  ramZero(blockName: string, offsetBytes: number, fill = 0): void {
+    if (!Number.isInteger(fill) || fill < 0 || fill > 255) this.fail(`fill byte ${fill} is not a byte`);
+    this.pageHeader(blockName, offsetBytes, RAM_SAVE_FLAG_ZERO, 1);
+    this.buf[this.pos++] = fill;
+  }
+
+  /**
+   * PAGE or ZERO records for every page of `ram[startBytes, startBytes + lengthBytes)`, which
+   * holds the block from offset `blockOffsetBytes` on: all-zero pages become ZERO (fill 0),
+   * the others PAGE, exactly as QEMU chooses.
+   */
+  ramPages(blockName: string, ram: Uint8Array, blockOffsetBytes = 0, startBytes = 0, lengthBytes = ram.length - startBytes): RamPagesResult {
+    const pageBytes = this.pageSizeBytes;
+    if (startBytes % pageBytes !== 0 || lengthBytes % pageBytes !== 0 || startBytes < 0 || startBytes + lengthBytes > ram.length) {
+      this.fail(`page range ${startBytes}+${lengthBytes} is not whole pages of the ${ram.length}-byte buffer`);
+    }
+    const words = (ram.byteOffset & 3) === 0 ? new Uint32Array(ram.buffer, ram.byteOffset, ram.length >>> 2) : null;
+    const recordBytes = pageBytes + 8;
+    const pageCount = lengthBytes / pageBytes;
+    let zeroPages = 0;
+    let i = 0;
+    while (i < pageCount) {
+      const at = startBytes + i * pageBytes;
+      if (isZero(ram, words, at, pageBytes)) {
+        this.ramZero(blockName, blockOffsetBytes + at, 0);
+        zeroPages++;
+        i++;
+        continue;
+      }
+      const nameBytes = blockName === this.lastBlockName ? 0 : 1 + blockName.length;
+      if (this.roomBytes < recordBytes + nameBytes) this.flush();
+      const fit = Math.max(1, Math.floor((this.roomBytes - nameBytes) / recordBytes));
+      let j = i + 1;
+      while (j < pageCount && j - i < fit && !isZero(ram, words, startBytes + j * pageBytes, pageBytes)) j++;
+      this.pageRun(blockName, ram, blockOffsetBytes, at, j - i);
+      i = j;
+    }
+    return { zeroPages, normalPages: pageCount - zeroPages };
+  }
+
+  /** Writes `count` PAGE records for consecutive pages starting at `ram[at]`; they fit the chunk. */
+  private pageRun(blockName: string, ram: Uint8Array, blockOffsetBytes: number, at: number, count: number): void {
+    const pageBytes = this.pageSizeBytes;
+    const recordBytes = pageBytes + 8;
+    this.pageHeader(blockName, blockOffsetBytes + at, RAM_SAVE_FLAG_PAGE, pageBytes);
+    const first = this.pos;
+    const buf = this.buf;
+    buf.set(ram.subarray(at, at + count * pageBytes), first);
+    const view = this.view;
+    for (let m = count - 1; m >= 1; m--) {
+      const dataAt = first + m * recordBytes;
+      buf.copyWithin(dataAt, first + m * pageBytes, first + (m + 1) * pageBytes);
+      const offsetBytes = blockOffsetBytes + at + m * pageBytes;
+      view.setUint32(dataAt - 8, Math.floor(offsetBytes / TWO_32));
+      view.setUint32(dataAt - 4, (offsetBytes | (RAM_SAVE_FLAG_PAGE | RAM_SAVE_FLAG_CONTINUE)) >>> 0);
+    }
+    this.pos = first + count * recordBytes - 8;
+  }
+
+  /** The record word and, when the block changed, its name; then room for `payloadBytes`. */
+  private pageHeader(blockName: string, offsetBytes: number, flag: number, payloadBytes: number): void {
+    if (offsetBytes % this.pageSizeBytes !== 0 || offsetBytes < 0 || !Number.isSafeInteger(offsetBytes)) {
+      this.fail(`page offset ${offsetBytes} is not a multiple of ${this.pageSizeBytes}`);
+    }
+    const named = blockName !== this.lastBlockName;
+    if (named && blockName.length > 255) this.fail(`block name longer than 255 bytes: ${blockName.length}`);
+    this.ensure(8 + (named ? 1 + blockName.length : 0) + payloadBytes);
+    this.ramWord(offsetBytes, named ? flag : flag | RAM_SAVE_FLAG_CONTINUE);
+    if (named) {
+      this.cstr8(blockName);
+      this.lastBlockName = blockName;
+    }
+  }
+
+  private ramWord(valueBytes: number, flags: number): void {
+    this.ensure(8);
+    this.view.setUint32(this.pos, Math.floor(valueBytes / TWO_32));
+    this.view.setUint32(this.pos + 4, ((valueBytes >>> 0) | flags) >>> 0);
+    this.pos += 8;
+  }
+
+  // --- commands ---------------------------------------------------------------------------
+
+  /** Any command of facts §3.1; PACKAGED writes only the command (use `packaged` for the data). */
+  command(command: Command): void {
+    switch (command.kind) {
+      case 'open-return-path':
+        return this.commandHeader(MIG_CMD_OPEN_RETURN_PATH, 0);
+      case 'ping':
+        this.commandHeader(MIG_CMD_PING, 4);
+        this.be32(command.value);
+        return;
+      case 'postcopy-advise':
+        this.commandHeader(MIG_CMD_POSTCOPY_ADVISE, 16);
+        this.be64(command.pageSizeSummary).be64(command.targetPageSize);
+        return;
+      case 'postcopy-advise-empty':
+        return this.commandHeader(MIG_CMD_POSTCOPY_ADVISE, 0);
+      case 'postcopy-listen':
+        return this.commandHeader(MIG_CMD_POSTCOPY_LISTEN, 0);
+      case 'postcopy-run':
+        return this.commandHeader(MIG_CMD_POSTCOPY_RUN, 0);
+      case 'postcopy-ram-discard': {
+        if (command.ranges.length > POSTCOPY_RAM_DISCARD_MAX_RANGES || command.ranges.length === 0) {
+          this.fail(`POSTCOPY_RAM_DISCARD takes 1..${POSTCOPY_RAM_DISCARD_MAX_RANGES} ranges, got ${command.ranges.length}`);
+        }
+        if (command.blockName.length === 0 || command.blockName.length > 255) this.fail('POSTCOPY_RAM_DISCARD block name must be 1..255 bytes');
+        this.commandHeader(MIG_CMD_POSTCOPY_RAM_DISCARD, 3 + command.blockName.length + 16 * command.ranges.length);
+        this.u8(POSTCOPY_RAM_DISCARD_VERSION).cstr8(command.blockName).u8(0);
+        for (const range of command.ranges) this.be64(range.startBytes).be64(range.lengthBytes);
+        return;
+      }
+      case 'packaged':
+        if (command.lengthBytes > 0xffffffff || command.lengthBytes < 0) this.fail(`PACKAGED length ${command.lengthBytes} does not fit be32`);
+        this.commandHeader(MIG_CMD_PACKAGED, 4);
+        this.be32(command.lengthBytes);
+        return;
+      case 'enable-colo':
+        return this.commandHeader(MIG_CMD_ENABLE_COLO, 0);
+      case 'postcopy-resume':
+        return this.commandHeader(MIG_CMD_POSTCOPY_RESUME, 0);
+      case 'recv-bitmap':
+        this.commandHeader(MIG_CMD_RECV_BITMAP, 1 + command.blockName.length);
+        this.cstr8(command.blockName);
+        return;
+    }
+  }
+
+  /** PACKAGED(L) followed by the L bytes of a nested stream (see encodeNestedStream). */
+  packaged(nested: Uint8Array): void {
+    this.command({ kind: 'packaged', lengthBytes: nested.length });
+    this.bytes(nested);
+  }
+
+  private commandHeader(cmd: number, lengthBytes: number): void {
+    this.u8(QEMU_VM_COMMAND).be16(cmd).be16(lengthBytes);
+  }
+
+}
+
+/** True when the page at `ram[at, at + n)` is all zero; compares 32-bit words where aligned. */
+function isZero(ram: Uint8Array, words: Uint32Array | null, at: number, n: number): boolean {
+  if (words !== null) {
+    const end = (at + n) >>> 2;
+    for (let w = at >>> 2; w < end; w++) if (words[w] !== 0) return false;
+    return true;
+  }
+  for (let i = at; i < at + n; i++) if (ram[i] !== 0) return false;
+  return true;
+}
+
+/** Runs `build` on a fresh encoder and returns everything it wrote as one array. */
+export function encodeToBytes(build: (encoder: StreamEncoder) => void, options: Omit<StreamEncoderOptions, 'onChunk'> = {}): Uint8Array {
+  const chunks: Uint8Array[] = [];
+  const encoder = new StreamEncoder({ ...options, onChunk: (c) => chunks.push(c) });
+  build(encoder);
+  encoder.flush();
+  if (chunks.length === 1) return chunks[0];
+  let total = 0;
+  for (const c of chunks) total += c.length;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+/** A nested stream for PACKAGED (no header): the records `build` writes. */
+export function encodeNestedStream(build: (encoder: StreamEncoder) => void, options: Omit<StreamEncoderOptions, 'onChunk'> = {}): Uint8Array {
+  return encodeToBytes(build, options);
+}
