@@ -4,8 +4,11 @@
  * structures in guest memory are (VERSION_1). Out-of-range access throws GuestMemoryError,
  * which devices turn into their own typed errors.
  *
- * Backings (see memory/ modules): bytes in an (optionally shared) ArrayBuffer for real mode and
- * small simulations, and a compact page-version backing for huge simulated guests.
+ * Backings: BytesBacking (bytes-backing.ts: bytes in an optionally shared ArrayBuffer, for real
+ * mode and small simulations) and CompactBacking (compact-backing.ts: a version number per page,
+ * for huge simulated guests). Both also implement the page-level PageStore (page-store.ts) that
+ * the migration engine uses. DirtyTrackingMemory (dirty-tracking-memory.ts) wraps either one
+ * and marks written pages in a DirtyLog.
  */
 export class GuestMemoryError extends Error {
   override name = 'GuestMemoryError';
