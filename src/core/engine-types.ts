@@ -1,0 +1,121 @@
+/**
+ * The contract between the migration engine (core/source, core/dest) and the shells that run
+ * it (the simulator in sim/, real processes in host/). The engine is synchronous and pure: a
+ * shell calls its input methods with the current time (`nowNs`) and the engine answers with
+ * effects, which the shell carries out (write bytes to a channel, stop the guest, wake a
+ * faulting vCPU, emit a QMP event). The engine never reads a clock, a socket or a timer.
+ *
+ * The engine does not know what a balloon or a virtio-mem device is. It sees guest RAM as a
+ * RamBlockList over a PageStore plus a dirty log, it is told about hinted ranges through
+ * `SourceEngine.applyHint`, it asks `SourceHooks.skipRanges` for ranges never to send
+ * (unplugged virtio-mem memory), and it carries device state as opaque section payloads that
+ * the host encodes and decodes.
+ */
+import type { RangeTable } from '../lib/range-table.ts';
+import type { PageStore } from '../memory/page-store.ts';
+import type { RamBlockList } from '../memory/ram-block.ts';
+import type { MigrationBitmap } from '../memory/migration-bitmap.ts';
+import type { ReceivedMap } from '../memory/received-map.ts';
+import type { MigrationStatus } from './status.ts';
+
+/** Where bytes travel. `main` is the migration stream; `preempt` is postcopy-preempt's channel. */
+export type ChannelName = 'main' | 'preempt';
+
+/** QEMU's PrecopyNotifyReason, in its order. */
+export type PrecopyNotifyReason = 'setup' | 'before-bitmap-sync' | 'after-bitmap-sync' | 'complete' | 'cleanup';
+
+/** QEMU's PostcopyNotifyReason (destination side). */
+export type PostcopyNotifyReason = 'probe' | 'inbound-advise' | 'inbound-listen' | 'inbound-end';
+
+/**
+ * What to do when postcopy meets free page hinting (DESIGN §2). The source engine implements
+ * the page-request side of each: `legacy` and `ignore-after-switch` drop requests for pages
+ * whose dirty bit a hint cleared (QEMU's "not dirty, not sent"); `track` remembers those
+ * pages and answers a request for one exactly once with a ZERO record. `refuse` and
+ * `overrule` never see a hinted page under postcopy (the balloon does not hint then).
+ */
+export type HintPostcopyPolicy = 'refuse' | 'overrule' | 'legacy' | 'ignore-after-switch' | 'track';
+
+/** A device section the host saved, carried opaquely by the engine. */
+export interface DeviceSectionBlob {
+  readonly idstr: string;
+  readonly instanceId: number;
+  readonly versionId: number;
+  /** The vmstate payload, without header or footer. */
+  readonly payload: Uint8Array;
+}
+
+/** Guest RAM as the source engine sees it. */
+export interface SourceRam {
+  readonly blocks: RamBlockList;
+  /** Page contents (bytes or compact). Page index = gpa / 4096 across all blocks. */
+  readonly store: PageStore;
+  /**
+   * Moves the guest's dirty log into the migration bitmap (fetch-and-clear, as KVM's
+   * GET_DIRTY_LOG) and returns how many pages became newly dirty.
+   */
+  syncDirtyLog(into: MigrationBitmap): number;
+}
+
+/** Callbacks from the source engine into its host, called synchronously inside an input. */
+export interface SourceHooks {
+  /** QEMU's precopy notifier chain (facts §4.1). `vmRunning` is false for the final sync. */
+  precopyNotify(reason: PrecopyNotifyReason, nowNs: number, vmRunning: boolean): void;
+  /** Pages never to send (virtio-mem unplugged), in page indexes; null for none. */
+  skipPages(): RangeTable | null;
+  /** Device sections to write at completion or into the postcopy package, in order. */
+  saveDevices(nowNs: number): readonly DeviceSectionBlob[];
+}
+
+/** Guest RAM as the destination engine sees it. */
+export interface DestRam {
+  readonly blocks: RamBlockList;
+  readonly store: PageStore;
+  /** One bit per page: set once the page's content has arrived (or was zero-filled locally). */
+  readonly received: ReceivedMap;
+}
+
+/** Callbacks from the destination engine into its host. */
+export interface DestHooks {
+  /** Loads one device section; returns an error text to fail the load (QEMU: load error). */
+  loadDevice(blob: DeviceSectionBlob, nowNs: number): string | null;
+  /** Destination postcopy notifiers; a non-null text vetoes (the `refuse` policy uses PROBE). */
+  postcopyNotify(reason: PostcopyNotifyReason): string | null;
+  /** Pages the destination fills with zeros itself instead of asking (virtio-mem unplugged). */
+  localZeroPages(): RangeTable | null;
+}
+
+/** What an engine asks its shell to do. Effects are carried out in the order given. */
+export type Effect =
+  /** Write bytes on a channel (source: stream; destination: return path). */
+  | { readonly kind: 'send'; readonly channel: ChannelName | 'return-path'; readonly data: Uint8Array }
+  /** MigrationStatus changed (source or destination). */
+  | { readonly kind: 'status'; readonly from: MigrationStatus; readonly to: MigrationStatus }
+  /** A QMP event to emit (MIGRATION_PASS, ...); MIGRATION itself follows from `status`. */
+  | { readonly kind: 'event'; readonly name: string; readonly data?: Readonly<Record<string, unknown>> }
+  /** Stop the guest's vCPUs (source at completion or at the postcopy switch). */
+  | { readonly kind: 'stop-guest' }
+  /** Start or resume the guest's vCPUs (destination after load; source after a failure). */
+  | { readonly kind: 'run-guest' }
+  /** Set the vCPU throttle (auto-converge), in percent; 0 removes it. */
+  | { readonly kind: 'throttle'; readonly percent: number }
+  /** Destination: page `pageIndex` is now present; wake vCPUs blocked on it. */
+  | { readonly kind: 'page-ready'; readonly pageIndex: number }
+  /** A rare branch was taken (coverage marks, as TigerBeetle's); tests can assert them. */
+  | { readonly kind: 'mark'; readonly name: string; readonly detail?: string };
+
+/** Everything an input produced. `pagesScanned` feeds the simulator's per-page scan cost. */
+export interface StepResult {
+  readonly effects: Effect[];
+  /** Pages the source examined during this input (sent, zero, or skipped as clean). */
+  readonly pagesScanned: number;
+}
+
+/**
+ * How a PAGE record carries its payload. `bytes`: 4096 real bytes, as QEMU does. `version`:
+ * the simulator's compact mode: the record header is real (be64 offset|flags, block name when
+ * CONTINUE is clear) but the payload is the page's version as 8 bytes little-endian instead of
+ * 4096 bytes; statistics and the link model count such a record as if it carried 4096 bytes,
+ * so byte counts and timings equal those of a real stream.
+ */
+export type PagePayloadMode = 'bytes' | 'version';
