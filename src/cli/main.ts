@@ -1,9 +1,93 @@
-/** The livemig command line. Subcommands are added as the capabilities land. */
-import { Command } from 'commander';
+/**
+ * The livemig command line: `analyze`, `encode` and `start` (a stand-in until the migration
+ * engine lands). `main` takes the argv and the output writers, so tests run every command
+ * in-process and read what it printed; it returns the exit code and never exits the process.
+ *
+ * Exit codes: 0 success, 1 a decode error or failed check, 2 a usage error (unknown command,
+ * bad or missing option, missing input file).
+ */
+import { Command, CommanderError } from 'commander';
+import { runAnalyze } from './analyze-command.ts';
+import type { AnalyzeOptions } from './analyze-command.ts';
+import { runEncode } from './encode-command.ts';
+import type { EncodeOptions } from './encode-command.ts';
+import { runStart } from './start-command.ts';
+import { GzipError } from './byte-source.ts';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, processIo } from './io.ts';
+import type { CliIo } from './io.ts';
 
-export async function main(argv: string[]): Promise<number> {
+/** Commander accumulator for repeatable options. */
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+function buildProgram(io: CliIo, setCode: (code: number) => void): Command {
   const program = new Command('livemig');
-  program.description('Live migration of VM memory, speaking QEMU 7.2\'s stream format and QMP');
-  await program.parseAsync(argv);
-  return 0;
+  program
+    .description("Live migration of VM memory, speaking QEMU 7.2's stream format and QMP")
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
+    .showHelpAfterError('(see livemig --help)');
+
+  program
+    .command('analyze')
+    .description('decode a QEMU 7.2 migration stream (or a multifd channel) and report what it holds')
+    .argument('<file>', 'stream file (plain or gzip); a multifd channel is recognised by its magic')
+    .option('--json', 'print one JSON object instead of the text report')
+    .option('--extract-ram <dir>', 'write each rebuilt RAM block to DIR/<name>.ram')
+    .option('--return-path <file>', 'also decode this destination-to-source (return path) capture')
+    .option('--chunk-bytes <n>', 'feed the decoder chunks of N bytes (K/M suffixes; default 1M)')
+    .option('--max-ram <n>', 'rebuild RAM in memory only up to N bytes in all (default 8G)')
+    .option('--multifd', 'FILE is a multifd channel (normally detected by its magic)')
+    .option('--multifd-channel <file>', 'merge this multifd channel capture into the RAM of the main stream (repeatable)', collect, [])
+    .action(async (file: string, options: AnalyzeOptions) => setCode(await runAnalyze(file, options, io)));
+
+  program
+    .command('encode')
+    .description('write the precopy stream QEMU 7.2 loads for a guest whose one RAM block holds a file')
+    .requiredOption('--ram-image <file>', 'RAM contents (a multiple of 4096 bytes)')
+    .requiredOption('--block <name>', 'RAM block name (e.g. ram for -M none -m SIZE)')
+    .requiredOption('-o, --output <file>', 'where to write the stream')
+    .option('--machine <type>', 'machine type for the CONFIGURATION record', 'none')
+    .action((options: EncodeOptions) => setCode(runEncode(options, io)));
+
+  program
+    .command('start')
+    .description('run the main job (a stand-in until the engine lands: analyzes a bundled vector)')
+    .option('--json', 'print the analysis as one JSON object')
+    .action(async (options: { json?: boolean }) => setCode(await runStart(options, io)));
+
+  return program;
+}
+
+/**
+ * Runs the CLI. `argv` is process.argv-shaped (node, script, args...) unless `from` is
+ * 'user', in which case it holds only the arguments.
+ */
+export async function main(argv: string[], io: CliIo = processIo(), from: 'node' | 'user' = 'node'): Promise<number> {
+  let code = EXIT_OK;
+  const program = buildProgram(io, (c) => (code = c));
+  try {
+    await program.parseAsync(argv, { from });
+    return code;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // Help and version requested explicitly are successes; every other parse problem is usage.
+      return e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? EXIT_OK : EXIT_USAGE;
+    }
+    if (e instanceof UsageError) {
+      io.err(`livemig: ${e.message}\n`);
+      return EXIT_USAGE;
+    }
+    if (e instanceof GzipError) {
+      io.err(`livemig: ${e.message}\n`);
+      return EXIT_FAILURE;
+    }
+    throw e;
+  }
+}
+
+/** `main` for tests: arguments only, output captured by `io`. */
+export function runCli(args: string[], io: CliIo): Promise<number> {
+  return main(args, io, 'user');
 }

@@ -1,0 +1,11 @@
+/**
+ * The benchmark groups, in the order they run. A new group (QEMU side by side, simulator
+ * scale, ...) is one module exporting a BenchGroup, added to this list.
+ */
+import type { BenchGroup } from './registry.ts';
+import { makeCodecGroup } from './codec-group.ts';
+import { makeMemoryGroup } from './memory-group.ts';
+
+export function benchGroups(): BenchGroup[] {
+  return [makeCodecGroup(), makeMemoryGroup()];
+}

@@ -1,0 +1,59 @@
+/**
+ * The benchmark registry's shapes. A group is a named set of measurements that returns table
+ * rows (table.ts); main.ts runs the groups it is asked for, in registry order, and prints
+ * their rows. Adding a group (QEMU side by side, simulator scale, ...) means writing one
+ * module that exports a BenchGroup and listing it in groups.ts.
+ */
+import type { BenchRow } from './table.ts';
+
+/** What a group gets from the runner. */
+export interface BenchContext {
+  /** --quick: smaller sizes and fewer runs, for a fast look (figures are less stable). */
+  readonly quick: boolean;
+  /** Monotonic clock in nanoseconds. */
+  readonly clockNs: () => number;
+  /** Progress lines (to stderr, so that --json output stays clean). */
+  readonly progress: (line: string) => void;
+}
+
+export interface BenchGroup {
+  /** Short name used by --only and in the table's group column. */
+  readonly name: string;
+  /** One line for --help and --list. */
+  readonly description: string;
+  run(ctx: BenchContext): Promise<BenchRow[]>;
+}
+
+/** Monotonic nanoseconds from process.hrtime. */
+export function hrtimeNs(): number {
+  return Number(process.hrtime.bigint());
+}
+
+/**
+ * Times `fn` `runs` times after `warmups` untimed calls and returns each run's nanoseconds.
+ * `before` (untimed) runs ahead of every call, e.g. to reset a buffer.
+ */
+export async function timeRuns(
+  ctx: BenchContext,
+  runs: number,
+  fn: () => void | Promise<void>,
+  options: { readonly warmups?: number; readonly before?: () => void } = {},
+): Promise<number[]> {
+  for (let i = 0; i < (options.warmups ?? 1); i++) {
+    options.before?.();
+    await fn();
+  }
+  const samples: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    options.before?.();
+    const start = ctx.clockNs();
+    await fn();
+    samples.push(ctx.clockNs() - start);
+  }
+  return samples;
+}
+
+/** Nanosecond samples → GB/s (1 GB = 1e9 bytes) of `bytes` per run. */
+export function gbPerSecond(bytes: number, samplesNs: readonly number[]): number[] {
+  return samplesNs.map((ns) => bytes / ns);
+}
