@@ -41,6 +41,8 @@ export const VIRTIO_ERR = {
   FEATURES_LOCKED: 'VIRTIO_ERR_FEATURES_LOCKED',
   STATUS_SEQUENCE: 'VIRTIO_ERR_STATUS_SEQUENCE',
   STATUS_CLEAR: 'VIRTIO_ERR_STATUS_CLEAR',
+  // A device model (balloon, virtio-mem) found a guest protocol violation in a buffer's contents.
+  DEVICE_PROTOCOL: 'VIRTIO_ERR_DEVICE_PROTOCOL',
 } as const;
 
 export type VirtioErrorCode = (typeof VIRTIO_ERR)[keyof typeof VIRTIO_ERR];
