@@ -5,7 +5,9 @@
 import type { BenchGroup } from './registry.ts';
 import { makeCodecGroup } from './codec-group.ts';
 import { makeMemoryGroup } from './memory-group.ts';
+import { makeLimitsGroup } from './limits-group.ts';
+import { makeQemuGroup } from './qemu-group.ts';
 
 export function benchGroups(): BenchGroup[] {
-  return [makeCodecGroup(), makeMemoryGroup()];
+  return [makeCodecGroup(), makeMemoryGroup(), makeLimitsGroup(), makeQemuGroup()];
 }

@@ -4,14 +4,15 @@
  *   --json        one JSON document (rows with every sample, the machine, the duration)
  *   --quick       smaller sizes and fewer runs
  *   --only GROUP  run only these groups (repeatable or comma-separated); --list names them
- * Progress goes to stderr. Exit code 0 when it ran (goals missed show as "NO" in the table),
- * 2 on a bad flag or unknown group.
+ * Progress goes to stderr. A group that can measure nothing here (BenchSkipped) is reported
+ * after the table and under `skipped` in --json; row-less notes go under `notes`. Exit code 0
+ * when it ran (goals missed show as "NO" in the table), 2 on a bad flag or unknown group.
  */
 import { cpus, totalmem } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { benchGroups } from './groups.ts';
-import { hrtimeNs } from './registry.ts';
+import { BenchSkipped, hrtimeNs } from './registry.ts';
 import type { BenchContext, BenchGroup } from './registry.ts';
 import { goalMet, renderTable } from './table.ts';
 import type { BenchRow } from './table.ts';
@@ -62,17 +63,30 @@ export async function runBench(args: string[], io: BenchIo, groups: readonly Ben
   const ctx: BenchContext = { quick: flags.quick === true, clockNs: hrtimeNs, progress: (line) => io.err(`bench: ${line}\n`) };
   const started = hrtimeNs();
   const rows: BenchRow[] = [];
-  for (const group of chosen) rows.push(...(await group.run(ctx)));
+  const skipped: Array<{ group: string; reason: string }> = [];
+  const notes: Array<{ group: string; text: string }> = [];
+  for (const group of chosen) {
+    const groupCtx: BenchContext = { ...ctx, note: (text) => void notes.push({ group: group.name, text }) };
+    try {
+      rows.push(...(await group.run(groupCtx)));
+    } catch (error) {
+      if (!(error instanceof BenchSkipped)) throw error;
+      skipped.push({ group: group.name, reason: error.reason });
+      ctx.progress(`${group.name}: skipped: ${error.reason}`);
+    }
+  }
   const durationS = (hrtimeNs() - started) / 1e9;
 
   if (flags.json === true) {
     const machine = { cpu: cpus()[0]?.model ?? 'unknown', cpus: cpus().length, memoryBytes: totalmem(), node: process.version };
-    const doc = { quick: ctx.quick, groups: chosen.map((g) => g.name), machine, durationS, rows: rows.map((r) => ({ ...r, met: goalMet(r) })) };
+    const doc = { quick: ctx.quick, groups: chosen.map((g) => g.name), machine, durationS, rows: rows.map((r) => ({ ...r, met: goalMet(r) })), skipped, notes };
     io.out(`${JSON.stringify(doc, null, 2)}\n`);
     return 0;
   }
   const lines = [renderTable(rows), ''];
   for (const r of rows) if (r.note !== undefined) lines.push(`${r.group} / ${r.name}: ${r.note}`);
+  for (const n of notes) lines.push(`${n.group}: ${n.text}`);
+  for (const s of skipped) lines.push(`${s.group}: skipped: ${s.reason}`);
   lines.push(`${ctx.quick ? 'quick run' : 'full run'} in ${durationS.toFixed(1)} s on ${cpus()[0]?.model ?? 'unknown CPU'} (${cpus().length} CPUs), Node ${process.version}`);
   io.out(`${lines.join('\n')}\n`);
   return 0;

@@ -14,6 +14,23 @@ export interface BenchContext {
   readonly clockNs: () => number;
   /** Progress lines (to stderr, so that --json output stays clean). */
   readonly progress: (line: string) => void;
+  /**
+   * A row-less note: a figure the group could not measure here, and why. Printed after the
+   * table and listed under `notes` in --json. Absent when a caller runs a group by hand.
+   */
+  readonly note?: (text: string) => void;
+}
+
+/**
+ * Thrown by a group that can measure nothing on this machine (QEMU missing, ...). The run goes
+ * on with the other groups; the reason is printed after the table and listed under `skipped`
+ * in --json. Benchmarks are not tests: a missing tool is a note, not a crash.
+ */
+export class BenchSkipped extends Error {
+  override name = 'BenchSkipped';
+  constructor(readonly reason: string) {
+    super(reason);
+  }
 }
 
 export interface BenchGroup {

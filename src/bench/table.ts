@@ -19,6 +19,8 @@ export interface BenchRow {
   /** A comparison against a baseline measured in the same run (QEMU, memcpy, loopback). */
   readonly versus?: { readonly name: string; readonly value: number };
   readonly note?: string;
+  /** Structured figures behind the row (e.g. QEMU's own query-migrate numbers); --json only. */
+  readonly detail?: Readonly<Record<string, unknown>>;
 }
 
 export function median(samples: readonly number[]): number {
