@@ -8,6 +8,13 @@
  * sink as subarray views, allocates nothing else, and stops at the first record it cannot
  * take whole. `readRecord` handles any single record through a ByteReader, with every check
  * and every error; the decoder calls it wherever the fast loop stopped.
+ *
+ * Page payload modes (engine-types.ts `PagePayloadMode`): in the default `bytes` mode a PAGE
+ * record carries one target page, as QEMU writes it. In the simulator's compact `version` mode
+ * it carries the page's version as 8 bytes little-endian instead (delivered through
+ * `VersionPageSink.ramPageVersion`); a page no version represents carries the 8-byte mark
+ * VERSION_PAYLOAD_EXACT_MARK followed by its 4096 real bytes (delivered through `ramPage`).
+ * Record words, flags, block names and ZERO records are identical in both modes.
  */
 import type { ByteReader } from '../lib/bytes.ts';
 import type { RamBlockInfo, RamBlockRef, SectionHeader, StreamSink } from './stream-types.ts';
@@ -36,6 +43,30 @@ import {
 } from './stream-errors.ts';
 
 const TWO_32 = 4294967296;
+
+/** How a PAGE record carries its payload (the same union as core's PagePayloadMode). */
+export type RamPayloadMode = 'bytes' | 'version';
+/** Bytes of a version-mode PAGE payload: the version as a little-endian u64. */
+export const VERSION_PAYLOAD_BYTES = 8;
+/**
+ * Each 32-bit half of the version-mode mark that announces an exact page (the u64
+ * 0xffffffffffffffff, which is never a version): 4096 real bytes follow the mark.
+ */
+export const VERSION_PAYLOAD_EXACT_MARK = 0xffffffff;
+/** Versions above this high word would not be exact numbers; they are refused. */
+const MAX_VERSION_HIGH_WORD = 0x1fffff;
+
+/** A sink that also takes version-mode pages (required by a decoder in `version` mode). */
+export interface VersionPageSink extends StreamSink {
+  /** A version-mode PAGE record: the page at `offsetBytes` of `block` now has `version`. */
+  ramPageVersion(block: RamBlockRef, offsetBytes: number, version: number): void;
+}
+
+/** True when `sink` can take version-mode pages. */
+export function isVersionPageSink(sink: StreamSink): sink is VersionPageSink {
+  return typeof (sink as Partial<VersionPageSink>).ramPageVersion === 'function';
+}
+
 /** The largest high word of a 64-bit value that still fits a safe integer. */
 const MAX_SAFE_HIGH_WORD = 0x1fffff;
 const PAGE_CONTINUE = RAM_SAVE_FLAG_PAGE | RAM_SAVE_FLAG_CONTINUE;
@@ -49,6 +80,8 @@ export interface RamLoaderConfig {
   readonly hugePageBlocks: ReadonlySet<string>;
   /** Capability x-ignore-shared: every MEM_SIZE entry carries a be64 GPA. */
   ignoreShared: boolean;
+  /** PAGE payloads: real pages (default) or the simulator's compact versions. */
+  readonly pagePayloadMode?: RamPayloadMode;
 }
 
 function hex64(high: number, lowBytes: number): string {
@@ -64,10 +97,13 @@ export class RamLoader {
   private flagMask: number;
   /** Set while the destination would be LISTENING/RUNNING: only ZERO, PAGE and EOS are allowed. */
   postcopyMode = false;
+  /** True in `version` payload mode. */
+  private readonly versionMode: boolean;
 
   constructor(private readonly config: RamLoaderConfig, targetPageBits: number) {
     this.pageSizeBytes = 2 ** targetPageBits;
     this.flagMask = this.pageSizeBytes - 1;
+    this.versionMode = config.pagePayloadMode === 'version';
   }
 
   get targetPageSizeBytes(): number {
@@ -96,6 +132,7 @@ export class RamLoader {
   fastRun(bytes: Uint8Array, view: DataView, pos: number, end: number, sink: StreamSink): number {
     const block = this.lastBlock;
     if (block === null) return pos;
+    if (this.versionMode) return this.fastRunVersions(bytes, view, pos, end, sink as VersionPageSink, block);
     const pageBytes = this.pageSizeBytes;
     const mask = this.flagMask;
     const usedBytes = block.usedLengthBytes;
@@ -110,6 +147,38 @@ export class RamLoader {
         if (end - dataAt < pageBytes || offsetBytes + pageBytes > usedBytes) break;
         sink.ramPage(block, offsetBytes, bytes.subarray(dataAt, dataAt + pageBytes));
         pos = dataAt + pageBytes;
+      } else if (flags === ZERO_CONTINUE) {
+        if (end - pos < 9 || offsetBytes + pageBytes > usedBytes) break;
+        sink.ramZero(block, offsetBytes, bytes[pos + 8]);
+        pos += 9;
+      } else {
+        break;
+      }
+    }
+    return pos;
+  }
+
+  /**
+   * The fast loop of `version` mode: PAGE|CONTINUE records with an 8-byte version payload and
+   * ZERO|CONTINUE records; it stops at an exact-page mark, like at anything else unusual.
+   */
+  private fastRunVersions(bytes: Uint8Array, view: DataView, pos: number, end: number, sink: VersionPageSink, block: RamBlockRef): number {
+    const pageBytes = this.pageSizeBytes;
+    const mask = this.flagMask;
+    const usedBytes = block.usedLengthBytes;
+    while (end - pos >= 8) {
+      const high = view.getUint32(pos);
+      const low = view.getUint32(pos + 4);
+      const flags = low & mask;
+      if (high > MAX_SAFE_HIGH_WORD) break;
+      const offsetBytes = high * TWO_32 + (low - flags);
+      if (flags === PAGE_CONTINUE) {
+        if (end - pos < 8 + VERSION_PAYLOAD_BYTES || offsetBytes + pageBytes > usedBytes) break;
+        const versionLow = view.getUint32(pos + 8, true);
+        const versionHigh = view.getUint32(pos + 12, true);
+        if (versionHigh > MAX_VERSION_HIGH_WORD) break;
+        sink.ramPageVersion(block, offsetBytes, versionHigh * TWO_32 + versionLow);
+        pos += 8 + VERSION_PAYLOAD_BYTES;
       } else if (flags === ZERO_CONTINUE) {
         if (end - pos < 9 || offsetBytes + pageBytes > usedBytes) break;
         sink.ramZero(block, offsetBytes, bytes[pos + 8]);
@@ -168,6 +237,8 @@ export class RamLoader {
           const fill = r.u8();
           this.lastBlock = block;
           sink.ramZero(block, offsetBytes, fill);
+        } else if (this.versionMode) {
+          this.readVersionPayload(r, ctx, sink as VersionPageSink, block, offsetBytes, at);
         } else {
           const data = r.bytesView(this.pageSizeBytes);
           this.lastBlock = block;
@@ -183,6 +254,23 @@ export class RamLoader {
         throw ctx.fail(MIG_ERR_RAM_FLAGS, `Unknown combination of migration flags: 0x${flags.toString(16)}`, at);
       }
     }
+  }
+
+  /** A version-mode PAGE payload: a version, or the exact mark and a real page. */
+  private readVersionPayload(r: ByteReader, ctx: DecodeContext, sink: VersionPageSink, block: RamBlockRef, offsetBytes: number, at: number): void {
+    const versionLow = r.le32();
+    const versionHigh = r.le32();
+    if (versionLow === VERSION_PAYLOAD_EXACT_MARK && versionHigh === VERSION_PAYLOAD_EXACT_MARK) {
+      const data = r.bytesView(this.pageSizeBytes);
+      this.lastBlock = block;
+      sink.ramPage(block, offsetBytes, data);
+      return;
+    }
+    if (versionHigh > MAX_VERSION_HIGH_WORD) {
+      throw ctx.fail(MIG_ERR_INTEGER_RANGE, `page version 0x${hex64(versionHigh, versionLow)} at offset 0x${offsetBytes.toString(16)} exceeds 2^53-1`, at);
+    }
+    this.lastBlock = block;
+    sink.ramPageVersion(block, offsetBytes, versionHigh * TWO_32 + versionLow);
   }
 
   /**

@@ -47,7 +47,7 @@ import {
   MIG_ERR_UNSUPPORTED_VERSION,
 } from './stream-errors.ts';
 import type { StreamLimits } from './stream-errors.ts';
-import { RamLoader } from './ram-records.ts';
+import { isVersionPageSink, RamLoader, type RamPayloadMode } from './ram-records.ts';
 import { PushDecoder } from './push-decoder.ts';
 import { nextPostcopyPhase, readCommand } from './commands.ts';
 import type { PostcopyPhase } from './commands.ts';
@@ -68,6 +68,11 @@ export interface StreamDecoderOptions {
   readonly ignoreShared?: boolean;
   /** QEMU refuses a stream without CONFIGURATION ("Configuration section missing"); default true. */
   readonly requireConfiguration?: boolean;
+  /**
+   * PAGE payloads: `bytes` (default, QEMU's) or the simulator's compact `version` mode (see
+   * ram-records.ts), which needs a sink with `ramPageVersion` (a VersionPageSink).
+   */
+  readonly pagePayloadMode?: RamPayloadMode;
 }
 
 const enum St {
@@ -114,6 +119,9 @@ export class StreamDecoder extends PushDecoder {
 
   constructor(sink: StreamSink, options: StreamDecoderOptions = {}) {
     super();
+    if (options.pagePayloadMode === 'version' && !isVersionPageSink(sink)) {
+      throw new TypeError("StreamDecoder: pagePayloadMode 'version' needs a sink with ramPageVersion (VersionPageSink)");
+    }
     this.sink = sink;
     this.deviceDecoder = options.deviceDecoder;
     this.limits = { ...DEFAULT_STREAM_LIMITS, ...options.limits };
@@ -125,6 +133,7 @@ export class StreamDecoder extends PushDecoder {
         postcopyRam: options.postcopyRam ?? false,
         hugePageBlocks: new Set(options.hugePageBlocks ?? []),
         ignoreShared: options.ignoreShared ?? false,
+        pagePayloadMode: options.pagePayloadMode ?? 'bytes',
       },
       options.targetPageBits ?? DEFAULT_TARGET_PAGE_BITS,
     );

@@ -8,7 +8,14 @@
  *
  * `ramPages` is the hot path: it copies a run of non-zero pages with one `set` and then
  * spreads them apart in place with `copyWithin` to make room for the record headers, so it
- * allocates nothing per page.
+ * allocates nothing per page. `ramZeroPage`, `ramPageFrom` and the version-mode records are the
+ * per-page hot path of the migration engine: a CONTINUE record header is written with two
+ * DataView stores and the page bytes come straight from the page store into the chunk.
+ *
+ * Version payload mode (the simulator's compact pages, see ram-records.ts): `ramPageVersion`
+ * writes an 8-byte version instead of 4096 bytes, and `ramPageVersionExact` the exact-page mark
+ * and the real bytes. `payloadAdjustBytes` keeps how many bytes a real (bytes-mode) stream
+ * would have more than this one, so callers can count "wire" bytes as a real stream would.
  */
 import { ChunkWriter } from './chunk-writer.ts';
 import type { Command, Configuration, RamBlockInfo } from './stream-types.ts';
@@ -50,6 +57,7 @@ import {
   RAM_SAVE_FLAG_ZERO,
 } from './constants.ts';
 import type { GlobalState, TimerState } from './sections.ts';
+import { VERSION_PAYLOAD_BYTES, VERSION_PAYLOAD_EXACT_MARK } from './ram-records.ts';
 
 const TWO_32 = 4294967296;
 export const DEFAULT_ENCODER_CHUNK_BYTES = 1024 * 1024;
@@ -63,6 +71,12 @@ export interface StreamEncoderOptions {
   readonly targetPageBits?: number;
 }
 
+/** Where page-copying records read a page's bytes; memory's PageStore matches it structurally. */
+export interface PageBytesSource {
+  /** Copies page `pageIndex` (a whole target page) into out[outOffset ..]. */
+  copyPageOut(pageIndex: number, out: Uint8Array, outOffset?: number): void;
+}
+
 /** Counts of what `ramPages` wrote. */
 export interface RamPagesResult {
   readonly zeroPages: number;
@@ -72,11 +86,26 @@ export interface RamPagesResult {
 export class StreamEncoder extends ChunkWriter {
   readonly pageSizeBytes: number;
   private lastBlockName: string | null = null;
+  /** Bytes a bytes-mode stream would hold beyond what was written (version-mode PAGE records). */
+  private payloadAdjust = 0;
 
   constructor(options: StreamEncoderOptions) {
     const pageSizeBytes = 2 ** (options.targetPageBits ?? DEFAULT_TARGET_PAGE_BITS);
     super(options.onChunk, Math.max(options.chunkSizeBytes ?? DEFAULT_ENCODER_CHUNK_BYTES, 2 * pageSizeBytes + 512));
     this.pageSizeBytes = pageSizeBytes;
+  }
+
+  /**
+   * How many bytes a real (bytes-mode) stream would hold beyond what this encoder wrote:
+   * +4088 per version PAGE record, -8 per exact-page record of version mode, 0 otherwise.
+   */
+  get payloadAdjustBytes(): number {
+    return this.payloadAdjust;
+  }
+
+  /** `offsetBytes` as a real stream would count it (offsetBytes + payloadAdjustBytes). */
+  get wireOffsetBytes(): number {
+    return this.offsetBytes + this.payloadAdjust;
   }
 
   // --- file structure -------------------------------------------------------------------
@@ -207,6 +236,128 @@ export class StreamEncoder extends ChunkWriter {
     if (!Number.isInteger(fill) || fill < 0 || fill > 255) this.fail(`fill byte ${fill} is not a byte`);
     this.pageHeader(blockName, offsetBytes, RAM_SAVE_FLAG_ZERO, 1);
     this.buf[this.pos++] = fill;
+  }
+
+  /** ZERO record (fill 0) for page `pageInBlock` of `blockName`: the hot-path form of ramZero. */
+  ramZeroPage(blockName: string, pageInBlock: number): void {
+    this.pageWord(blockName, pageInBlock, RAM_SAVE_FLAG_ZERO, 1);
+    this.buf[this.pos++] = 0;
+  }
+
+  /**
+   * ZERO records (fill 0) for the consecutive pages [firstPageInBlock, firstPageInBlock + count)
+   * of `blockName`: the same bytes as `count` ramZeroPage calls, written in a tight loop.
+   */
+  ramZeroRun(blockName: string, firstPageInBlock: number, count: number): void {
+    if (count <= 0) return;
+    const endPage = firstPageInBlock + count;
+    if (endPage > TWO_32 || !Number.isInteger(endPage)) this.fail(`page run ${firstPageInBlock}+${count} is outside 2^32 pages`);
+    this.ramZeroPage(blockName, firstPageInBlock);
+    const recordBytes = 9;
+    const pageBits = Math.log2(this.pageSizeBytes);
+    const flags = RAM_SAVE_FLAG_ZERO | RAM_SAVE_FLAG_CONTINUE;
+    let page = firstPageInBlock + 1;
+    while (page < endPage) {
+      const room = Math.floor((this.buf.length - this.pos) / recordBytes);
+      if (room === 0) {
+        this.flush();
+        continue;
+      }
+      const stop = Math.min(endPage, page + room);
+      const view = this.view;
+      const buf = this.buf;
+      let pos = this.pos;
+      for (; page < stop; page++) {
+        // offset = page << pageBits, split into be32 halves without leaving integer arithmetic.
+        view.setUint32(pos, page >>> (32 - pageBits));
+        view.setUint32(pos + 4, ((page << pageBits) | flags) >>> 0);
+        buf[pos + 8] = 0;
+        pos += recordBytes;
+      }
+      this.pos = pos;
+    }
+  }
+
+  /** PAGE record for page `pageInBlock` whose bytes `source` copies straight into the chunk. */
+  ramPageFrom(blockName: string, pageInBlock: number, source: PageBytesSource, pageIndex: number): void {
+    const pageBytes = this.pageSizeBytes;
+    this.pageWord(blockName, pageInBlock, RAM_SAVE_FLAG_PAGE, pageBytes);
+    source.copyPageOut(pageIndex, this.buf, this.pos);
+    this.pos += pageBytes;
+  }
+
+  /** Version mode: PAGE record whose payload is `version` as 8 bytes little-endian. */
+  ramPageVersion(blockName: string, pageInBlock: number, version: number): void {
+    if (!(version >= 0 && Number.isSafeInteger(version))) this.fail(`page version ${version} is not a non-negative safe integer`);
+    this.pageWord(blockName, pageInBlock, RAM_SAVE_FLAG_PAGE, VERSION_PAYLOAD_BYTES);
+    this.view.setUint32(this.pos, version >>> 0, true);
+    this.view.setUint32(this.pos + 4, Math.floor(version / TWO_32), true);
+    this.pos += VERSION_PAYLOAD_BYTES;
+    this.payloadAdjust += this.pageSizeBytes - VERSION_PAYLOAD_BYTES;
+  }
+
+  /**
+   * Version mode: PAGE records for the consecutive pages [firstPageInBlock, + count) of
+   * `blockName` whose versions are versions[from .. from + count) (32-bit, non-zero): the same
+   * bytes as `count` ramPageVersion calls, written in a tight loop.
+   */
+  ramPageVersionRun(blockName: string, firstPageInBlock: number, versions: Uint16Array | Uint32Array, from: number, count: number): void {
+    if (count <= 0) return;
+    const endPage = firstPageInBlock + count;
+    if (endPage > TWO_32 || !Number.isInteger(endPage)) this.fail(`page run ${firstPageInBlock}+${count} is outside 2^32 pages`);
+    this.ramPageVersion(blockName, firstPageInBlock, versions[from]);
+    const recordBytes = 8 + VERSION_PAYLOAD_BYTES;
+    const pageBits = Math.log2(this.pageSizeBytes);
+    const flags = RAM_SAVE_FLAG_PAGE | RAM_SAVE_FLAG_CONTINUE;
+    let page = firstPageInBlock + 1;
+    let at = from + 1;
+    while (page < endPage) {
+      const room = Math.floor((this.buf.length - this.pos) / recordBytes);
+      if (room === 0) {
+        this.flush();
+        continue;
+      }
+      const stop = Math.min(endPage, page + room);
+      const view = this.view;
+      let pos = this.pos;
+      for (; page < stop; page++, at++) {
+        view.setUint32(pos, page >>> (32 - pageBits));
+        view.setUint32(pos + 4, ((page << pageBits) | flags) >>> 0);
+        view.setUint32(pos + 8, versions[at], true);
+        view.setUint32(pos + 12, 0);
+        pos += recordBytes;
+      }
+      this.payloadAdjust += ((pos - this.pos) / recordBytes) * (this.pageSizeBytes - VERSION_PAYLOAD_BYTES);
+      this.pos = pos;
+    }
+  }
+
+  /** Version mode: PAGE record of a page no version represents: the exact mark, then its bytes. */
+  ramPageVersionExact(blockName: string, pageInBlock: number, source: PageBytesSource, pageIndex: number): void {
+    const pageBytes = this.pageSizeBytes;
+    this.pageWord(blockName, pageInBlock, RAM_SAVE_FLAG_PAGE, VERSION_PAYLOAD_BYTES + pageBytes);
+    this.view.setUint32(this.pos, VERSION_PAYLOAD_EXACT_MARK);
+    this.view.setUint32(this.pos + 4, VERSION_PAYLOAD_EXACT_MARK);
+    source.copyPageOut(pageIndex, this.buf, this.pos + VERSION_PAYLOAD_BYTES);
+    this.pos += VERSION_PAYLOAD_BYTES + pageBytes;
+    this.payloadAdjust -= VERSION_PAYLOAD_BYTES;
+  }
+
+  /**
+   * The record word of a page record, leaving room for `payloadBytes` after it. A CONTINUE
+   * record (same block as the last one named) takes the fast path; anything else goes through
+   * pageHeader with its checks.
+   */
+  private pageWord(blockName: string, pageInBlock: number, flag: number, payloadBytes: number): void {
+    if (blockName !== this.lastBlockName || pageInBlock >>> 0 !== pageInBlock) {
+      this.pageHeader(blockName, pageInBlock * this.pageSizeBytes, flag, payloadBytes);
+      return;
+    }
+    if (this.buf.length - this.pos < 8 + payloadBytes) this.ensure(8 + payloadBytes);
+    const offsetBytes = pageInBlock * this.pageSizeBytes;
+    this.view.setUint32(this.pos, Math.floor(offsetBytes / TWO_32));
+    this.view.setUint32(this.pos + 4, ((offsetBytes >>> 0) | flag | RAM_SAVE_FLAG_CONTINUE) >>> 0);
+    this.pos += 8;
   }
 
   /**

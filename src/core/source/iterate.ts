@@ -1,0 +1,101 @@
+/**
+ * `pump` and `tick`: one iteration of QEMU 7.2's migration thread (migration_iteration_run and
+ * the loop around it, facts §4.3, §4.4):
+ *
+ *   close the bandwidth window if ≥ 100 ms old (threshold, mbps, rate-limit reset)
+ *   rate limited and no page request queued?          → nothing (the shell waits)
+ *   precopy:  remaining < threshold → sync (notifiers) and recount
+ *             decide: iterate → one RAM PART chunk
+ *                     complete → stop the guest (next pump: completion)
+ *                     postcopy → postcopy-active, stop the guest (next pump: the switch)
+ *   stopping: the completion or the switch (switchover.ts, postcopy-switch.ts)
+ *   postcopy: postcopy.ts
+ *
+ * Why the stop takes its own pump: effects are carried out after an input returns, and the
+ * final sync must see a stopped guest. Splitting at the stop keeps that true in real mode,
+ * where vCPU threads run until the shell stops them.
+ */
+import { assertNever } from '../../lib/assert.ts';
+import { TARGET_PAGE_SIZE } from '../../lib/units.ts';
+import { closeBandwidthWindow } from '../bandwidth.ts';
+import { decideIteration, ramPending, shouldSyncBeforePending } from '../convergence.ts';
+import { resetRateWindow } from '../rate-limiter.ts';
+import { isActiveStatus } from '../status.ts';
+import { syncDirtyBitmap } from './dirty-sync.ts';
+import { pumpPostcopy } from './postcopy.ts';
+import { switchToPostcopy } from './postcopy-switch.ts';
+import { isThrottled, writeRamChunk } from './ram-chunk.ts';
+import type { SourceContext } from './source-context.ts';
+import { beginStop, completePrecopy } from './switchover.ts';
+
+/** One iteration with at most `budgetBytes` wire bytes of background pages. */
+export function pump(ctx: SourceContext, nowNs: number, budgetBytes: number): void {
+  rollWindow(ctx, nowNs);
+  const phase = ctx.phase;
+  switch (phase.kind) {
+    case 'precopy':
+      return pumpPrecopy(ctx, nowNs, budgetBytes);
+    case 'stopping':
+      if (phase.next === 'complete') return completePrecopy(ctx, nowNs);
+      return switchToPostcopy(ctx, nowNs);
+    case 'postcopy':
+      return pumpPostcopy(ctx, nowNs, budgetBytes);
+    case 'idle':
+    case 'awaiting-shut':
+    case 'paused':
+    case 'finished':
+      return;
+    default:
+      return assertNever(phase);
+  }
+}
+
+/** Time passed: the bandwidth window may close. */
+export function tick(ctx: SourceContext, nowNs: number): void {
+  rollWindow(ctx, nowNs);
+}
+
+/** QEMU's migration_update_counters: closes the bandwidth window when it is due. */
+function rollWindow(ctx: SourceContext, nowNs: number): void {
+  if (!isActiveStatus(ctx.status)) return;
+  ctx.countRate();
+  const closed = closeBandwidthWindow(ctx.window, {
+    nowNs,
+    totalBytes: ctx.main.wireOffsetBytes,
+    totalPages: ctx.stats.totalTransferredPages(),
+    downtimeLimitMs: ctx.params.downtimeLimitMs,
+    dirtyPagesRate: ctx.stats.dirtyPagesRate,
+    remainingBytes: ctx.bitmap.dirtyCount * TARGET_PAGE_SIZE,
+  });
+  if (closed === null) return;
+  ctx.stats.applyBandwidthSample(closed.sample);
+  ctx.thresholdBytes = closed.sample.thresholdBytes;
+  ctx.window = closed.next;
+  ctx.limiter = resetRateWindow(ctx.limiter, nowNs);
+}
+
+function pumpPrecopy(ctx: SourceContext, nowNs: number, budgetBytes: number): void {
+  if (isThrottled(ctx, budgetBytes)) return;
+  let remainingBytes = ctx.bitmap.dirtyCount * TARGET_PAGE_SIZE;
+  if (shouldSyncBeforePending({ remainingDirtyBytes: remainingBytes, thresholdBytes: ctx.thresholdBytes, inPostcopy: false })) {
+    syncDirtyBitmap(ctx, nowNs, { notifiers: true, vmRunning: true });
+    remainingBytes = ctx.bitmap.dirtyCount * TARGET_PAGE_SIZE;
+  }
+  const pending = ramPending(remainingBytes, ctx.caps['postcopy-ram']);
+  const decision = decideIteration({
+    pendingPrecopyOnlyBytes: pending.precopyOnlyBytes,
+    pendingPostcopiableBytes: pending.postcopiableBytes,
+    thresholdBytes: ctx.thresholdBytes,
+    postcopyRequested: ctx.postcopyRequested,
+    inPostcopy: false,
+  });
+  switch (decision) {
+    case 'iterate':
+      return writeRamChunk(ctx, budgetBytes);
+    case 'complete':
+    case 'postcopy':
+      return beginStop(ctx, nowNs, decision);
+    default:
+      return assertNever(decision);
+  }
+}

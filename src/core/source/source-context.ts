@@ -1,0 +1,308 @@
+/**
+ * The source engine's state: one mutable record (`SourceContext`) owned by one engine, with a
+ * tagged-union `phase` that says which inputs mean what, and the small helpers every step uses
+ * (status moves, effects, flushing the encoders into `send` effects, byte accounting).
+ *
+ * Phases (the QMP status is a separate field; see status.ts):
+ *
+ * ```mermaid
+ * stateDiagram-v2
+ *   [*] --> idle
+ *   idle --> precopy: start (none→setup→active)
+ *   precopy --> stopping: pump decides complete / postcopy (stop-guest)
+ *   stopping --> awaitingShut: pump: END, devices, EOF (return path open)
+ *   stopping --> finished: pump: ... no return path (completed)
+ *   stopping --> postcopy: pump: discard, package, PING 4
+ *   postcopy --> awaitingShut: pump: END + EOF
+ *   awaitingShut --> finished: SHUT(0) (completed)
+ *   postcopy --> paused: channelError (postcopy-paused)
+ *   precopy --> finished: cancel / channelError / bad RP (cancelled / failed)
+ *   paused --> finished: cancel
+ * ```
+ *
+ * Why a mutable record and not an immutable state: the bitmaps are large typed arrays changed
+ * per page; copying them per step is out of the question. Each input runs to completion on this
+ * record and collects its effects in `effects`.
+ */
+import { assert } from '../../lib/assert.ts';
+import { Bitmap } from '../../lib/bitmap.ts';
+import { TARGET_PAGE_SIZE } from '../../lib/units.ts';
+import { StreamEncoder } from '../../format/stream-encoder.ts';
+import { ReturnPathDecoder, type RpMessage } from '../../format/return-path.ts';
+import { MigrationBitmap } from '../../memory/migration-bitmap.ts';
+import type { RamBlock } from '../../memory/ram-block.ts';
+import type { ChannelName, Effect, SourceHooks, SourceRam } from '../engine-types.ts';
+import type { MigrationCapabilities } from '../capabilities.ts';
+import type { MigrationParameters } from '../params.ts';
+import { isLegalTransition, isPostcopyStatus, type MigrationStatus } from '../status.ts';
+import { MigrationStatsAccumulator, transferPhase, type TransferPhase } from '../stats.ts';
+import { createRateLimiter, recordSent, type RateLimiter } from '../rate-limiter.ts';
+import { openBandwidthWindow, type BandwidthWindow } from '../bandwidth.ts';
+import { AUTO_CONVERGE_IDLE, type AutoConvergeState } from '../auto-converge.ts';
+import { createPageEmitter, type PageEmitter } from './page-emitter.ts';
+import { RequestQueue } from './request-queue.ts';
+import { SourceError, type SourceEngineConfig, type SourceSendEffect } from './source-types.ts';
+import { checkSupported, gapsOf, resolveOptions, type ResolvedSourceOptions } from './source-options.ts';
+
+/** Where the engine is; data lives only in the variants where it means something. */
+export type SourcePhase =
+  /** Constructed; `start` not called yet (status none). */
+  | { readonly kind: 'idle' }
+  /** Status active: RAM PART chunks, convergence decisions, syncs. Left by a pump's decision. */
+  | { readonly kind: 'precopy' }
+  /**
+   * The guest was told to stop (stop-guest effect); the next pump, after the shell stopped it,
+   * writes the completion (`complete`) or the postcopy switch (`postcopy`).
+   */
+  | { readonly kind: 'stopping'; readonly next: 'complete' | 'postcopy' }
+  /** Status postcopy-active: page requests first, then the background push. */
+  | { readonly kind: 'postcopy' }
+  /** Everything is written (EOF); waiting for the destination's SHUT on the return path. */
+  | { readonly kind: 'awaiting-shut' }
+  /** Status postcopy-paused after a channel error (recovery is not implemented yet). */
+  | { readonly kind: 'paused' }
+  /** Status completed, failed or cancelled. Every input is ignored from here on. */
+  | { readonly kind: 'finished' };
+
+/** Mutable counters behind SourceCounters. */
+export interface MutableCounters {
+  hintedPages: number;
+  hintedNeverSentPages: number;
+  hintedZeroPagesSent: number;
+  requestedPagesDropped: number;
+  requestedPagesSent: number;
+  requestsReceived: number;
+  requestQueueHighWater: number;
+  pongs: number;
+  lastPong: number | null;
+  discardCommands: number;
+  discardRanges: number;
+}
+
+export class SourceContext {
+  // --- configuration (fixed at construction) ---------------------------------------------
+  /** Guest RAM: blocks, store, dirty log. */
+  readonly ram: SourceRam;
+  /** Host callbacks: notifiers, skip ranges, device state. */
+  readonly hooks: SourceHooks;
+  /** Capabilities of this migration (they cannot change while it runs). */
+  readonly caps: MigrationCapabilities;
+  /** Options with defaults applied. */
+  readonly options: ResolvedSourceOptions;
+  /** RAM blocks in QEMU list order (largest first); the scan walks them in this order. */
+  readonly blocks: readonly RamBlock[];
+  /** Page ranges of the store that belong to no block; cleared from the bitmap after every sync. */
+  readonly gaps: ReadonlyArray<readonly [number, number]>;
+  /** True when a return path is opened (capability postcopy-ram or return-path). */
+  readonly returnPath: boolean;
+
+  // --- bitmaps (owned by the page scan, hints and requests) -------------------------------
+  /** QEMU's bmap: set = must be sent. Synced from the dirty log, cleared on send and by hints. */
+  readonly bitmap: MigrationBitmap;
+  /**
+   * `track` only: set when the destination holds a copy of the page (it was sent); cleared at
+   * the postcopy switch for every page the DISCARD commands throw away on the destination.
+   */
+  readonly sentOnce: Bitmap | null;
+  /** `track` only: pages a hint cleared while not in `sentOnce`, not answered yet. */
+  readonly hintedNeverSent: Bitmap | null;
+  /** debugChecks only, after the switch: pages sent since the switch (a second send asserts). */
+  sentAfterSwitch: Bitmap | null = null;
+
+  // --- streams ------------------------------------------------------------------------------
+  /** The main migration stream. */
+  readonly main: StreamEncoder;
+  /** The postcopy-preempt channel (capability postcopy-preempt), else null. */
+  readonly preempt: StreamEncoder | null;
+  /** Writes page records from the store in the configured payload mode. */
+  readonly emitter: PageEmitter;
+  /** The channel requested pages went to last (QEMU resets the "last block" when it changes). */
+  lastPageChannel: ChannelName = 'main';
+  /** Return-path decoder; null without a return path. */
+  readonly rp: ReturnPathDecoder | null;
+  /** Messages the decoder delivered during the current push. */
+  readonly rpInbox: RpMessage[] = [];
+  /** SHUT(0) was received. */
+  shutReceived = false;
+
+  // --- migration state ---------------------------------------------------------------------
+  /** Parameters (migrate-set-parameters may replace them during the migration). */
+  params: MigrationParameters;
+  /** The QMP status. Changed only through `setStatus`. */
+  status: MigrationStatus = 'none';
+  /** Where the engine is (see the diagram). */
+  phase: SourcePhase = { kind: 'idle' };
+  /** The error that failed the migration, once it failed. */
+  error: SourceError | null = null;
+  /** QMP statistics. */
+  readonly stats = new MigrationStatsAccumulator(TARGET_PAGE_SIZE);
+  /** Counters the statistics don't have. */
+  readonly counters: MutableCounters = {
+    hintedPages: 0,
+    hintedNeverSentPages: 0,
+    hintedZeroPagesSent: 0,
+    requestedPagesDropped: 0,
+    requestedPagesSent: 0,
+    requestsReceived: 0,
+    requestQueueHighWater: 0,
+    pongs: 0,
+    lastPong: null,
+    discardCommands: 0,
+    discardRanges: 0,
+  };
+  /** Queued page requests (postcopy), served before the background scan. */
+  readonly requests: RequestQueue;
+  /** `migrate-start-postcopy` was issued. */
+  postcopyRequested = false;
+  /** The engine stopped the guest and has not run it again (QEMU's vm_was_running, inverted). */
+  guestStopped = false;
+  /** Index into `blocks` of the background scan position. */
+  scanBlock = 0;
+  /** Page index (global) the background scan examines next. */
+  scanPage = 0;
+  /** Rate limiter of the main stream (QEMU's qemu_file rate limit). */
+  limiter: RateLimiter;
+  /** Main-stream wire offset already counted by the limiter. */
+  limiterCountedBytes = 0;
+  /** The open bandwidth window. */
+  window: BandwidthWindow;
+  /** Convergence threshold, bytes (0 until the first window closed). */
+  thresholdBytes = 0;
+  /** Auto-converge state across sync periods. */
+  autoConverge: AutoConvergeState = AUTO_CONVERGE_IDLE;
+  /** Start of the current dirty-rate period, ms; null before the first sync. */
+  periodStartMs: number | null = null;
+  /** Pages newly dirtied in the bitmap during the current period. */
+  periodDirtyPages = 0;
+  /** `transferred` at the start of the current period. */
+  periodStartTransferredBytes = 0;
+  /** Device-section ids handed out by the default sectionIdOf, by "idstr/instance". */
+  readonly deviceSectionIds = new Map<string, number>();
+  /** The last input's time, ns (inputs must not go back in time). */
+  lastNowNs = 0;
+
+  // --- per input -----------------------------------------------------------------------------
+  /** Effects of the input being processed, in order. */
+  effects: Effect[] = [];
+  /** Pages examined by the input being processed. */
+  pagesScanned = 0;
+  /** payloadAdjustBytes of each encoder at its last flush (for the wireBytes of a chunk). */
+  private readonly flushedAdjust = { main: 0, preempt: 0 };
+
+  constructor(config: SourceEngineConfig) {
+    this.ram = config.ram;
+    this.hooks = config.hooks;
+    this.caps = config.capabilities;
+    this.params = config.parameters;
+    this.options = resolveOptions(config, this.deviceSectionIds);
+    checkSupported(config);
+    this.blocks = config.ram.blocks.blocks;
+    const pageCount = config.ram.store.pageCount;
+    if (config.ram.blocks.endBytes > config.ram.store.sizeBytes) {
+      throw new SourceError('MIG_ERR_SOURCE_CONFIG', `RAM blocks reach ${config.ram.blocks.endBytes} bytes, the page store holds ${config.ram.store.sizeBytes}`);
+    }
+    if (this.blocks.length === 0) throw new SourceError('MIG_ERR_SOURCE_CONFIG', 'no RAM blocks to migrate');
+    this.gaps = gapsOf(this.blocks, pageCount);
+    this.returnPath = this.caps['postcopy-ram'] || this.caps['return-path'];
+    this.bitmap = new MigrationBitmap(pageCount);
+    const track = this.options.hintPolicy === 'track';
+    this.sentOnce = track ? new Bitmap(pageCount) : null;
+    this.hintedNeverSent = track ? new Bitmap(pageCount) : null;
+    this.main = new StreamEncoder({ onChunk: (chunk) => this.onChunk('main', chunk), chunkSizeBytes: this.options.chunkSizeBytes });
+    this.preempt = this.caps['postcopy-preempt']
+      ? new StreamEncoder({ onChunk: (chunk) => this.onChunk('preempt', chunk), chunkSizeBytes: this.options.chunkSizeBytes })
+      : null;
+    this.emitter = createPageEmitter(config.ram.store, this.options.payloadMode);
+    this.rp = this.returnPath ? new ReturnPathDecoder((msg) => this.rpInbox.push(msg)) : null;
+    this.requests = new RequestQueue(this.options.requestQueueLimit);
+    this.limiter = createRateLimiter(this.params.maxBandwidthBytesPerSec, 0);
+    this.window = openBandwidthWindow(0, 0, 0);
+    this.scanPage = this.blocks[0].startPage;
+  }
+
+  /** Starts an input at `nowNs`: fresh effect list, monotonic time. */
+  beginInput(nowNs: number): void {
+    assert(Number.isSafeInteger(nowNs) && nowNs >= this.lastNowNs, `source input at ${nowNs} ns goes back before ${this.lastNowNs} ns`);
+    this.lastNowNs = nowNs;
+    this.effects = [];
+    this.pagesScanned = 0;
+  }
+
+  /** Moves the status along a legal source transition and emits the `status` effect. */
+  setStatus(to: MigrationStatus): void {
+    const from = this.status;
+    assert(isLegalTransition(from, to, 'source'), `illegal source status transition ${from} -> ${to}`);
+    this.status = to;
+    this.effects.push({ kind: 'status', from, to });
+  }
+
+  /** A coverage mark for a rare branch. */
+  mark(name: string, detail?: string): void {
+    this.effects.push(detail === undefined ? { kind: 'mark', name } : { kind: 'mark', name, detail });
+  }
+
+  /** A QMP event; MIGRATION_PASS and friends follow capability `events`. */
+  event(name: string, data?: Readonly<Record<string, unknown>>): void {
+    if (!this.caps.events) return;
+    this.effects.push(data === undefined ? { kind: 'event', name } : { kind: 'event', name, data });
+  }
+
+  /** Hands what the encoders hold to the shell as `send` effects (main first). */
+  flush(): void {
+    this.main.flush();
+    this.preempt?.flush();
+    this.countRate();
+  }
+
+  /** Counts main-stream bytes written since the last call against the rate limiter. */
+  countRate(): void {
+    const wire = this.main.wireOffsetBytes;
+    const delta = wire - this.limiterCountedBytes;
+    if (delta > 0) this.limiter = recordSent(this.limiter, delta);
+    this.limiterCountedBytes = wire;
+  }
+
+  /** Where RAM bytes written now count: precopy, downtime or postcopy (QEMU's rule). */
+  transferPhase(): TransferPhase {
+    return transferPhase(!this.guestStopped, isPostcopyStatus(this.status));
+  }
+
+  /** The encoder requested pages go to now, resetting its "last block" on a channel change. */
+  requestEncoder(): StreamEncoder {
+    const channel: ChannelName = this.preempt !== null && isPostcopyStatus(this.status) ? 'preempt' : 'main';
+    return this.switchPageChannel(channel);
+  }
+
+  /** The encoder background pages go to (main), resetting its "last block" on a channel change. */
+  backgroundEncoder(): StreamEncoder {
+    return this.switchPageChannel('main');
+  }
+
+  private switchPageChannel(channel: ChannelName): StreamEncoder {
+    const encoder = channel === 'preempt' ? (this.preempt as StreamEncoder) : this.main;
+    if (channel !== this.lastPageChannel) {
+      encoder.resetLastBlock();
+      this.lastPageChannel = channel;
+    }
+    return encoder;
+  }
+
+  /** Refreshes the `remaining` statistic from the bitmap. */
+  updateRemaining(): void {
+    this.stats.remainingBytes = this.bitmap.dirtyCount * TARGET_PAGE_SIZE;
+  }
+
+  /** The block holding page `pageIndex`, or undefined outside every block. */
+  blockOfPage(pageIndex: number): RamBlock | undefined {
+    return this.ram.blocks.blockOfPage(pageIndex);
+  }
+
+  private onChunk(channel: ChannelName, data: Uint8Array): void {
+    const encoder = channel === 'main' ? this.main : (this.preempt as StreamEncoder);
+    const adjust = encoder.payloadAdjustBytes;
+    const wireBytes = data.length + adjust - this.flushedAdjust[channel];
+    this.flushedAdjust[channel] = adjust;
+    const effect: SourceSendEffect = { kind: 'send', channel, data, wireBytes };
+    this.effects.push(effect);
+  }
+}

@@ -1,0 +1,256 @@
+// Precopy acceptance tests of the source engine, driven by a tiny loop (no simulator): the
+// stream decodes with format's StreamDecoder into RAM equal to the source (sha256), in facts
+// §1.7's section and command order; a guest writing between pumps still ends equal (dirty pages
+// resent); the notifier sequence is §4.1's; statistics follow QEMU's accounting.
+import { test } from 'node:test';
+import { createHash } from 'node:crypto';
+import assert from 'node:assert/strict';
+import { checkStatusSequence } from '../status.ts';
+import {
+  caps,
+  Destination,
+  digestStore,
+  drive,
+  effectsOf,
+  engineFor,
+  Guest,
+  MS,
+  PAGE,
+  params,
+  RecordingHooks,
+  statusMoves,
+} from './source-harness.test-util.ts';
+import { RangeTable } from '../../lib/range-table.ts';
+
+const sha256Of = (store: Parameters<typeof digestStore>[0]): string => digestStore(store, createHash('sha256'));
+
+const PAGES_16M = 4096;
+
+/** A 16 MiB guest: every third page zero, the others a pattern. */
+function patternGuest(): Guest {
+  const guest = new Guest('bytes', PAGES_16M);
+  for (let p = 0; p < PAGES_16M; p++) if (p % 3 !== 0) guest.write(p, p);
+  return guest;
+}
+
+/** Collapses runs of equal neighbours: ['a','a','b'] → ['a','b']. */
+function collapse(items: readonly string[]): string[] {
+  return items.filter((x, i) => i === 0 || items[i - 1] !== x);
+}
+
+test('a 16 MiB precopy decodes into RAM equal to the source, in §1.7 order', () => {
+  const guest = patternGuest();
+  const { engine } = engineFor(guest);
+  const dest = new Destination(guest);
+  const started = engine.start(0);
+  dest.take(started);
+  const { results } = drive(engine, dest, 0, { budgetBytes: 4 << 20 });
+  assert.equal(engine.status, 'completed');
+  assert.equal(dest.sawEof, true);
+  assert.equal(guestDigest(dest), sha256Of(guest.store));
+  assert.deepEqual(collapse(dest.trail), [
+    'header',
+    'configuration',
+    'begin:start:ram',
+    'ram-blocks',
+    'ram-eos',
+    'section-end',
+    ...partsAndEnd(dest.trail),
+    'begin:full:timer',
+    'device',
+    'section-end',
+    'begin:full:globalstate',
+    'device',
+    'section-end',
+    'eof',
+    'vmdescription',
+  ]);
+  const all = [started, ...results];
+  assert.deepEqual(statusMoves(all), ['none>setup', 'setup>active', 'active>completed']);
+  assert.ok(checkStatusSequence(['none', 'setup', 'active', 'completed'], 'source').ok);
+  // No return path: no commands at all.
+  assert.deepEqual(dest.commands, []);
+  assert.equal(effectsOf(all, 'stop-guest').length, 1);
+  assert.equal(effectsOf(all, 'run-guest').length, 0);
+});
+
+/** The PART…END part of a collapsed trail, checked to be well formed, returned as is. */
+function partsAndEnd(trail: readonly string[]): string[] {
+  const c = collapse(trail);
+  const from = c.indexOf('section-end') + 1;
+  const to = c.indexOf('begin:full:timer');
+  const middle = c.slice(from, to);
+  // PART (ram-eos section-end)… END ram-eos section-end
+  assert.equal(middle.at(-3), 'begin:end:ram');
+  assert.deepEqual(middle.slice(-2), ['ram-eos', 'section-end']);
+  for (let i = 0; i < middle.length - 3; i += 3) assert.deepEqual(middle.slice(i, i + 3), ['begin:part:ram', 'ram-eos', 'section-end']);
+  return middle;
+}
+
+function guestDigest(dest: Destination): string {
+  return sha256Of(dest.store);
+}
+
+test('a guest that writes between pumps still ends equal: dirty pages are resent', () => {
+  const guest = patternGuest();
+  const { engine, hooks } = engineFor(guest);
+  const dest = new Destination(guest);
+  dest.take(engine.start(0));
+  let seed = 1;
+  const { results } = drive(engine, dest, 0, {
+    budgetBytes: 1 << 20,
+    beforePump: (_now, i) => {
+      // A modest writer: 40 pages per pump for the first 30 pumps, always touching page 7.
+      if (i >= 30) return;
+      for (let k = 0; k < 40; k++) guest.write((i * 97 + k * 31) % PAGES_16M, seed++);
+      guest.write(7, seed++);
+    },
+  });
+  assert.equal(engine.status, 'completed');
+  assert.equal(guestDigest(dest), sha256Of(guest.store));
+  const resent = dest.arrivals.filter((a) => a.page === 7).length;
+  assert.ok(resent >= 2, `page 7 was sent ${resent} times`);
+  const info = engine.queryMigrate(0);
+  assert.ok((info.ram?.['dirty-sync-count'] ?? 0) >= 3);
+  // §4.1 with intermediate syncs: BEFORE, AFTER, SETUP, {BEFORE, AFTER}…, COMPLETE, BEFORE, AFTER (stopped), CLEANUP.
+  const n = hooks.notifications;
+  assert.deepEqual(n.slice(0, 3), ['before-bitmap-sync', 'after-bitmap-sync', 'setup']);
+  assert.deepEqual(n.slice(-4), ['complete(stopped)', 'before-bitmap-sync(stopped)', 'after-bitmap-sync(stopped)', 'cleanup(stopped)']);
+  const middle = n.slice(3, -4);
+  assert.ok(middle.length >= 2 && middle.length % 2 === 0);
+  for (let i = 0; i < middle.length; i += 2) assert.deepEqual(middle.slice(i, i + 2), ['before-bitmap-sync', 'after-bitmap-sync']);
+  // MIGRATION_PASS counts the syncs, from 1.
+  const passes = effectsOf(results, 'event').map((e) => (e.kind === 'event' ? e.data?.pass : null));
+  assert.deepEqual(passes, Array.from({ length: passes.length }, (_, i) => i + 2));
+});
+
+test('an idle guest gives exactly §4.1 sequence: BEFORE, AFTER, SETUP, COMPLETE, BEFORE, AFTER, CLEANUP', () => {
+  const guest = new Guest('bytes', 256);
+  const { engine, hooks } = engineFor(guest);
+  const dest = new Destination(guest);
+  dest.take(engine.start(0));
+  drive(engine, dest, 0);
+  assert.equal(engine.status, 'completed');
+  assert.deepEqual(hooks.notifications, [
+    'before-bitmap-sync',
+    'after-bitmap-sync',
+    'setup',
+    'complete(stopped)',
+    'before-bitmap-sync(stopped)',
+    'after-bitmap-sync(stopped)',
+    'cleanup(stopped)',
+  ]);
+});
+
+test('statistics: QEMU accounting of transferred, duplicate, normal, phases, remaining', () => {
+  const guest = patternGuest();
+  const { engine } = engineFor(guest);
+  const dest = new Destination(guest);
+  dest.take(engine.start(5 * MS));
+  const during = engine.queryMigrate(5 * MS);
+  assert.equal(during.status, 'active');
+  assert.equal(during.ram?.remaining, PAGES_16M * PAGE);
+  assert.equal(during.ram?.total, PAGES_16M * PAGE);
+  const { nowNs } = drive(engine, dest, 5 * MS, { budgetBytes: 64 << 20 });
+  const info = engine.queryMigrate(nowNs);
+  const ram = info.ram!;
+  const zero = Math.ceil(PAGES_16M / 3);
+  assert.equal(ram.duplicate, zero);
+  assert.equal(ram.normal, PAGES_16M - zero);
+  assert.equal(ram['normal-bytes'], (PAGES_16M - zero) * PAGE);
+  assert.equal(ram.remaining, 0);
+  assert.equal(ram.transferred, ram['precopy-bytes'] + ram['downtime-bytes'] + ram['postcopy-bytes']);
+  assert.equal(ram['postcopy-bytes'], 0);
+  assert.equal(info.status, 'completed');
+  assert.equal(typeof info.downtime, 'number');
+  assert.equal(info['setup-time'], 0);
+});
+
+test('setup sends the preamble for return-path and postcopy-ram (OPEN_RETURN_PATH, PING 1, ADVISE)', () => {
+  const guest = new Guest('bytes', 16);
+  const { engine } = engineFor(guest, { capabilities: caps('events', 'postcopy-ram') });
+  const dest = new Destination(guest);
+  dest.take(engine.start(0));
+  assert.deepEqual(dest.commands, [
+    { kind: 'open-return-path' },
+    { kind: 'ping', value: 1 },
+    { kind: 'postcopy-advise', pageSizeSummary: 0x1000, targetPageSize: 0x1000 },
+  ]);
+  const rpOnly = new Guest('bytes', 16);
+  const e2 = engineFor(rpOnly, { capabilities: caps('return-path') });
+  const d2 = new Destination(rpOnly);
+  d2.take(e2.engine.start(0));
+  assert.deepEqual(d2.commands, [{ kind: 'open-return-path' }, { kind: 'ping', value: 1 }]);
+});
+
+test('with a return path, completion waits for SHUT in status active', () => {
+  const guest = new Guest('bytes', 64);
+  const { engine } = engineFor(guest, { capabilities: caps('return-path') });
+  const dest = new Destination(guest);
+  dest.take(engine.start(0));
+  drive(engine, dest, 0, { shut: false });
+  assert.equal(dest.sawEof, true);
+  assert.equal(engine.status, 'active');
+  assert.equal(engine.phase, 'awaiting-shut');
+  assert.deepEqual(engine.readiness(10 ** 12), { kind: 'idle' });
+});
+
+test('pagesScanned counts the pages each pump examined', () => {
+  const guest = new Guest('bytes', 1024);
+  const { engine } = engineFor(guest);
+  const dest = new Destination(guest);
+  dest.take(engine.start(0));
+  const { results } = drive(engine, dest, 0);
+  const total = results.reduce((s, r) => s + r.pagesScanned, 0);
+  assert.equal(total, 1024);
+});
+
+test('skipPages ranges (virtio-mem unplugged) are never sent, even when the guest writes them', () => {
+  const guest = new Guest('bytes', 512);
+  for (let p = 0; p < 512; p++) guest.write(p, p);
+  const hooks = new RecordingHooks();
+  hooks.skip = RangeTable.of([{ start: 128, end: 256 }]);
+  const { engine } = engineFor(guest, { hooks });
+  const dest = new Destination(guest);
+  dest.take(engine.start(0));
+  assert.equal(engine.queryMigrate(0).ram?.remaining, (512 - 128) * PAGE);
+  guest.write(200, 5); // a misbehaving guest writes unplugged memory
+  drive(engine, dest, 0, { budgetBytes: 16 * PAGE });
+  assert.equal(engine.status, 'completed');
+  assert.ok(!dest.arrivals.some((a) => a.page >= 128 && a.page < 256));
+  assert.equal(new Set(dest.arrivals.map((a) => a.page)).size, 512 - 128);
+});
+
+test('several blocks go in QEMU list order (largest first) and their pages land at the right addresses', () => {
+  const guest = new Guest('bytes', 96, [
+    { name: 'pc.bios', offsetBytes: 0, sizeBytes: 16 * PAGE },
+    { name: 'pc.ram', offsetBytes: 32 * PAGE, sizeBytes: 64 * PAGE },
+  ]);
+  for (let p = 0; p < 96; p++) if (p < 16 || p >= 32) guest.write(p, p);
+  guest.log.markDirty(20); // a gap page: dirty in the log, in no block, never sent
+  const { engine } = engineFor(guest);
+  const dest = new Destination(guest);
+  dest.take(engine.start(0));
+  drive(engine, dest, 0);
+  assert.equal(engine.status, 'completed');
+  const blocks = dest.records.find((r) => r.kind === 'ram-blocks');
+  assert.deepEqual(blocks?.kind === 'ram-blocks' ? blocks.blocks.map((b) => b.name) : [], ['pc.ram', 'pc.bios']);
+  assert.equal(dest.arrivals[0].page, 32);
+  assert.ok(!dest.arrivals.some((a) => a.page >= 16 && a.page < 32));
+  assert.equal(sha256Of(dest.store), sha256Of(guest.store));
+});
+
+test('tick closes the 100 ms bandwidth window: mbps, pages-per-second, threshold', () => {
+  const guest = new Guest('bytes', 1024);
+  for (let p = 0; p < 1024; p++) guest.write(p, p);
+  const { engine } = engineFor(guest, { parameters: params({ maxBandwidthBytesPerSec: 100 * 10 * PAGE }) });
+  engine.start(0);
+  assert.equal(engine.pump(MS, 1 << 30).pagesScanned, 100);
+  assert.equal(engine.queryMigrate(50 * MS).ram?.mbps, 0);
+  engine.tick(100 * MS);
+  const info = engine.queryMigrate(100 * MS);
+  assert.equal(info.ram?.['pages-per-second'], 1000);
+  assert.ok((info.ram?.mbps ?? 0) > 32);
+  assert.equal(info['expected-downtime'], 300); // no dirty rate measured yet: the limit stays
+  assert.deepEqual(engine.readiness(100 * MS), { kind: 'pump' });
+});

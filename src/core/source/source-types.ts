@@ -1,0 +1,172 @@
+/**
+ * The public vocabulary of the source engine (core/source): its configuration, the inputs it
+ * takes, what it tells its shell besides effects (readiness, counters), its typed errors, and the
+ * `wireBytes` annotation of its `send` effects.
+ *
+ * Inputs, each carrying `nowNs` (integer nanoseconds, never decreasing):
+ *
+ *   start ─ pump* ─ (startPostcopy)? ─ onReturnPath* ─ applyHint* ─ tick* ─ cancel | channelError
+ *
+ * Wire bytes: in `version` payload mode a PAGE record carries 8 bytes where a real stream carries
+ * 4096 (engine-types.ts PagePayloadMode). Every `send` effect the source emits is a
+ * SourceSendEffect whose `wireBytes` is the size the same bytes would have on a real stream, so
+ * a link model can time them as a real stream (equal to `data.length` in `bytes` mode).
+ *
+ * What it deliberately doesn't do: define the shell's side (sim/, host/), or the destination's
+ * inputs (core/dest).
+ */
+import type { DeviceSectionBlob, Effect, HintPostcopyPolicy, PagePayloadMode, SourceHooks, SourceRam } from '../engine-types.ts';
+import type { MigrationCapabilities } from '../capabilities.ts';
+import type { MigrationParameters } from '../params.ts';
+
+/** Options of the source engine beyond capabilities and parameters; all have defaults. */
+export interface SourceOptions {
+  /** How PAGE records carry their payload (default 'bytes', QEMU's). */
+  readonly payloadMode?: PagePayloadMode;
+  /** Free page hinting × postcopy policy (DESIGN §2); the engine implements its request side. Default 'refuse'. */
+  readonly hintPolicy?: HintPostcopyPolicy;
+  /** Machine type name of the CONFIGURATION record (default 'none', as `-M none`). */
+  readonly machine?: string;
+  /** 16-byte VM UUID, sent in CONFIGURATION when capability validate-uuid is on. */
+  readonly uuid?: Uint8Array;
+  /** Section id of the `ram` handler (default 2, as QEMU 7.2 `-M none` and `-M pc`). */
+  readonly ramSectionId?: number;
+  /**
+   * Section id of a device section. Default: `timer` 0, `globalstate` 4 (QEMU 7.2 `-M none`),
+   * every other (idstr, instance) from 5 on in order of first appearance.
+   */
+  readonly sectionIdOf?: (idstr: string, instanceId: number) => number;
+  /** Write the VMDESCRIPTION record after EOF of a precopy stream (QEMU's default; default true). */
+  readonly sendVmdesc?: boolean;
+  /** The VMDESCRIPTION JSON for the device sections written (default: vmdesc-json.ts). */
+  readonly vmdescriptionJson?: (devices: readonly DeviceSectionBlob[], pageSizeBytes: number) => string;
+  /**
+   * Most background pages in one RAM chunk: the deterministic stand-in for QEMU's 50 ms
+   * MAX_WAIT check (default DEFAULT_MAX_CHUNK_PAGES).
+   */
+  readonly maxChunkPages?: number;
+  /** Most queued page requests (REQ_PAGES messages); one more fails the migration (default 65536). */
+  readonly requestQueueLimit?: number;
+  /** Size of the stream encoders' chunk buffers, bytes (default 256 KiB). */
+  readonly chunkSizeBytes?: number;
+  /**
+   * Keep a "sent after the postcopy switch" bitmap and assert that no page is sent twice after
+   * the switch (one more bit per page; default false).
+   */
+  readonly debugChecks?: boolean;
+}
+
+/** Everything a source engine is built from. */
+export interface SourceEngineConfig extends SourceOptions {
+  /** Guest RAM: blocks, page store, dirty log access. */
+  readonly ram: SourceRam;
+  /** Callbacks into the host (notifiers, skip ranges, device state). */
+  readonly hooks: SourceHooks;
+  /** Capabilities, validated by the caller (capabilities.ts applyCapabilities). */
+  readonly capabilities: MigrationCapabilities;
+  /** Parameters, validated by the caller (params.ts). */
+  readonly parameters: MigrationParameters;
+}
+
+/** Default MAX_WAIT-like bound on background pages per RAM chunk. */
+export const DEFAULT_MAX_CHUNK_PAGES = 16384;
+/** Default bound on queued page requests. */
+export const DEFAULT_REQUEST_QUEUE_LIMIT = 65536;
+/** Default chunk buffer size of the source's encoders. */
+export const DEFAULT_SOURCE_CHUNK_BYTES = 256 * 1024;
+
+/** One input of the source engine (the class methods build these and call `stepSource`). */
+export type SourceInput =
+  /** `migrate`: write the setup and go active. */
+  | { readonly kind: 'start'; readonly nowNs: number }
+  /** One iteration of the migration thread, with at most `budgetBytes` wire bytes to write. */
+  | { readonly kind: 'pump'; readonly nowNs: number; readonly budgetBytes: number }
+  /** `migrate-start-postcopy`. */
+  | { readonly kind: 'start-postcopy'; readonly nowNs: number }
+  /** Bytes from the return path. */
+  | { readonly kind: 'return-path'; readonly nowNs: number; readonly bytes: Uint8Array }
+  /** A free page hint: pages [startPage, startPage + pageCount) are free in the guest. */
+  | { readonly kind: 'hint'; readonly nowNs: number; readonly startPage: number; readonly pageCount: number }
+  /** `migrate_cancel`. */
+  | { readonly kind: 'cancel'; readonly nowNs: number }
+  /** The migration channel broke (write error, peer gone). */
+  | { readonly kind: 'channel-error'; readonly nowNs: number; readonly reason: string }
+  /** Time passed: close the bandwidth window if due. */
+  | { readonly kind: 'tick'; readonly nowNs: number }
+  /** `migrate-set-parameters` during the migration. */
+  | { readonly kind: 'set-parameters'; readonly nowNs: number; readonly parameters: MigrationParameters };
+
+/** What the shell should do next with the engine. */
+export type SourceReadiness =
+  /** Call `pump` now. */
+  | { readonly kind: 'pump' }
+  /** Rate limited: call `pump` at `untilNs` (or at once when a page request arrives). */
+  | { readonly kind: 'wait'; readonly untilNs: number }
+  /** Nothing to pump: before start, waiting for SHUT, paused, or finished. */
+  | { readonly kind: 'idle' };
+
+/** Counters the QMP statistics don't have (all cumulative over the migration). */
+export interface SourceCounters {
+  /** Pages whose migration-bitmap bit a free page hint cleared. */
+  readonly hintedPages: number;
+  /** Pages a hint cleared that had never been sent (recorded in hintedNeverSent; `track` only). */
+  readonly hintedNeverSentPages: number;
+  /** Requests for hinted never-sent pages answered with a ZERO record (`track` only). */
+  readonly hintedZeroPagesSent: number;
+  /** Requested pages dropped because their bit was clear ("not dirty → not sent"). */
+  readonly requestedPagesDropped: number;
+  /** Requested pages sent. */
+  readonly requestedPagesSent: number;
+  /** Page requests received (REQ_PAGES and REQ_PAGES_ID messages). */
+  readonly requestsReceived: number;
+  /** Most requests ever queued at once. */
+  readonly requestQueueHighWater: number;
+  /** PONG messages received, and the last value. */
+  readonly pongs: number;
+  readonly lastPong: number | null;
+  /** DISCARD commands sent at the postcopy switch, and the ranges they carried. */
+  readonly discardCommands: number;
+  readonly discardRanges: number;
+}
+
+/** Stable codes of the source engine's operating errors. */
+export type SourceErrorCode =
+  | 'MIG_ERR_SOURCE_CONFIG'
+  | 'MIG_ERR_SOURCE_UNSUPPORTED'
+  | 'MIG_ERR_SOURCE_STATE'
+  | 'MIG_ERR_POSTCOPY_NOT_ENABLED'
+  | 'MIG_ERR_POSTCOPY_NOT_STARTED'
+  | 'MIG_ERR_RP_MISALIGNED_REQUEST'
+  | 'MIG_ERR_RP_NO_PREVIOUS_BLOCK'
+  | 'MIG_ERR_RP_UNKNOWN_BLOCK'
+  | 'MIG_ERR_RP_REQUEST_OVERRUN'
+  | 'MIG_ERR_RP_MESSAGE'
+  | 'MIG_ERR_RP_SIBLING_ERROR'
+  | 'MIG_ERR_RP_UNEXPECTED'
+  | 'MIG_ERR_REQUEST_QUEUE_FULL'
+  | 'MIG_ERR_CHANNEL';
+
+/** An operating error of the source: refused input, bad return-path message, broken channel. */
+export class SourceError extends Error {
+  override name = 'SourceError';
+  constructor(
+    /** Stable machine-readable code. */
+    readonly code: SourceErrorCode,
+    /** QEMU's text where QEMU has one (also the QMP error-desc). */
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** A `send` effect of the source, with the size the bytes have on a real stream. */
+export type SourceSendEffect = Extract<Effect, { readonly kind: 'send' }> & {
+  /** Bytes on a real (bytes-mode) stream: data.length plus the version-mode adjustment. */
+  readonly wireBytes: number;
+};
+
+/** The wire size of a send effect: its `wireBytes` when a source made it, else its length. */
+export function wireBytesOf(effect: Extract<Effect, { readonly kind: 'send' }>): number {
+  const wire = (effect as Partial<SourceSendEffect>).wireBytes;
+  return wire ?? effect.data.length;
+}

@@ -1,0 +1,85 @@
+/**
+ * The end of a source migration: stopping the guest, the precopy completion (facts §1.7 step 7
+ * and 8), the device sections, and the way out to `completed` with cleanup.
+ *
+ * Precopy completion, over two pumps (iterate.ts says why):
+ *
+ *   pump n:    stop-guest                                     (downtime starts)
+ *   pump n+1:  COMPLETE notifier; rate limit off
+ *              END `ram`: final sync (BEFORE, MIGRATION_PASS, AFTER; vmRunning false),
+ *                         every dirty page, EOS (not counted, as ram_save_complete), footer
+ *              FULL device sections (hooks.saveDevices), EOF, VMDESCRIPTION
+ *              no return path → completed; else wait for SHUT (status stays active)
+ *   SHUT(0):   completed (downtime and total time end here), CLEANUP notifier
+ */
+import type { DeviceSectionBlob } from '../engine-types.ts';
+import { setUnlimited } from '../rate-limiter.ts';
+import { stopThrottle, syncDirtyBitmap } from './dirty-sync.ts';
+import { scanAndSend } from './page-scan.ts';
+import { serveRequests } from './requests.ts';
+import type { SourceContext } from './source-context.ts';
+
+/** Stops the guest for the completion or the postcopy switch (which first goes postcopy-active). */
+export function beginStop(ctx: SourceContext, nowNs: number, next: 'complete' | 'postcopy'): void {
+  if (next === 'postcopy') ctx.setStatus('postcopy-active');
+  ctx.effects.push({ kind: 'stop-guest' });
+  ctx.guestStopped = true;
+  ctx.stats.markDowntimeStart(nowNs);
+  ctx.phase = { kind: 'stopping', next };
+}
+
+/** The precopy completion: everything from the COMPLETE notifier to the VMDESCRIPTION. */
+export function completePrecopy(ctx: SourceContext, nowNs: number): void {
+  const main = ctx.main;
+  const id = ctx.options.ramSectionId;
+  ctx.hooks.precopyNotify('complete', nowNs, false);
+  ctx.limiter = setUnlimited(ctx.limiter);
+  main.sectionEnd(id);
+  syncDirtyBitmap(ctx, nowNs, { notifiers: true, vmRunning: false });
+  serveRequests(ctx);
+  scanAndSend(ctx, ctx.backgroundEncoder(), Infinity, Infinity);
+  main.ramEos();
+  main.footer(id);
+  const devices = ctx.hooks.saveDevices(nowNs);
+  writeDeviceSections(ctx, devices);
+  main.eof();
+  if (ctx.options.sendVmdesc) main.vmdescription(ctx.options.vmdescriptionJson(devices, main.pageSizeBytes));
+  ctx.updateRemaining();
+  ctx.flush();
+  awaitShutOrComplete(ctx, nowNs);
+}
+
+/** FULL sections of `devices`, in order, into `encoder` (the main stream or a package). */
+export function writeDeviceSections(ctx: SourceContext, devices: readonly DeviceSectionBlob[], encoder = ctx.main): void {
+  for (const blob of devices) {
+    const id = ctx.options.sectionIdOf(blob.idstr, blob.instanceId);
+    encoder.sectionFull(id, blob.idstr, blob.instanceId, blob.versionId);
+    encoder.bytes(blob.payload);
+    encoder.footer(id);
+  }
+}
+
+/** After EOF: completed now without a return path (or when SHUT came already), else wait. */
+export function awaitShutOrComplete(ctx: SourceContext, nowNs: number): void {
+  if (!ctx.returnPath || ctx.shutReceived) {
+    finishCompleted(ctx, nowNs);
+    return;
+  }
+  ctx.phase = { kind: 'awaiting-shut' };
+}
+
+/** completed: statistics closed at `nowNs`, then QEMU's cleanup. */
+export function finishCompleted(ctx: SourceContext, nowNs: number): void {
+  ctx.stats.complete(nowNs, ctx.main.wireOffsetBytes);
+  ctx.updateRemaining();
+  ctx.setStatus('completed');
+  ctx.phase = { kind: 'finished' };
+  cleanup(ctx, nowNs);
+}
+
+/** QEMU's migrate_fd_cleanup: the CLEANUP notifier; throttling ends. */
+export function cleanup(ctx: SourceContext, nowNs: number): void {
+  ctx.requests.clear();
+  ctx.hooks.precopyNotify('cleanup', nowNs, !ctx.guestStopped);
+  stopThrottle(ctx);
+}

@@ -1,0 +1,90 @@
+/**
+ * How a source migration ends early (facts §4.7): failure, cancel, and a broken channel.
+ *
+ *   failed:     status → failed (error-desc), run-guest if the engine had stopped the guest,
+ *               CLEANUP notifier                       (QEMU: migration_iteration_finish, then cleanup)
+ *   cancel:     status → cancelling, run-guest if stopped, CLEANUP, status → cancelled
+ *   channel error: postcopy-active (after the package went out) → postcopy-paused, the guest
+ *               stays stopped (it runs on the destination); anything else running → failed
+ *
+ * QEMU restarts the source guest after a failure or cancel even in postcopy, when the
+ * destination may already run it; livemig does the same and marks it
+ * ('run-guest-after-postcopy') so a checker can see the split brain.
+ */
+import { isPostcopyStatus, isRunningStatus } from '../status.ts';
+import type { SourceContext } from './source-context.ts';
+import { SourceError } from './source-types.ts';
+import { cleanup } from './switchover.ts';
+
+/** Fails the migration with `error` (no effect once finished or before start). */
+export function failMigration(ctx: SourceContext, nowNs: number, error: SourceError): void {
+  const phase = ctx.phase.kind;
+  if (phase === 'finished' || phase === 'idle') return;
+  if (phase === 'paused') {
+    // postcopy-paused has no move to failed; the error is kept for the record.
+    ctx.mark('error-while-paused', error.code);
+    return;
+  }
+  const wasPostcopy = destinationMayRun(ctx);
+  ctx.error = error;
+  ctx.stats.fail(error.message);
+  ctx.setStatus('failed');
+  ctx.phase = { kind: 'finished' };
+  runGuestAgain(ctx, wasPostcopy);
+  cleanup(ctx, nowNs);
+}
+
+/** migrate_cancel: only while a migration runs (and is not already cancelling). */
+export function cancelMigration(ctx: SourceContext, nowNs: number): void {
+  if (!isRunningStatus(ctx.status) || ctx.status === 'cancelling') {
+    ctx.mark('cancel-not-running', ctx.status);
+    return;
+  }
+  const wasPostcopy = destinationMayRun(ctx);
+  ctx.setStatus('cancelling');
+  ctx.phase = { kind: 'finished' };
+  runGuestAgain(ctx, wasPostcopy);
+  cleanup(ctx, nowNs);
+  ctx.setStatus('cancelled');
+}
+
+/** The migration channel broke. */
+export function onChannelError(ctx: SourceContext, nowNs: number, reason: string): void {
+  const phase = ctx.phase;
+  switch (phase.kind) {
+    case 'idle':
+    case 'finished':
+    case 'paused':
+      ctx.mark('channel-error-ignored', phase.kind);
+      return;
+    case 'postcopy':
+      return pausePostcopy(ctx);
+    case 'awaiting-shut':
+      if (ctx.status === 'postcopy-active') return pausePostcopy(ctx);
+      return failMigration(ctx, nowNs, new SourceError('MIG_ERR_CHANNEL', reason));
+    case 'precopy':
+    case 'stopping':
+      // In `stopping` for postcopy the package has not gone out: the destination never ran
+      // the guest, so failing (and running the source guest again) is safe.
+      return failMigration(ctx, nowNs, new SourceError('MIG_ERR_CHANNEL', reason));
+  }
+}
+
+/** postcopy-active → postcopy-paused ("Detected IO failure for postcopy. Migration paused."). */
+function pausePostcopy(ctx: SourceContext): void {
+  ctx.setStatus('postcopy-paused');
+  ctx.phase = { kind: 'paused' };
+  ctx.mark('postcopy-paused');
+}
+
+/** True once the postcopy package may have reached the destination (its guest may run). */
+function destinationMayRun(ctx: SourceContext): boolean {
+  return isPostcopyStatus(ctx.status) && ctx.phase.kind !== 'stopping';
+}
+
+function runGuestAgain(ctx: SourceContext, wasPostcopy: boolean): void {
+  if (!ctx.guestStopped) return;
+  if (wasPostcopy) ctx.mark('run-guest-after-postcopy');
+  ctx.effects.push({ kind: 'run-guest' });
+  ctx.guestStopped = false;
+}
