@@ -12,6 +12,7 @@ import type { AnalyzeOptions } from './analyze-command.ts';
 import { runEncode } from './encode-command.ts';
 import type { EncodeOptions } from './encode-command.ts';
 import { runStart } from './start-command.ts';
+import { registerSimCommand } from './sim.ts';
 import { GzipError } from './byte-source.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, processIo } from './io.ts';
 import type { CliIo } from './io.ts';
@@ -57,6 +58,7 @@ function buildProgram(io: CliIo, setCode: (code: number) => void): Command {
     .option('--json', 'print the analysis as one JSON object')
     .action(async (options: { json?: boolean }) => setCode(await runStart(options, io)));
 
+  registerSimCommand(program, io, setCode);
   return program;
 }
 

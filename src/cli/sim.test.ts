@@ -1,0 +1,87 @@
+// `livemig sim`: the progress table and the verdicts, the --json object with query-migrate's
+// names, --set and --seed, the --trace file (its hash is the reported trace-hash), and the
+// exit codes: 0 all invariants hold, 1 an invariant fails or the status is not the expected
+// one, 2 usage errors (missing file, bad --set, invalid scenario, bad seed).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { fnv1a64Hex } from '../sim/trace.ts';
+import { cli } from './cli.test-util.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'livemig-sim-'));
+const scenarioFile = join(dir, 'tiny.yaml');
+writeFileSync(scenarioFile, `
+name: tiny
+guest: { memory: 64M, reserved: 8M }
+workload: { kind: incrementer, size: 16M, rate: 256M }
+capabilities: { return-path: true }
+parameters: { max-bandwidth: 128M }
+migration: { start: 20ms }
+settle: 20ms
+`);
+const hintIdle = fileURLToPath(new URL('../../scenarios/hint-idle-8g.yaml', import.meta.url));
+
+test('sim prints the progress table, the verdicts and PASS', async () => {
+  const r = await cli('sim', scenarioFile);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /^ sync +time ms +transferred MiB +remaining MiB +dirty MiB\/s +bandwidth Mbit\/s +status$/m);
+  assert.match(r.stdout, /scenario tiny, seed 1: completed \(as expected\)/);
+  for (const name of ['memory-equality', 'postcopy-placement', 'stall-bound', 'hint-recovery', 'unplugged-memory', 'status-and-queues', 'incrementer-oracle']) {
+    assert.match(r.stdout, new RegExp(`ok +${name}: `));
+  }
+  assert.match(r.stdout, /\nPASS\n$/);
+});
+
+test('sim --json prints one object with query-migrate names', async () => {
+  const r = await cli('sim', scenarioFile, '--json', '--seed', '5');
+  assert.equal(r.code, 0, r.stderr);
+  const json = JSON.parse(r.stdout) as Record<string, unknown>;
+  assert.equal(json.status, 'completed');
+  for (const key of ['total-time', 'downtime', 'setup-time', 'ram', 'balloon', 'postcopy', 'invariants', 'seed', 'trace-hash']) assert.ok(key in json, key);
+  const ram = json.ram as Record<string, number>;
+  for (const key of ['transferred', 'duplicate', 'normal', 'dirty-sync-count', 'postcopy-requests']) assert.equal(typeof ram[key], 'number', key);
+  assert.deepEqual(Object.keys(json.balloon as object).slice(0, 2), ['hinted-pages', 'held-after-migration-bytes']);
+  assert.ok('blocktime' in (json.postcopy as object) && 'max-stall-ms' in (json.postcopy as object));
+  assert.equal((json.invariants as unknown[]).length, 7);
+  assert.equal(json.seed, 5);
+  assert.match(json['trace-hash'] as string, /^[0-9a-f]{16}$/);
+});
+
+test('--trace writes the JSON lines whose hash is the trace-hash; --seed changes it', async () => {
+  const out = join(dir, 'trace.jsonl');
+  const r = await cli('sim', scenarioFile, '--json', '--trace', out, '--set', 'workload.rate=512M');
+  const json = JSON.parse(r.stdout) as Record<string, unknown>;
+  const text = readFileSync(out, 'utf8');
+  assert.equal(fnv1a64Hex(text), json['trace-hash']);
+  assert.match(text.split('\n')[0], /^\{"t":0,"ev":"run","scenario":"tiny","seed":1,/);
+  const again = JSON.parse((await cli('sim', scenarioFile, '--json', '--set', 'workload.rate=512M')).stdout) as Record<string, unknown>;
+  assert.equal(again['trace-hash'], json['trace-hash']);
+  const other = JSON.parse((await cli('sim', scenarioFile, '--json', '--set', 'workload.rate=512M', '--seed', '2')).stdout) as Record<string, unknown>;
+  assert.notEqual(other['trace-hash'], json['trace-hash']);
+});
+
+test('exit 1 when an invariant fails or the status is not the expected one', async () => {
+  const legacy = await cli('sim', hintIdle, '--set', 'guest.memory=256M', '--set', 'capabilities.postcopy-ram=true',
+    '--set', 'switch.postcopy.after-syncs=1', '--set', 'devices.balloon.free-page-hint-postcopy=legacy', '--set', 'parameters.downtime-limit=1');
+  assert.equal(legacy.code, 1);
+  assert.match(legacy.stdout, /FAIL hint-recovery: .*DONE never reached the guest driver/);
+  assert.match(legacy.stdout, /\nFAIL\n$/);
+  const unexpected = await cli('sim', scenarioFile, '--set', 'expect.status=cancelled');
+  assert.equal(unexpected.code, 1);
+  assert.match(unexpected.stdout, /completed \(expected cancelled\)/);
+});
+
+test('exit 2 on usage errors', async () => {
+  assert.equal((await cli('sim', join(dir, 'missing.yaml'))).code, 2);
+  const badSet = await cli('sim', scenarioFile, '--set', 'novalue');
+  assert.equal(badSet.code, 2);
+  assert.match(badSet.stderr, /--set: 'novalue' is not key=value/);
+  const invalid = await cli('sim', scenarioFile, '--set', 'guest.memory=lots');
+  assert.equal(invalid.code, 2);
+  assert.match(invalid.stderr, /guest\.memory: 'lots' is not a size/);
+  assert.equal((await cli('sim', scenarioFile, '--seed', '-1')).code, 2);
+  assert.equal((await cli('sim')).code, 2);
+});

@@ -1,0 +1,38 @@
+/**
+ * All invariant checkers of DESIGN §4 in one call, over a run's final state. The world builds
+ * `CheckerInputs` at the end of a run (world-record.ts); tests build violating inputs by hand.
+ */
+import { checkHintRecovery, type HintRecoveryInput } from './hint-recovery.ts';
+import { checkIncrementerOracle, type IncrementerInput } from './incrementer.ts';
+import { checkMemoryEquality, type MemoryEqualityInput } from './memory-equality.ts';
+import { checkPostcopyPlacement, type PostcopyPlacementInput } from './postcopy-placement.ts';
+import { checkStallBound, type StallBoundInput } from './stall-bound.ts';
+import { checkStatusAndQueues, type StatusAndQueuesInput } from './status-and-queues.ts';
+import { checkUnplugged, type UnpluggedInput } from './unplugged.ts';
+import type { InvariantVerdict } from './verdict.ts';
+
+/** The inputs of every checker, in DESIGN §4 order. */
+export interface CheckerInputs {
+  readonly memory: MemoryEqualityInput;
+  readonly placement: PostcopyPlacementInput;
+  readonly stall: StallBoundInput;
+  readonly hints: HintRecoveryInput;
+  readonly unplugged: UnpluggedInput;
+  readonly statusAndQueues: StatusAndQueuesInput;
+  readonly incrementer: IncrementerInput;
+}
+
+/** Runs the seven checkers in DESIGN §4 order. */
+export function runCheckers(inputs: CheckerInputs): InvariantVerdict[] {
+  return [
+    checkMemoryEquality(inputs.memory),
+    checkPostcopyPlacement(inputs.placement),
+    checkStallBound(inputs.stall),
+    checkHintRecovery(inputs.hints),
+    checkUnplugged(inputs.unplugged),
+    checkStatusAndQueues(inputs.statusAndQueues),
+    checkIncrementerOracle(inputs.incrementer),
+  ];
+}
+
+export type { InvariantVerdict } from './verdict.ts';

@@ -1,0 +1,60 @@
+/**
+ * What the simulated world needs from the two migration engines, as narrow interfaces. The
+ * world is written against these, so tests can drive it with stand-ins and the real engines
+ * (core/source, core/dest) plug in through `createEngines` (engines.ts).
+ *
+ * Every input takes `nowNs` last and returns the contract's StepResult (engine-types.ts).
+ */
+import type { ChannelName, StepResult } from '../core/engine-types.ts';
+import type { SourceCounters, SourceReadiness } from '../core/source/source-types.ts';
+import type { DestStats, FaultResult } from '../core/dest/dest-types.ts';
+import type { MigrationInfoQmp } from '../core/stats.ts';
+import type { MigrationStatus } from '../core/status.ts';
+import type { Machine } from './machine.ts';
+import type { Scenario } from './scenario/scenario.ts';
+
+/** The source engine as the world drives it. */
+export interface SourcePort {
+  /** MigrationStatus now. */
+  readonly status: MigrationStatus;
+  start(nowNs: number): StepResult;
+  /** One iteration with at most `budgetBytes` wire bytes. */
+  pump(budgetBytes: number, nowNs: number): StepResult;
+  onReturnPath(bytes: Uint8Array, nowNs: number): StepResult;
+  /** Pages [startPage, startPage + pageCount) are free in the guest (a free page hint). */
+  applyHint(startPage: number, pageCount: number, nowNs: number): StepResult;
+  /** `migrate-start-postcopy`; the error text when refused. */
+  startPostcopy(nowNs: number): StepResult | string;
+  cancel(nowNs: number): StepResult;
+  channelError(reason: string, nowNs: number): StepResult;
+  tick(nowNs: number): StepResult;
+  /** What the shell should do next. */
+  readiness(nowNs: number): SourceReadiness;
+  queryMigrate(nowNs: number): MigrationInfoQmp;
+  counters(): SourceCounters;
+}
+
+/** The destination engine as the world drives it (DestEngine fits as is). */
+export interface DestPort {
+  readonly status: MigrationStatus;
+  onBytes(channel: ChannelName, bytes: Uint8Array, nowNs: number): StepResult;
+  onChannelClosed(channel: ChannelName, nowNs: number): StepResult;
+  onGuestFault(vcpuIndex: number, pageIndex: number, nowNs: number): FaultResult;
+  queryMigrate(nowNs: number): MigrationInfoQmp;
+  stats(): DestStats;
+  readonly lastError: { readonly message: string } | null;
+}
+
+/** Builds the engines once the machine exists (engines.ts wires the real ones). */
+export interface EngineFactory {
+  source(machine: Machine, scenario: Scenario, hooks: WorldSourceHooks): SourcePort;
+  destination(machine: Machine, scenario: Scenario): DestPort;
+}
+
+/** What the world tells the source-engine factory to call back. */
+export interface WorldSourceHooks {
+  precopyNotify(reason: string, nowNs: number, vmRunning: boolean): void;
+}
+
+/** Why a run ended. */
+export type EndReason = 'completed' | 'failed' | 'cancelled' | 'refused' | 'time-limit' | 'stuck';

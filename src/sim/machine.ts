@@ -1,0 +1,121 @@
+/**
+ * The simulated machine of one scenario, built but not yet running: guest RAM on both sides,
+ * the guest (allocator, drivers, workload) on the source's RAM, the devices of both sides, the
+ * RAM block list, and the views each engine gets of its RAM.
+ *
+ * Layout: boot RAM is RAM block `pc.ram` at 0; a virtio-mem region, if any, follows as block
+ * `mem0`. The guest kernel reserves `guest.reserved` bytes at the bottom, whose last MiB holds
+ * the drivers' rings (guest.ts); with compact backings those ring pages are made exact on
+ * both sides up front (devices read back exactly what the driver wrote).
+ *
+ * Views: the source engine reads the source's pages through an AuditedPageStore when there
+ * is virtio-mem memory (to catch reads of unplugged pages); the destination engine writes
+ * through one always (placements after the postcopy switch, unplugged pages received). The
+ * guest runs on a HookedBacking that the world retargets to the destination at switchover.
+ */
+import { BytesBacking } from '../memory/bytes-backing.ts';
+import { CompactBacking } from '../memory/compact-backing.ts';
+import type { TrackableBacking } from '../memory/dirty-tracking-memory.ts';
+import { RamBlockList, type RamBlockSpec } from '../memory/ram-block.ts';
+import { ReceivedMap } from '../memory/received-map.ts';
+import { Guest, GUEST_VRING_WINDOW_BYTES_DEFAULT } from '../guest/guest.ts';
+import { Prng } from '../lib/prng.ts';
+import { TARGET_PAGE_SIZE } from '../lib/units.ts';
+import type { PagePayloadMode } from '../core/engine-types.ts';
+import { AuditedPageStore } from './audited-store.ts';
+import { DeviceHost } from './device-host.ts';
+import { HookedBacking } from './hooked-backing.ts';
+import { MemoryAudit } from './memory-audit.ts';
+import type { Scenario } from './scenario/scenario.ts';
+
+/** Exact pages a compact backing may hold: the 256 ring pages plus room for the stream's. */
+export const COMPACT_EXACT_PAGES = 1024;
+
+export interface Machine {
+  readonly pageCount: number;
+  readonly payloadMode: PagePayloadMode;
+  readonly blocks: RamBlockList;
+  /** The source's pages (frozen once the guest leaves). */
+  readonly sourceBacking: TrackableBacking;
+  /** The destination's pages. */
+  readonly destinationBacking: TrackableBacking;
+  /** What the guest runs on: the source's pages, then the destination's. */
+  readonly guestMemory: HookedBacking;
+  /** What the destination's devices run on (audits their writes once the guest runs there). */
+  readonly destinationDeviceMemory: HookedBacking;
+  /** The source engine's view of its pages. */
+  readonly sourceEngineStore: TrackableBacking | AuditedPageStore;
+  /** The destination engine's view of its pages. */
+  readonly destinationEngineStore: AuditedPageStore;
+  /** The destination's received map. */
+  readonly received: ReceivedMap;
+  readonly guest: Guest;
+  readonly devices: DeviceHost;
+  readonly audit: MemoryAudit;
+  /** The pages of the drivers' rings and buffers. */
+  readonly kernelPages: { readonly start: number; readonly end: number };
+}
+
+function newBacking(scenario: Scenario, pageCount: number): TrackableBacking {
+  return scenario.guest.backing === 'bytes'
+    ? new BytesBacking(pageCount * TARGET_PAGE_SIZE)
+    : new CompactBacking(pageCount, { exactPageLimit: COMPACT_EXACT_PAGES });
+}
+
+/**
+ * Builds the machine. `onHint` receives each hint the source balloon takes (the world applies
+ * it to the source engine); the audit is created here and shared.
+ */
+export function buildMachine(scenario: Scenario, seed: number, onHint: (startPage: number, pageCount: number, cmdId: number) => void): Machine {
+  const memoryBytes = scenario.guest.memoryBytes;
+  const vmem = scenario.virtioMem;
+  const totalBytes = memoryBytes + (vmem?.regionBytes ?? 0);
+  const pageCount = totalBytes / TARGET_PAGE_SIZE;
+  const sourceBacking = newBacking(scenario, pageCount);
+  const destinationBacking = newBacking(scenario, pageCount);
+  const kernelEndPage = Math.ceil(scenario.guest.reservedBytes / TARGET_PAGE_SIZE);
+  const kernelPages = { start: kernelEndPage - GUEST_VRING_WINDOW_BYTES_DEFAULT / TARGET_PAGE_SIZE, end: kernelEndPage };
+  for (const backing of [sourceBacking, destinationBacking]) {
+    if (backing instanceof CompactBacking) for (let p = kernelPages.start; p < kernelPages.end; p++) backing.makeExact(p);
+  }
+  const specs: RamBlockSpec[] = [{ name: 'pc.ram', offsetBytes: 0, sizeBytes: memoryBytes }];
+  if (vmem !== null) specs.push({ name: 'mem0', offsetBytes: memoryBytes, sizeBytes: vmem.regionBytes });
+  const blocks = new RamBlockList(specs);
+
+  const devices = new DeviceHost({
+    ramSizeBytes: totalBytes,
+    balloon: scenario.balloon,
+    virtioMem: vmem === null ? null : { addrBytes: memoryBytes, regionBytes: vmem.regionBytes, pluggedBytes: vmem.pluggedBytes, blockBytes: vmem.blockBytes },
+    postcopyRam: scenario.capabilities['postcopy-ram'],
+    onHint,
+  });
+  const guestMemory = new HookedBacking(sourceBacking);
+  const guest = new Guest({
+    backing: guestMemory,
+    bootRamBytes: memoryBytes,
+    kernelReservedBytes: scenario.guest.reservedBytes,
+    devices: (memory) => devices.guestDevices(memory),
+    workload: scenario.workload,
+    seed: new Prng(seed).fork().u32(),
+  });
+  const destinationDeviceMemory = new HookedBacking(destinationBacking);
+  devices.buildDestination(destinationDeviceMemory);
+  // The audit learns the unplugged pages when the migration starts (the guest plugs at boot).
+  const audit = new MemoryAudit(pageCount);
+  return {
+    pageCount,
+    payloadMode: scenario.guest.backing === 'bytes' ? 'bytes' : 'version',
+    blocks,
+    sourceBacking,
+    destinationBacking,
+    guestMemory,
+    destinationDeviceMemory,
+    sourceEngineStore: vmem === null ? sourceBacking : new AuditedPageStore(sourceBacking),
+    destinationEngineStore: new AuditedPageStore(destinationBacking),
+    received: new ReceivedMap(pageCount),
+    guest,
+    devices,
+    audit,
+    kernelPages,
+  };
+}

@@ -1,0 +1,279 @@
+/**
+ * From scenario text to a typed, checked `Scenario`: parse YAML, apply `--set` overrides
+ * (dotted paths into the document, values parsed as YAML scalars), validate with the zod
+ * schema, then resolve the QMP parts with the core's own rules: capabilities through
+ * `applyCapabilities` (QEMU's compatibility texts) and parameters through
+ * `migrateSetParameters` (QEMU's visitor and range texts). Every problem becomes one line of a
+ * ScenarioError, prefixed with the path of the field it concerns.
+ *
+ * Pure: the caller reads the file. What it deliberately doesn't do: run anything, or choose
+ * defaults that depend on the seed.
+ */
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { applyCapabilities, defaultCapabilities, isMigrationCapability, type MigrationCapabilities } from '../../core/capabilities.ts';
+import { DEFAULT_PARAMETERS, PARAMETER_FIELDS, type MigrationParameters } from '../../core/params.ts';
+import { migrateSetParameters } from '../../core/params-schema.ts';
+import type { FreePageHintPostcopyPolicy } from '../../devices/balloon/postcopy-policy.ts';
+import type { WorkloadSpec } from '../../guest/workloads/index.ts';
+import { GiB, TARGET_PAGE_SIZE } from '../../lib/units.ts';
+import type { LinkDirectionConfig } from '../link.ts';
+import { parseDurationValue, parseRateValue, parseSizeValue } from './quantities.ts';
+import { scenarioDocumentSchema, type ScenarioDocument, type WorkloadDocument } from './schema.ts';
+
+/** Guests up to this size use real bytes under `backing: auto`; larger ones are compact. */
+export const AUTO_BYTES_BACKING_MAX_BYTES = 1 * GiB;
+
+/** When the source is told `migrate-start-postcopy`. */
+export type PostcopySwitchRule =
+  | { readonly kind: 'none' }
+  /** Once the source has done this many dirty bitmap syncs. */
+  | { readonly kind: 'after-syncs'; readonly syncCount: number }
+  /** At this time after `migrate`. */
+  | { readonly kind: 'at'; readonly afterStartNs: number };
+
+/** A scenario ready to run: every quantity in the unit its name ends with. */
+export interface Scenario {
+  readonly name: string;
+  readonly description: string;
+  /** Seed of the run (the CLI's --seed overrides the file's). */
+  readonly seed: number;
+  /** Virtual time after which a running migration is cancelled. */
+  readonly timeLimitNs: number;
+  /** Virtual time the destination guest keeps running after the migration ends. */
+  readonly settleNs: number;
+  readonly guest: {
+    /** Boot RAM, bytes (virtio-mem memory comes on top). */
+    readonly memoryBytes: number;
+    /** Page store of both sides. */
+    readonly backing: 'bytes' | 'compact';
+    /** The guest's vCPU runs its workload every tickNs of virtual time. */
+    readonly tickNs: number;
+    /** Boot RAM the guest kernel keeps for itself (never free, never hinted). */
+    readonly reservedBytes: number;
+  };
+  /** What the guest runs (guest/workloads spec). */
+  readonly workload: WorkloadSpec;
+  /** The workload as written, for reports. */
+  readonly workloadKind: string;
+  readonly balloon: {
+    readonly freePageHint: boolean;
+    readonly postcopyPolicy: FreePageHintPostcopyPolicy;
+  } | null;
+  readonly virtioMem: {
+    readonly regionBytes: number;
+    readonly pluggedBytes: number;
+    readonly blockBytes: number;
+  } | null;
+  readonly link: {
+    readonly stream: LinkDirectionConfig;
+    readonly returnPath: LinkDirectionConfig;
+  };
+  readonly capabilities: MigrationCapabilities;
+  readonly parameters: MigrationParameters;
+  /** Time of `migrate` after the guest boots. */
+  readonly migrationStartNs: number;
+  readonly postcopySwitch: PostcopySwitchRule;
+  /** The final source status the scenario expects. */
+  readonly expectedStatus: 'completed' | 'cancelled' | 'failed';
+}
+
+/** A scenario that cannot be run; `problems` has one "path: text" line per problem. */
+export class ScenarioError extends Error {
+  override name = 'ScenarioError';
+  constructor(readonly problems: readonly string[]) {
+    super(`Invalid scenario:\n  ${problems.join('\n  ')}`);
+  }
+}
+
+/** One `--set key=value` override. */
+export interface ScenarioOverride {
+  /** Dotted path into the document, e.g. `devices.balloon.free-page-hint`. */
+  readonly path: string;
+  /** The value's text, parsed as a YAML scalar (false, 2, 400M, "x"). */
+  readonly valueText: string;
+}
+
+/** Splits `key=value` (the first '=' separates); null when there is none or the key is empty. */
+export function parseOverride(text: string): ScenarioOverride | null {
+  const at = text.indexOf('=');
+  if (at <= 0) return null;
+  return { path: text.slice(0, at).trim(), valueText: text.slice(at + 1) };
+}
+
+type Json = Record<string, unknown>;
+
+function isObject(value: unknown): value is Json {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Sets `override.path` in `doc` (creating missing objects on the way). Throws ScenarioError
+ * when the path goes through something that is not an object.
+ */
+export function applyOverride(doc: Json, override: ScenarioOverride): void {
+  const keys = override.path.split('.');
+  if (keys.some((k) => k.length === 0)) throw new ScenarioError([`--set ${override.path}: empty path segment`]);
+  let value: unknown;
+  try {
+    value = parseYaml(override.valueText);
+  } catch (error) {
+    throw new ScenarioError([`--set ${override.path}: cannot parse value '${override.valueText}' (${(error as Error).message})`]);
+  }
+  let node: Json = doc;
+  for (let i = 0; i < keys.length - 1; i++) {
+    const next = node[keys[i]];
+    if (next === undefined || next === null) node[keys[i]] = {};
+    else if (!isObject(next)) throw new ScenarioError([`--set ${override.path}: '${keys.slice(0, i + 1).join('.')}' is not an object`]);
+    node = node[keys[i]] as Json;
+  }
+  node[keys[keys.length - 1]] = value;
+}
+
+/** Parses scenario YAML, applies overrides and resolves it; throws ScenarioError. */
+export function loadScenario(text: string, overrides: readonly ScenarioOverride[] = []): Scenario {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (error) {
+    if (error instanceof YAMLParseError) throw new ScenarioError([`YAML: ${error.message}`]);
+    throw error;
+  }
+  if (raw === null || raw === undefined) raw = {};
+  if (!isObject(raw)) throw new ScenarioError(['the document must be a mapping']);
+  for (const override of overrides) applyOverride(raw, override);
+  const parsed = scenarioDocumentSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new ScenarioError(parsed.error.issues.map((issue) => `${issue.path.join('.') || '(document)'}: ${issue.message}`));
+  }
+  return resolveScenario(parsed.data);
+}
+
+/** Builds the typed scenario from a validated document; throws ScenarioError. */
+export function resolveScenario(doc: ScenarioDocument): Scenario {
+  const problems: string[] = [];
+  const capabilities = resolveCapabilities(doc.capabilities, problems);
+  const parameters = resolveParameters(doc.parameters, problems);
+  const memoryBytes = doc.guest.memory;
+  if (memoryBytes <= 0 || memoryBytes % TARGET_PAGE_SIZE !== 0) problems.push(`guest.memory: ${memoryBytes} is not a positive multiple of 4096`);
+  if (doc.guest.reserved >= memoryBytes) problems.push('guest.reserved: must be smaller than guest.memory');
+  if (doc.guest.tick <= 0) problems.push('guest.tick: must be > 0');
+  const vmem = doc.devices['virtio-mem'];
+  if (vmem !== undefined) {
+    if (vmem.plugged > vmem.size) problems.push('devices.virtio-mem.plugged: larger than size');
+    if (vmem.size % vmem['block-size'] !== 0 || vmem.plugged % vmem['block-size'] !== 0) {
+      problems.push('devices.virtio-mem: size and plugged must be multiples of block-size');
+    }
+    if (memoryBytes % vmem['block-size'] !== 0) problems.push('devices.virtio-mem: guest.memory must be a multiple of block-size (the region follows it)');
+  }
+  const postcopySwitch: PostcopySwitchRule = doc.switch.postcopy === null
+    ? { kind: 'none' }
+    : 'after-syncs' in doc.switch.postcopy
+      ? { kind: 'after-syncs', syncCount: doc.switch.postcopy['after-syncs'] }
+      : { kind: 'at', afterStartNs: doc.switch.postcopy.at };
+  if (postcopySwitch.kind !== 'none' && !capabilities['postcopy-ram']) {
+    problems.push('switch.postcopy: needs capabilities.postcopy-ram: true');
+  }
+  if (doc.link.bandwidth <= 0) problems.push('link.bandwidth: must be > 0');
+  if (problems.length > 0) throw new ScenarioError(problems);
+  const backing = doc.guest.backing === 'auto' ? (memoryBytes <= AUTO_BYTES_BACKING_MAX_BYTES ? 'bytes' : 'compact') : doc.guest.backing;
+  const stream: LinkDirectionConfig = {
+    bandwidthBytesPerSec: doc.link.bandwidth,
+    latencyNs: doc.link.latency,
+    perMessageOverheadBytes: doc.link.overhead,
+    scanCostNsPerPage: doc.link['scan-cost'],
+  };
+  const back = doc.link['return-path'];
+  return {
+    name: doc.name,
+    description: doc.description,
+    seed: doc.seed,
+    timeLimitNs: doc['time-limit'],
+    settleNs: doc.settle,
+    guest: { memoryBytes, backing, tickNs: doc.guest.tick, reservedBytes: doc.guest.reserved },
+    workload: toWorkloadSpec(doc.workload, memoryBytes),
+    workloadKind: doc.workload.kind,
+    balloon: doc.devices.balloon === undefined
+      ? null
+      : { freePageHint: doc.devices.balloon['free-page-hint'], postcopyPolicy: doc.devices.balloon['free-page-hint-postcopy'] },
+    virtioMem: vmem === undefined ? null : { regionBytes: vmem.size, pluggedBytes: vmem.plugged, blockBytes: vmem['block-size'] },
+    link: {
+      stream,
+      returnPath: {
+        bandwidthBytesPerSec: back?.bandwidth ?? stream.bandwidthBytesPerSec,
+        latencyNs: back?.latency ?? stream.latencyNs,
+        perMessageOverheadBytes: stream.perMessageOverheadBytes,
+      },
+    },
+    capabilities,
+    parameters,
+    migrationStartNs: doc.migration.start,
+    postcopySwitch,
+    expectedStatus: doc.expect.status,
+  };
+}
+
+/** The guest workload spec of a document workload (kernel-build: churn over 60% of RAM). */
+export function toWorkloadSpec(w: WorkloadDocument, memoryBytes: number): WorkloadSpec {
+  switch (w.kind) {
+    case 'idle':
+      return { kind: 'idle', backgroundBytesPerS: w['background-rate'], sizeBytes: w.size };
+    case 'incrementer':
+      return { kind: 'incrementer', rateBytesPerS: w.rate, sizeBytes: w.size };
+    case 'hot-set':
+      return { kind: 'hot-set', sizeBytes: w.size, rateBytesPerS: w.rate };
+    case 'random':
+      return { kind: 'random', rateBytesPerS: w.rate, sizeBytes: w.size };
+    case 'churn':
+    case 'kernel-build':
+      return {
+        kind: 'churn',
+        rateBytesPerS: w.rate,
+        usedTargetBytes: w.used ?? Math.floor(memoryBytes * 0.6),
+        lifetimeMeanNs: w.lifetime,
+      };
+    case 'alloc-then-free':
+      return { kind: 'alloc-then-free', rateBytesPerS: w.rate, fillFraction: w.fill, holdNs: w.hold, order: w.order };
+  }
+}
+
+function resolveCapabilities(requested: Readonly<Record<string, boolean>>, problems: string[]): MigrationCapabilities {
+  const list = [];
+  for (const [capability, state] of Object.entries(requested)) {
+    if (!isMigrationCapability(capability)) {
+      problems.push(`capabilities.${capability}: Parameter 'capability' does not accept value '${capability}'`);
+      continue;
+    }
+    list.push({ capability, state });
+  }
+  const applied = applyCapabilities(defaultCapabilities(), list);
+  if (!applied.ok) {
+    problems.push(`capabilities: ${applied.error.desc}`);
+    return defaultCapabilities();
+  }
+  return applied.value;
+}
+
+/** Rate-like parameters accept "400MiB/s"; downtime-limit accepts "300ms". */
+function resolveParameters(requested: Readonly<Record<string, unknown>>, problems: string[]): MigrationParameters {
+  const args: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(requested)) {
+    const field = PARAMETER_FIELDS.find((f) => f.qmp === name);
+    let converted: unknown = value;
+    if (field !== undefined && typeof value === 'string') {
+      if (name === 'max-bandwidth' || name === 'max-postcopy-bandwidth') converted = parseRateValue(value) ?? value;
+      else if (name === 'downtime-limit') converted = value.match(/[a-z]\s*$/i) ? millis(parseDurationValue(value)) ?? value : value;
+      else if (field.kind === 'size') converted = parseSizeValue(value) ?? value;
+    }
+    args[name] = converted;
+  }
+  const result = migrateSetParameters(DEFAULT_PARAMETERS, args);
+  if (!result.ok) {
+    problems.push(`parameters: ${result.error.desc}`);
+    return DEFAULT_PARAMETERS;
+  }
+  return result.value;
+}
+
+function millis(ns: number | null): number | null {
+  return ns === null ? null : Math.round(ns / 1e6);
+}

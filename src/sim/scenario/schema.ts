@@ -1,0 +1,117 @@
+/**
+ * The zod schema of a scenario file: the YAML document `livemig sim` runs (docs/scenarios.md
+ * documents every field). The schema checks shapes and units and turns human quantities into
+ * numbers with units in their names; `scenario.ts` then resolves the QMP parts (capabilities,
+ * parameters) with the core's own checks and builds the typed `Scenario`.
+ *
+ * Keys are kebab-case like QMP's. Every object is strict: an unknown key is an error, so a
+ * typo in `--set` is reported instead of silently ignored.
+ *
+ * What it deliberately doesn't do: read files or apply `--set` (scenario.ts), or validate the
+ * migration parameters' ranges (the core's migrate-set-parameters check does, with QEMU's texts).
+ */
+import { z } from 'zod';
+import { FREE_PAGE_HINT_POSTCOPY_POLICIES } from '../../devices/balloon/postcopy-policy.ts';
+import { parseDurationValue, parseRateValue, parseSizeValue } from './quantities.ts';
+
+function quantity(kind: string, parse: (value: unknown) => number | null) {
+  return z.union([z.number(), z.string()]).transform((value, ctx): number => {
+    const parsed = parse(value);
+    if (parsed === null) {
+      ctx.addIssue({ code: 'custom', message: `'${String(value)}' is not a ${kind}` });
+      return z.NEVER;
+    }
+    return parsed;
+  });
+}
+
+/** Bytes: 4096, "99M", "8GiB". */
+export const sizeSchema = quantity('size (bytes, or a number with K/M/G/T)', parseSizeValue);
+/** Bytes per second: 1e9, "400M/s", "400MiB/s", "10Gbit/s". */
+export const rateSchema = quantity('rate (bytes/s, "400MiB/s" or "10Gbit/s")', parseRateValue);
+/** Integer nanoseconds: "1.5s", "300ms", "50us", "100ns"; a bare number is milliseconds. */
+export const durationSchema = quantity('duration ("300ms", "1.5s", "50us"; a number is ms)', parseDurationValue);
+
+const fraction = z.number().gt(0).lte(1);
+
+/** The workloads of guest/workloads, with scenario spellings. */
+export const workloadSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('idle'), 'background-rate': rateSchema.optional(), size: sizeSchema.optional() }),
+  z.strictObject({ kind: z.literal('incrementer'), rate: rateSchema, size: sizeSchema }),
+  z.strictObject({ kind: z.literal('hot-set'), size: sizeSchema, rate: rateSchema }),
+  z.strictObject({ kind: z.literal('random'), rate: rateSchema, size: sizeSchema }),
+  z.strictObject({
+    kind: z.enum(['churn', 'kernel-build']),
+    rate: rateSchema,
+    used: sizeSchema.optional(),
+    lifetime: durationSchema.optional(),
+  }),
+  z.strictObject({
+    kind: z.literal('alloc-then-free'),
+    rate: rateSchema,
+    fill: fraction.optional(),
+    hold: durationSchema.optional(),
+    order: z.number().int().min(0).max(10).optional(),
+  }),
+]);
+
+const balloonSchema = z.strictObject({
+  'free-page-hint': z.boolean().default(false),
+  'free-page-hint-postcopy': z.enum(FREE_PAGE_HINT_POSTCOPY_POLICIES).default('refuse'),
+});
+
+const virtioMemSchema = z.strictObject({
+  size: sizeSchema,
+  plugged: sizeSchema.default(0),
+  'block-size': sizeSchema.default(2 * 1024 * 1024),
+});
+
+const directionSchema = z.strictObject({
+  bandwidth: rateSchema.optional(),
+  latency: durationSchema.optional(),
+});
+
+const linkSchema = z.strictObject({
+  bandwidth: rateSchema.default(1_250_000_000),
+  latency: durationSchema.default(50_000),
+  'scan-cost': durationSchema.default(0),
+  overhead: sizeSchema.default(0),
+  'return-path': directionSchema.optional(),
+});
+
+const postcopySwitchSchema = z.union([
+  z.strictObject({ 'after-syncs': z.number().int().min(1) }),
+  z.strictObject({ at: durationSchema }),
+]);
+
+/** The whole document. Defaults are filled in here so `Scenario` never has holes. */
+export const scenarioDocumentSchema = z.strictObject({
+  name: z.string().min(1).default('unnamed'),
+  description: z.string().default(''),
+  seed: z.number().int().min(0).max(0xffffffff).default(1),
+  'time-limit': durationSchema.default(60_000_000_000),
+  settle: durationSchema.default(500_000_000),
+  guest: z.strictObject({
+    memory: sizeSchema,
+    backing: z.enum(['auto', 'bytes', 'compact']).default('auto'),
+    tick: durationSchema.default(1_000_000),
+    reserved: sizeSchema.default(16 * 1024 * 1024),
+  }),
+  workload: workloadSchema.prefault({ kind: 'idle' }),
+  devices: z
+    .strictObject({
+      balloon: balloonSchema.optional(),
+      'virtio-mem': virtioMemSchema.optional(),
+    })
+    .prefault({}),
+  link: linkSchema.prefault({}),
+  capabilities: z.record(z.string(), z.boolean()).default({}),
+  parameters: z.record(z.string(), z.unknown()).default({}),
+  migration: z.strictObject({ start: durationSchema.default(0) }).prefault({}),
+  switch: z.strictObject({ postcopy: postcopySwitchSchema.nullable().default(null) }).prefault({}),
+  expect: z.strictObject({ status: z.enum(['completed', 'cancelled', 'failed']).default('completed') }).prefault({}),
+});
+
+/** A scenario document after the schema: quantities are numbers (bytes, bytes/s, ns). */
+export type ScenarioDocument = z.output<typeof scenarioDocumentSchema>;
+export type WorkloadDocument = z.output<typeof workloadSchema>;

@@ -1,0 +1,428 @@
+/**
+ * The simulated world of one scenario run: a seeded scheduler on a virtual clock, a link
+ * (migration stream one way, return path the other), the source and destination engines, the
+ * guest and the devices, wired as DESIGN §3's simulated shell. Pure: no timers, no I/O.
+ *
+ * Timeline of a run:
+ *
+ *   0                 the guest boots (drivers probe, virtio-mem plugs) and runs its workload,
+ *                     one step per `guest.tick`
+ *   migration.start   `migrate`: source.start; the stream flows; hints, syncs, page requests
+ *   stop-guest        the source stops the guest (switchover); memory is snapshotted for audit
+ *   run-guest (dest)  the guest moves to the destination's RAM and devices and runs on
+ *   end of migration  both engines final; the guest runs `settle` longer (DONE reaches the
+ *                     driver, hinted memory comes back); then the run ends
+ *   time-limit        a migration still running is cancelled (QMP migrate_cancel)
+ *
+ * The shell loop: the stream is pumped when the engine is ready and the wire has room. In
+ * precopy a pump gets QEMU's iteration-sized budget (MAX_WAIT, 50 ms of wire); after the
+ * postcopy switch at most POSTCOPY_PUMP_BYTES_MAX, and only while less than
+ * STREAM_QUEUE_BYTES_MAX is queued, so a requested page waits for little. Scanned pages are
+ * charged to the sender's CPU before its bytes are queued.
+ * Bytes arrive after serialization and latency; the return path carries the destination's
+ * messages back. Effects are carried out in the order given.
+ *
+ * What it deliberately doesn't do: model the guest's CPU throttle (auto-converge), multifd,
+ * preempt channels or link faults; judge the run (world-report.ts and the checkers do).
+ */
+import type { Effect, StepResult } from '../core/engine-types.ts';
+import { wireBytesOf } from '../core/source/source-types.ts';
+import { isFinalStatus, type MigrationStatus } from '../core/status.ts';
+import { assert } from '../lib/assert.ts';
+import { NS_PER_MS, TARGET_PAGE_SIZE } from '../lib/units.ts';
+import type { DestPort, EndReason, EngineFactory, SourcePort } from './engine-ports.ts';
+export type { EndReason, EngineFactory, WorldSourceHooks } from './engine-ports.ts';
+import { GuestRunner } from './guest-runner.ts';
+import { Link } from './link.ts';
+import type { Machine } from './machine.ts';
+import type { Scenario } from './scenario/scenario.ts';
+import { Scheduler, type ScheduledEvent } from './scheduler.ts';
+import { StoreWatch, traceRequests } from './store-watch.ts';
+import type { StatusChange } from './checkers/status-and-queues.ts';
+import { TraceEvents } from './trace-events.ts';
+import type { TraceWriter } from './trace.ts';
+import { WorldProgress } from './world-progress.ts';
+
+/** Bytes the shell lets queue on the stream after the postcopy switch. */
+export const STREAM_QUEUE_BYTES_MAX = 128 * 1024;
+/** Wire bytes of one postcopy pump (bounds the pages one pump scans, hence its scan time). */
+export const POSTCOPY_PUMP_BYTES_MAX = 32 * 1024;
+/** QEMU's MAX_WAIT: one precopy iteration sends for at most this long. */
+export const PRECOPY_ITERATION_NS = 50 * NS_PER_MS;
+/** How long a cancelled migration may take to end before the run gives up on it. */
+export const CANCEL_GRACE_NS = 1_000 * NS_PER_MS;
+/** Bound on events of one run (a run that needs more is a bug). */
+export const WORLD_EVENTS_MAX = 2_000_000_000;
+
+export class World {
+  readonly scenario: Scenario;
+  readonly machine: Machine;
+  readonly scheduler: Scheduler;
+  readonly trace: TraceEvents;
+  readonly link: Link<Uint8Array, Uint8Array>;
+  readonly source: SourcePort;
+  readonly destination: DestPort;
+  readonly guestRunner: GuestRunner;
+  readonly progress: WorldProgress;
+  /** Status changes of each side, in order. */
+  readonly sourceStatuses: StatusChange[] = [];
+  readonly destinationStatuses: StatusChange[] = [];
+  /** When `migrate` was issued, the guest stopped, and the migration ended; -1 before. */
+  migrationStartNs = -1;
+  switchoverNs = -1;
+  migrationEndNs = -1;
+  /** Whether the source went postcopy-active. */
+  postcopy = false;
+  /** Whether migrate-start-postcopy was issued. */
+  postcopyRequested = false;
+  /** Why the run ended (null while it runs). */
+  endReason: EndReason | null = null;
+  /** A refusal or failure text (QMP error-desc), when there is one. */
+  errorText: string | null = null;
+  /** A destination device that could not finish loading once the guest ran there. */
+  deviceError: string | null = null;
+  /** Guest free memory just before `migrate`. */
+  freeBytesBefore = 0;
+  /** Pages missing on the destination when a precopy guest started there; null otherwise. */
+  missingAtPrecopyResume: { start: number; end: number }[] | null = null;
+  /** Placements and unplugged accesses, watched on the engines' stores. */
+  readonly stores: StoreWatch;
+  /** High-water marks of the link's queues, in messages. */
+  streamQueueHighWater = 0;
+  returnQueueHighWater = 0;
+  /** DONEs the guest's balloon driver had acted on at the last tick. */
+  private donesSeen = 0;
+  /** The next pump event. */
+  private pumpEvent: ScheduledEvent | null = null;
+
+  constructor(scenario: Scenario, machine: Machine, engines: EngineFactory, trace: TraceWriter, seed: number) {
+    this.scenario = scenario;
+    this.machine = machine;
+    this.scheduler = new Scheduler({ seed });
+    this.trace = new TraceEvents(trace);
+    this.link = new Link<Uint8Array, Uint8Array>(this.scheduler, 'migration', { stream: scenario.link.stream, returnPath: scenario.link.returnPath });
+    this.link.stream.connect({ deliver: (bytes, _size, now) => this.onStreamBytes(bytes, now) });
+    this.link.returnPath.connect({ deliver: (bytes, _size, now) => this.onReturnPathBytes(bytes, now) });
+    this.source = engines.source(machine, scenario, {
+      precopyNotify: (reason, now, running) => this.trace.notifier(now, reason, running),
+    });
+    this.destination = engines.destination(machine, scenario);
+    this.guestRunner = new GuestRunner({
+      guest: machine.guest,
+      trace: this.trace,
+      isTrapping: () => this.destination.status === 'postcopy-active' || this.destination.status === 'postcopy-paused',
+      isReceived: (p) => machine.received.isReceived(p),
+      fault: (vcpu, page, now) => this.onFault(vcpu, page, now),
+      kernelPages: machine.kernelPages,
+      onKernelPagesReady: (now) => this.activateDestinationDevices(now),
+    });
+    this.progress = new WorldProgress(this.trace);
+    this.stores = new StoreWatch(machine, () => this.destination.status === 'postcopy-active');
+    this.trace.run(0, scenario.name, seed, machine.pageCount, scenario.guest.backing);
+  }
+
+  /** Runs the scenario to its end. */
+  run(): void {
+    const s = this.scenario;
+    this.scheduler.at(0, (now) => this.onTick(now), 'tick');
+    this.scheduler.at(s.migrationStartNs, (now) => this.startMigration(now), 'migrate');
+    if (s.postcopySwitch.kind === 'at') this.scheduler.at(s.migrationStartNs + s.postcopySwitch.afterStartNs, (now) => this.requestPostcopy(now), 'postcopy');
+    this.scheduler.at(s.migrationStartNs + s.timeLimitNs, (now) => this.onTimeLimit(now), 'time-limit');
+    const result = this.scheduler.runUntil(() => this.endReason !== null && this.scheduler.nowNs >= this.settledAtNs(), WORLD_EVENTS_MAX);
+    if (this.endReason === null) this.endReason = 'stuck';
+    this.trace.end(this.scheduler.nowNs, this.source.status, this.endReason);
+    assert(result.reason !== 'max-events', `run exceeded ${WORLD_EVENTS_MAX} events`);
+  }
+
+  private settledAtNs(): number {
+    return this.migrationEndNs < 0 ? this.scheduler.nowNs : this.migrationEndNs + this.scenario.settleNs;
+  }
+
+  // ---- migration control --------------------------------------------------------------------
+
+  private startMigration(nowNs: number): void {
+    const { machine, scenario } = this;
+    this.migrationStartNs = nowNs;
+    this.freeBytesBefore = machine.guest.freeBytes();
+    if (machine.guest.probeErrors.length > 0) return this.refuse(nowNs, machine.guest.probeErrors.map((e) => e.message).join('; '));
+    if (scenario.capabilities['postcopy-ram']) {
+      // The destination enables postcopy-ram before `migrate`: its postcopy probe may veto.
+      const veto = machine.devices.postcopyNotify('probe');
+      if (veto !== null) return this.refuse(nowNs, `${veto}; Postcopy is not supported`);
+    }
+    machine.devices.setSourceMigrating(true);
+    machine.audit.setUnplugged(machine.devices.unpluggedPages());
+    if (machine.audit.unpluggedPageCount > 0) machine.guestMemory.beforeAccess = (first, last) => machine.audit.onGuestAccess(first, last);
+    this.apply('source', this.source.start(nowNs), nowNs);
+    this.schedulePump(nowNs);
+  }
+
+  private refuse(nowNs: number, text: string): void {
+    this.errorText = text;
+    this.endReason = 'refused';
+    this.migrationEndNs = nowNs;
+  }
+
+  private requestPostcopy(nowNs: number): void {
+    if (this.postcopyRequested || isFinalStatus(this.source.status)) return;
+    this.postcopyRequested = true;
+    const result = this.source.startPostcopy(nowNs);
+    if (typeof result === 'string') {
+      this.trace.mark(nowNs, 'source', `migrate-start-postcopy refused: ${result}`);
+      return;
+    }
+    this.apply('source', result, nowNs);
+    this.schedulePump(nowNs);
+  }
+
+  private onTimeLimit(nowNs: number): void {
+    if (this.endReason !== null || isFinalStatus(this.source.status) || this.source.status === 'none') return;
+    this.trace.mark(nowNs, 'source', 'time-limit: migrate_cancel');
+    this.apply('source', this.source.cancel(nowNs), nowNs);
+    // A cancel that does not end the migration within a second of virtual time ends the run.
+    this.scheduler.at(nowNs + CANCEL_GRACE_NS, (now) => {
+      if (this.endReason !== null) return;
+      this.endReason = 'stuck';
+      this.migrationEndNs = now;
+    }, 'cancel-grace');
+  }
+
+  // ---- the guest's clock ----------------------------------------------------------------------
+
+  private onTick(nowNs: number): void {
+    if (this.migrationStartNs >= 0 && !isFinalStatus(this.source.status)) {
+      this.apply('source', this.source.tick(nowNs), nowNs);
+      this.sampleProgress(nowNs);
+      this.schedulePump(nowNs);
+    }
+    this.stepGuest(nowNs);
+    this.traceDones(nowNs);
+    if (this.endReason === null || nowNs < this.settledAtNs()) {
+      this.scheduler.at(nowNs + this.scenario.guest.tickNs, (now) => this.onTick(now), 'tick');
+    }
+  }
+
+  /** Traces each DONE the guest's balloon driver acts on. */
+  private traceDones(nowNs: number): void {
+    const dones = this.machine.guest.balloon?.hinting?.stats().dones ?? 0;
+    if (dones === this.donesSeen) return;
+    this.donesSeen = dones;
+    this.trace.done(nowNs, this.guestRunner.side, dones);
+  }
+
+  /** One guest step now, then device work on the guest's side. */
+  private stepGuest(nowNs: number): void {
+    this.guestRunner.step(nowNs);
+    if (this.guestRunner.running) this.machine.devices.poll(this.guestRunner.side, nowNs);
+  }
+
+  // ---- pumping the stream ---------------------------------------------------------------------
+
+  /** Makes sure a pump is scheduled no later than `atNs`. */
+  private schedulePump(atNs: number): void {
+    const at = Math.max(atNs, this.scheduler.nowNs);
+    if (this.pumpEvent !== null && this.pumpEvent.pending) {
+      if (this.pumpEvent.timeNs <= at) return;
+      this.scheduler.cancel(this.pumpEvent);
+    }
+    this.pumpEvent = this.scheduler.at(at, (now) => this.onPump(now), 'pump');
+  }
+
+  private onPump(nowNs: number): void {
+    this.pumpEvent = null;
+    if (isFinalStatus(this.source.status)) return;
+    const readiness = this.source.readiness(nowNs);
+    if (readiness.kind === 'idle') return;
+    if (readiness.kind === 'wait') return this.schedulePump(readiness.untilNs);
+    const stream = this.link.stream;
+    const senderFree = stream.senderFreeAtNs();
+    if (senderFree > nowNs) return this.schedulePump(senderFree);
+    const bytesPerNs = this.scenario.link.stream.bandwidthBytesPerSec / 1e9;
+    const backlogNs = stream.wireFreeAtNs() - nowNs;
+    const postcopy = this.source.status === 'postcopy-active';
+    const queueNs = postcopy ? STREAM_QUEUE_BYTES_MAX / bytesPerNs : NS_PER_MS;
+    if (backlogNs > queueNs) return this.schedulePump(stream.wireFreeAtNs() - Math.floor(queueNs / 2));
+    // A pump's budget is a bound the engine may pass by one record; two pages is the least useful.
+    const room = STREAM_QUEUE_BYTES_MAX - Math.floor(Math.max(0, backlogNs) * bytesPerNs);
+    const budget = postcopy ? Math.min(POSTCOPY_PUMP_BYTES_MAX, room) : Math.floor(PRECOPY_ITERATION_NS * bytesPerNs);
+    const result = this.source.pump(Math.max(budget, TARGET_PAGE_SIZE * 2), nowNs);
+    this.apply('source', result, nowNs);
+    if (!isFinalStatus(this.source.status)) this.sampleProgress(nowNs);
+    this.schedulePump(Math.max(nowNs + 1, stream.senderFreeAtNs()));
+  }
+
+  /** A progress row per new sync; the after-syncs postcopy rule fires on the sync it names. */
+  private sampleProgress(nowNs: number): void {
+    this.progress.sample(this.source.queryMigrate(nowNs), nowNs);
+    const rule = this.scenario.postcopySwitch;
+    if (rule.kind === 'after-syncs' && this.progress.syncCount >= rule.syncCount) this.requestPostcopy(nowNs);
+  }
+
+  // ---- effects ----------------------------------------------------------------------------------
+
+  /** Carries out an engine's effects, in order. */
+  apply(side: 'source' | 'destination', result: StepResult, nowNs: number): void {
+    if (side === 'source' && result.pagesScanned > 0) this.link.stream.scanPages(result.pagesScanned);
+    for (const effect of result.effects) {
+      if (side === 'source') this.applySource(effect, nowNs);
+      else this.applyDestination(effect, nowNs);
+    }
+  }
+
+  private applySource(effect: Effect, nowNs: number): void {
+    switch (effect.kind) {
+      case 'send': {
+        assert(effect.channel === 'main', `the simulated source sends on ${effect.channel}`);
+        const size = wireBytesOf(effect);
+        const sent = this.link.stream.send(effect.data, size);
+        if (!sent.ok) this.apply('source', this.source.channelError(sent.error.message, nowNs), nowNs);
+        this.streamQueueHighWater = Math.max(this.streamQueueHighWater, this.link.stream.queuedMessages);
+        return;
+      }
+      case 'status':
+        return this.onSourceStatus(effect.from, effect.to, nowNs);
+      case 'stop-guest':
+        this.switchoverNs = nowNs;
+        this.guestRunner.stop(nowNs);
+        this.machine.audit.snapshotAtSwitch((p) => this.machine.guest.pageIsFreeInGuest(p));
+        return this.schedulePump(nowNs);
+      case 'run-guest':
+        // A failed or cancelled migration gives the guest back to the source.
+        if (!this.guestRunner.running && this.guestRunner.side === 'source') this.guestRunner.resume('source', nowNs);
+        return;
+      case 'event':
+        return this.trace.event(nowNs, 'source', effect.name);
+      case 'mark':
+        return this.trace.mark(nowNs, 'source', effect.name);
+      case 'throttle':
+        return this.trace.mark(nowNs, 'source', `throttle ${effect.percent}%`);
+      case 'page-ready':
+        return assert(false, 'the source emitted page-ready');
+    }
+  }
+
+  private onSourceStatus(from: MigrationStatus, to: MigrationStatus, nowNs: number): void {
+    this.sourceStatuses.push({ from, to });
+    this.trace.status(nowNs, 'source', from, to);
+    if (to === 'postcopy-active') this.postcopy = true;
+    if (!isFinalStatus(to)) return;
+    this.machine.devices.setSourceMigrating(false);
+    this.progress.sample(this.source.queryMigrate(nowNs), nowNs);
+    if (to !== 'completed') this.apply('destination', this.destination.onChannelClosed('main', nowNs), nowNs);
+    this.migrationEndNs = nowNs;
+    this.endReason = to === 'completed' ? 'completed' : to === 'cancelled' ? (this.scheduler.nowNs >= this.migrationStartNs + this.scenario.timeLimitNs ? 'time-limit' : 'cancelled') : 'failed';
+    if (to === 'failed' && this.errorText === null) this.errorText = this.source.queryMigrate(nowNs)['error-desc'] ?? 'migration failed';
+  }
+
+  private applyDestination(effect: Effect, nowNs: number): void {
+    switch (effect.kind) {
+      case 'send': {
+        const sent = this.link.returnPath.send(effect.data, effect.data.length);
+        this.returnQueueHighWater = Math.max(this.returnQueueHighWater, this.link.returnPath.queuedMessages);
+        if (!sent.ok) this.trace.mark(nowNs, 'destination', sent.error.code);
+        return;
+      }
+      case 'status':
+        this.destinationStatuses.push({ from: effect.from, to: effect.to });
+        this.trace.status(nowNs, 'destination', effect.from, effect.to);
+        if (effect.to === 'failed' || effect.to === 'postcopy-paused') this.onDestinationError(nowNs);
+        return;
+      case 'run-guest':
+        return this.moveGuestToDestination(nowNs);
+      case 'page-ready':
+        if (this.guestRunner.onPageReady(effect.pageIndex, nowNs)) this.stepSoon(nowNs);
+        return;
+      case 'event':
+        return this.trace.event(nowNs, 'destination', effect.name);
+      case 'mark':
+        return this.trace.mark(nowNs, 'destination', effect.name);
+      case 'stop-guest':
+      case 'throttle':
+        return assert(false, `the destination emitted ${effect.kind}`);
+    }
+  }
+
+  /**
+   * The destination failed (QEMU exits) or paused: its connection goes away, which the source
+   * sees as a channel error (failed in precopy, paused in postcopy). A paused source is then
+   * cancelled: recovery is not modelled.
+   */
+  private onDestinationError(nowNs: number): void {
+    const text = this.destination.lastError?.message ?? 'destination error';
+    this.trace.mark(nowNs, 'destination', `error: ${text}`);
+    // After the source ended (a cancel closes the stream) the destination's error is expected.
+    if (this.errorText === null && !isFinalStatus(this.source.status)) this.errorText = `destination: ${text}`;
+    this.scheduler.at(nowNs, (now) => {
+      if (isFinalStatus(this.source.status)) return;
+      this.apply('source', this.source.channelError(`destination: ${text}`, now), now);
+      if (!isFinalStatus(this.source.status)) this.apply('source', this.source.cancel(now), now);
+    }, 'destination-error');
+  }
+
+  /** The destination starts the guest: it moves there with its drivers. */
+  private moveGuestToDestination(nowNs: number): void {
+    const { machine } = this;
+    if (this.destination.status !== 'postcopy-active') {
+      this.missingAtPrecopyResume = [];
+      for (const r of machine.received.missingRanges()) this.missingAtPrecopyResume.push({ start: r.start, end: r.end });
+    }
+    machine.devices.switchPorts('destination');
+    machine.audit.startDestinationAudit(machine.sourceBacking, machine.destinationBacking);
+    machine.guestMemory.retarget(machine.destinationBacking);
+    machine.guestMemory.beforeAccess = (first, last, write) => {
+      machine.audit.onGuestAccess(first, last);
+      if (write) machine.audit.beforeDestinationWrite(first, last);
+    };
+    machine.destinationDeviceMemory.beforeAccess = (first, last, write) => {
+      if (write) machine.audit.beforeDestinationWrite(first, last);
+    };
+    this.guestRunner.resume('destination', nowNs);
+    this.stepSoon(nowNs);
+  }
+
+  /** The destination's ring pages are present: its devices finish loading. */
+  private activateDestinationDevices(nowNs: number): void {
+    const error = this.machine.devices.activateDestination();
+    if (error === null) return;
+    this.deviceError = error;
+    this.trace.mark(nowNs, 'destination', `device load: ${error}`);
+  }
+
+  /** Runs a guest step at `nowNs` (a woken vCPU does not wait for the next tick). */
+  private stepSoon(nowNs: number): void {
+    this.scheduler.at(nowNs, (now) => this.stepGuest(now), 'wake');
+  }
+
+  // ---- the link's deliveries ----------------------------------------------------------------------
+
+  private onStreamBytes(bytes: Uint8Array, nowNs: number): void {
+    this.stores.loadingStream = true;
+    try {
+      this.apply('destination', this.destination.onBytes('main', bytes, nowNs), nowNs);
+    } finally {
+      this.stores.loadingStream = false;
+    }
+  }
+
+  private onReturnPathBytes(bytes: Uint8Array, nowNs: number): void {
+    if (isFinalStatus(this.source.status)) return;
+    traceRequests(this.trace, bytes, nowNs);
+    this.apply('source', this.source.onReturnPath(bytes, nowNs), nowNs);
+    this.schedulePump(nowNs);
+  }
+
+  private onFault(vcpu: number, page: number, nowNs: number): boolean {
+    const result = this.destination.onGuestFault(vcpu, page, nowNs);
+    this.apply('destination', result, nowNs);
+    return result.present;
+  }
+
+  /** Applies a hint from the source balloon to the source engine. */
+  onHint(startPage: number, pageCount: number, cmdId: number): void {
+    const nowNs = this.scheduler.nowNs;
+    this.trace.hint(nowNs, startPage, pageCount, cmdId);
+    if (this.migrationStartNs < 0 || isFinalStatus(this.source.status)) return;
+    this.machine.audit.onHint(startPage, pageCount);
+    this.apply('source', this.source.applyHint(startPage, pageCount, nowNs), nowNs);
+  }
+}
