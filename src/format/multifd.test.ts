@@ -2,8 +2,7 @@
 // pattern, hand-built fixtures split at every offset, every error code, round trips and a fuzz.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
+import { readVector } from '../testing/testdata.ts';
 import fc from 'fast-check';
 import { ByteWriter } from '../lib/bytes.ts';
 import { FormatError } from './errors.ts';
@@ -17,15 +16,6 @@ import {
   type MultifdRecord,
 } from './multifd.ts';
 
-/**
- * Reads a test vector under testdata/, gunzipping a `.gz` twin (as src/testing/testdata.ts
- * does; the layer rule keeps format tests from importing the testing layer).
- */
-function readVector(relativePath: string): Uint8Array {
-  const plain = new URL(`../../testdata/${relativePath}`, import.meta.url);
-  if (existsSync(plain)) return new Uint8Array(readFileSync(plain));
-  return new Uint8Array(gunzipSync(readFileSync(new URL(`../../testdata/${relativePath}.gz`, import.meta.url))));
-}
 
 const seenCodes = new Set<string>();
 

@@ -2,8 +2,7 @@
 // every byte offset, every error code, encode → decode round trips, and a mutation fuzz.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
+import { readVector } from '../testing/testdata.ts';
 import fc from 'fast-check';
 import { Bitmap } from '../lib/bitmap.ts';
 import { ByteWriter, fromHex } from '../lib/bytes.ts';
@@ -22,15 +21,6 @@ import {
   type RpMessage,
 } from './return-path.ts';
 
-/**
- * Reads a test vector under testdata/, gunzipping a `.gz` twin (as src/testing/testdata.ts
- * does; the layer rule keeps format tests from importing the testing layer).
- */
-function readVector(relativePath: string): Uint8Array {
-  const plain = new URL(`../../testdata/${relativePath}`, import.meta.url);
-  if (existsSync(plain)) return new Uint8Array(readFileSync(plain));
-  return new Uint8Array(gunzipSync(readFileSync(new URL(`../../testdata/${relativePath}.gz`, import.meta.url))));
-}
 
 const seenCodes = new Set<string>();
 

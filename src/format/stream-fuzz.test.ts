@@ -4,20 +4,12 @@
 // decoder); no other exception, no hang, and the decoder's buffer never outgrows its input.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
+import { readVector } from '../testing/testdata.ts';
 import fc from 'fast-check';
 import { FormatError } from './errors.ts';
 import { StreamDecoder } from './stream-decoder.ts';
 import type { DeviceSectionDecoder, StreamSink } from './stream-types.ts';
 
-// The format layer may not import src/testing, so this test reads testdata/ itself.
-const testdata = new URL('../../testdata/', import.meta.url);
-function readVector(relativePath: string): Uint8Array {
-  const plainPath = new URL(relativePath, testdata);
-  if (existsSync(plainPath)) return new Uint8Array(readFileSync(plainPath));
-  return new Uint8Array(gunzipSync(readFileSync(new URL(`${relativePath}.gz`, testdata))));
-}
 
 function concat(parts: readonly Uint8Array[]): Uint8Array {
   return new Uint8Array(Buffer.concat(parts));

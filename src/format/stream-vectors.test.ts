@@ -4,21 +4,12 @@
 // output compared with what QEMU wrote.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readVector } from '../testing/testdata.ts';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
 import { StreamDecoder, decodeStream } from './stream-decoder.ts';
 import { encodePrecopyStream, precopyVmdescriptionJson } from './precopy-stream.ts';
 import type { RamBlockRef, StreamRecord, StreamSink } from './stream-types.ts';
 
-// The format layer may not import src/testing, so this test reads testdata/ itself, the same
-// way src/testing/testdata.ts does (a `.gz` twin is decompressed).
-const testdata = new URL('../../testdata/', import.meta.url);
-function readVector(relativePath: string): Uint8Array {
-  const plainPath = new URL(relativePath, testdata);
-  if (existsSync(plainPath)) return new Uint8Array(readFileSync(plainPath));
-  return new Uint8Array(gunzipSync(readFileSync(new URL(`${relativePath}.gz`, testdata))));
-}
 
 interface ManifestStream {
   size: number;

@@ -3,8 +3,7 @@
 // every error code, truncation as ShortReadError and a random-bytes robustness check.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
+import { readVector } from '../testing/testdata.ts';
 import fc from 'fast-check';
 import { ByteReader, fromHex, ShortReadError } from '../lib/bytes.ts';
 import { FormatError } from './errors.ts';
@@ -12,15 +11,6 @@ import type { SectionHeader } from './stream-types.ts';
 import { findVmDescription, parseVmDescription } from './vmdesc.ts';
 import { createVmDescDeviceDecoder, decodeDevicePayload, VMDESC_ERROR_CODES, type VmState } from './vmdesc-decoder.ts';
 
-/**
- * Reads a test vector under testdata/, gunzipping a `.gz` twin (as src/testing/testdata.ts
- * does; the layer rule keeps format tests from importing the testing layer).
- */
-function readVector(relativePath: string): Uint8Array {
-  const plain = new URL(`../../testdata/${relativePath}`, import.meta.url);
-  if (existsSync(plain)) return new Uint8Array(readFileSync(plain));
-  return new Uint8Array(gunzipSync(readFileSync(new URL(`../../testdata/${relativePath}.gz`, import.meta.url))));
-}
 
 const seenCodes = new Set<string>();
 
