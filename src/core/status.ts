@@ -109,6 +109,10 @@ export const DESTINATION_TRANSITIONS: readonly StatusTransition[] = Object.freez
   ...moves(['postcopy-active'], 'postcopy-paused', 'I/O error or `migrate-pause`'),
   ...moves(['postcopy-paused'], 'postcopy-recover', '`migrate-recover` and the source connected'),
   ...moves(['postcopy-recover'], 'postcopy-active', 'POSTCOPY_RESUME received'),
+  // Not in the facts table (§3.11 has it for the source only): QEMU's postcopy_pause_incoming
+  // pauses from either postcopy-active or postcopy-recover ("Current state can be either
+  // ACTIVE or RECOVER"), so a recovery connection that fails before POSTCOPY_RESUME pauses again.
+  ...moves(['postcopy-recover'], 'postcopy-paused', 'the recovery connection failed before POSTCOPY_RESUME'),
 ]);
 
 function indexTable(table: readonly StatusTransition[]): ReadonlyMap<MigrationStatus, ReadonlySet<MigrationStatus>> {

@@ -29,13 +29,19 @@ export class ChunkWriter {
     return this.flushedBytes + this.pos;
   }
 
-  /** Hands the bytes written so far to `onChunk` (nothing when there are none). */
+  /**
+   * Hands the bytes written so far to `onChunk` (nothing when there are none). Writing goes on
+   * in the rest of the same buffer while at least a quarter chunk of it is left (the chunk
+   * handed out never grows, so the two never overlap): a writer flushed after every small
+   * write (postcopy's pumps) does not allocate and zero a whole chunk each time.
+   */
   flush(): void {
     if (this.pos === 0) return;
     const chunk = this.buf.subarray(0, this.pos);
     this.flushedBytes += this.pos;
-    this.buf = new Uint8Array(this.chunkSizeBytes);
-    this.view = new DataView(this.buf.buffer);
+    const rest = this.buf.subarray(this.pos);
+    this.buf = rest.length >= this.chunkSizeBytes / 4 ? rest : new Uint8Array(this.chunkSizeBytes);
+    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
     this.pos = 0;
     this.onChunk(chunk);
   }

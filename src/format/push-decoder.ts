@@ -88,6 +88,21 @@ export abstract class PushDecoder implements DecodeContext {
     }
   }
 
+  /**
+   * Starts over on a new connection (postcopy recovery): the carried partial unit, the sticky
+   * error and the end are forgotten and offsets count from 0 again. The subclass resets its
+   * grammar state to the unit boundary the new connection starts at.
+   */
+  protected restartInput(): void {
+    this.error = null;
+    this.ended = false;
+    this.carry.clear();
+    this.base = 0;
+    this.pushedBytes = 0;
+    this.consumedBytes = 0;
+    this.shortNeedBytes = 0;
+  }
+
   /** DecodeContext: a FormatError at position `pos` of the buffer being parsed. */
   fail(code: string, message: string, pos: number): FormatError {
     return new FormatError(code, message, this.base + pos, this.currentSection());

@@ -125,6 +125,21 @@ export class RamLoader {
     this.lastBlock = null;
   }
 
+  /** A new connection (postcopy recovery, a preempt channel): CONTINUE needs a named record first. */
+  forgetLastBlock(): void {
+    this.lastBlock = null;
+  }
+
+  /**
+   * Takes the block list of another loader (the main stream's MEM_SIZE list) for a channel that
+   * carries bare RAM records and never a MEM_SIZE list of its own (postcopy-preempt).
+   */
+  adoptBlocks(blocks: readonly RamBlockRef[]): void {
+    this.blocks = blocks;
+    this.byName = new Map(blocks.map((b) => [b.name, b]));
+    this.lastBlock = null;
+  }
+
   /**
    * Handles consecutive PAGE|CONTINUE and ZERO|CONTINUE records in `bytes[pos, end)` and returns
    * the position of the first record it did not take (incomplete, or anything else).

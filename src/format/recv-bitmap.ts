@@ -75,3 +75,30 @@ export function bitmapFromRecvBitmap(data: Uint8Array, bitCount: number): Bitmap
   if (tailBits !== 0) words[fullBytes >>> 2] |= (data[fullBytes] & ((1 << tailBits) - 1)) << ((fullBytes & 3) * 8);
   return bitmap;
 }
+
+/**
+ * The wire bitmap of bits [startBit, startBit + bitCount) of `bitmap`: one RAM block's pages of
+ * a guest-wide received map (the destination's answer to MIG_CMD_RECV_BITMAP). Padding bits
+ * past `bitCount` are zero.
+ */
+export function recvBitmapFromRange(bitmap: Bitmap, startBit: number, bitCount: number): Uint8Array {
+  if (!(Number.isInteger(startBit) && startBit >= 0 && Number.isInteger(bitCount) && bitCount >= 0 && startBit + bitCount <= bitmap.sizeBits)) {
+    throw new FormatError(MIG_ERR_RP_BITMAP_SIZE, `bits [${startBit}, ${startBit + bitCount}) outside the bitmap's ${bitmap.sizeBits} bits`, 0);
+  }
+  const out = new Uint8Array(recvBitmapSizeBytes(bitCount));
+  const words = bitmap.words;
+  const fullBytes = bitCount >>> 3;
+  for (let i = 0; i < fullBytes; i++) out[i] = bitsAt(words, startBit + i * 8);
+  const tailBits = bitCount & 7;
+  if (tailBits !== 0) out[fullBytes] = bitsAt(words, startBit + fullBytes * 8) & ((1 << tailBits) - 1);
+  return out;
+}
+
+/** The 8 bits of `words` starting at bit `at` (bits past the end read as zero). */
+function bitsAt(words: Uint32Array, at: number): number {
+  const w = at >>> 5;
+  const shift = at & 31;
+  let value = words[w] >>> shift;
+  if (shift > 24 && w + 1 < words.length) value |= words[w + 1] << (32 - shift);
+  return value & 0xff;
+}

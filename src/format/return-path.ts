@@ -24,6 +24,7 @@ export {
   encodeRecvBitmapData,
   MIG_ERR_RP_BITMAP_SIZE,
   recvBitmapFromBitmap,
+  recvBitmapFromRange,
   recvBitmapSizeBytes,
   RECV_BITMAP_END_MARK,
 } from './recv-bitmap.ts';

@@ -13,7 +13,7 @@
  */
 import { ByteReader, ShortReadError, Unsafe64Error, utf8Decode } from '../lib/bytes.ts';
 import type { ErrorSection } from './errors.ts';
-import type { DeviceSectionDecoder, SectionHeader, SectionType, StreamSink } from './stream-types.ts';
+import type { DeviceSectionDecoder, RamBlockRef, SectionHeader, SectionType, StreamSink } from './stream-types.ts';
 import {
   DEFAULT_TARGET_PAGE_BITS,
   QEMU_VM_COMMAND,
@@ -142,6 +142,27 @@ export class StreamDecoder extends PushDecoder {
   /** True once EOF of the main stream was decoded. */
   get sawEof(): boolean {
     return this.st === St.AfterEof || this.st === St.Done;
+  }
+
+  /** The RAM blocks of the last MEM_SIZE list (empty before the RAM setup). */
+  get ramBlocks(): readonly RamBlockRef[] {
+    return this.ram.blockList;
+  }
+
+  /**
+   * Postcopy recovery (facts §3.11): the stream goes on at the top level of a new connection
+   * (no header, no CONFIGURATION). The old connection's partial record and a sticky error are
+   * dropped; sections, RAM blocks and the postcopy state are kept; CONTINUE needs a named
+   * record first. Later error offsets count from the new connection's start.
+   */
+  resumeOnNewChannel(): void {
+    this.restartInput();
+    this.st = St.Top;
+    this.depth = 0;
+    this.packageEnd = 0;
+    this.current = null;
+    this.unit = Unit.Small;
+    this.ram.forgetLastBlock();
   }
 
   protected checkComplete(): void {

@@ -109,3 +109,27 @@ test('MigrationBitmap range syncs and hints: a hint clears the bitmap, never the
   assert.ok(!bitmap.testAndClear(10));
   assert.equal(bitmap.bookkeepingBytes(), 8);
 });
+
+test('ReceivedMap.clearRange makes pages missing again and keeps the count in step', () => {
+  fc.assert(
+    fc.property(fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 100 }), fc.integer({ min: 0, max: 100 })), { maxLength: 30 }), (ops) => {
+      const map = new ReceivedMap(100);
+      const model = new Set<number>();
+      for (const [mark, a, b] of ops) {
+        const [start, end] = [Math.min(a, b), Math.max(a, b)];
+        let expected = 0;
+        for (let p = start; p < end; p++) {
+          if (mark && !model.has(p)) expected++;
+          if (!mark && model.has(p)) expected++;
+          if (mark) model.add(p);
+          else model.delete(p);
+        }
+        assert.equal(mark ? map.markRange(start, end) : map.clearRange(start, end), expected);
+        assert.equal(map.count(), model.size);
+      }
+      for (let p = 0; p < 100; p++) assert.equal(map.isReceived(p), model.has(p));
+    }),
+    { numRuns: 200 },
+  );
+  assert.throws(() => new ReceivedMap(8).clearRange(4, 9), RangeError);
+});

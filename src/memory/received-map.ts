@@ -81,6 +81,27 @@ export class ReceivedMap {
     return added;
   }
 
+  /**
+   * Marks pages [startPage, endPage) missing again (a postcopy discard); returns how many were
+   * received. Only the placing thread calls it, never concurrently with a placement of them.
+   */
+  clearRange(startPage: number, endPage: number): number {
+    if (!(startPage >= 0 && startPage <= endPage && endPage <= this.pageCount)) {
+      throw new RangeError(`page range [${startPage}, ${endPage}) outside received map of ${this.pageCount} pages`);
+    }
+    let removed = 0;
+    for (let w = startPage >>> 5; startPage < endPage; w++) {
+      const wordStart = w * 32;
+      const from = startPage - wordStart;
+      const to = Math.min(endPage - wordStart, 32);
+      const mask = ((to === 32 ? 0xffffffff : (1 << to) - 1) & ~((1 << from) - 1)) >>> 0;
+      removed += popcount32(mask & Atomics.and(this.words, w, ~mask));
+      startPage = wordStart + 32;
+    }
+    if (removed > 0) Atomics.sub(this.header, 0, removed);
+    return removed;
+  }
+
   /** How many pages have been received. */
   count(): number {
     return Atomics.load(this.header, 0);

@@ -6,11 +6,13 @@
  * destination table and reports it as a `status` effect.
  *
  * One context per incoming migration; `begin` starts an input with a fresh effect list and
- * `finish` hands the list over.
+ * `finish` hands the list over. Every move to postcopy-paused is marked with QEMU's log line
+ * ("Detected IO failure for postcopy. Migration paused.").
  */
 import { assert } from '../../lib/assert.ts';
 import type { Effect, StepResult } from '../engine-types.ts';
 import { transition, type MigrationStatus } from '../status.ts';
+import { POSTCOPY_PAUSED_TEXT } from './dest-errors.ts';
 import type { DestError } from './dest-errors.ts';
 import { IDLE_PHASE, statusOfPhase, stepPhase, type DestPhase, type PhaseEvent } from './dest-phase.ts';
 
@@ -30,6 +32,8 @@ export class DestContext {
    * registration): pages are placed exactly once and faults are trapped. Set by the stream side.
    */
   trapFaults = false;
+  /** Times the migration moved to postcopy-paused (a migrate-recover is good for one of them). */
+  pauses = 0;
 
   /** The MigrationStatus now. */
   get status(): MigrationStatus {
@@ -56,12 +60,20 @@ export class DestContext {
     const checked = transition(from, to, 'destination');
     assert(checked.ok, checked.ok ? '' : checked.error.message);
     this.effects.push({ kind: 'status', from, to });
+    if (to === 'postcopy-paused') {
+      this.pauses++;
+      this.mark('postcopy-paused', POSTCOPY_PAUSED_TEXT);
+    }
   }
 
-  /** A load error: fails before RUN, pauses after (dest-phase.ts); after the end it is only marked. */
+  /**
+   * A load error: fails before RUN, pauses after (dest-phase.ts); after the end it is only
+   * marked. `error` keeps the error that caused the latest failure or pause.
+   */
   loadError(error: DestError): void {
-    if (this.phase.kind === 'completed') return this.mark('error-after-end', `${error.code}: ${error.message}`);
-    if (this.error === null) this.error = error;
+    const kind = this.phase.kind;
+    if (kind === 'completed') return this.mark('error-after-end', `${error.code}: ${error.message}`);
+    if (this.error === null || (kind !== 'paused' && kind !== 'failed')) this.error = error;
     this.mark('load-error', `${error.code}: ${error.message}`);
     this.move({ kind: 'error', error });
   }

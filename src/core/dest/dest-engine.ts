@@ -12,7 +12,26 @@
  *
  * Phases and the statuses they show (dest-phase.ts): idle (none) → precopy (active) →
  * [postcopy (postcopy-active)] → completed; failed on an error before POSTCOPY_RUN;
- * postcopy-paused on an error after it.
+ * postcopy-paused on an error after it (a closed or broken channel, `migratePause`), and
+ * back through postcopy-recover to postcopy-active by a recovery.
+ *
+ * postcopy-preempt (facts §3.10): `onBytes('preempt', …)` takes the bare RAM records of the
+ * preempt channel (preempt-stream.ts); both channels place through one PagePlacer, so a page is
+ * placed once whichever channel brings it.
+ *
+ * Postcopy recovery (facts §3.11; dest-recovery.ts), as a shell drives it:
+ *
+ * ```ts
+ * apply(engine.onChannelClosed('main', now));   // or engine.migratePause(now): postcopy-paused;
+ *                                               // vCPUs that fault keep waiting, nothing is requested
+ * engine.migrateRecover(now);                   // QMP migrate-recover: refused unless paused
+ * engine.onChannelReplaced('main', now);        // the source connected again (and 'preempt'):
+ *                                               // postcopy-recover
+ * apply(engine.onBytes('main', bytes, now));    // RECV_BITMAP answered,
+ *                                               // POSTCOPY_RESUME → postcopy-active, RESUME_ACK,
+ *                                               // requests again for every page still waited for
+ * ```
+ * Return-path effects go to the return path of the newest main connection.
  *
  * Guarantees: the guest is never started after a failure, and a precopy guest only at EOF,
  * after every page the source sent; in postcopy every page is placed at most once (a second
@@ -20,8 +39,7 @@
  * by a local zero fill, or released when postcopy ends. On failure QEMU exits without SHUT;
  * the shell closes the return path.
  *
- * What it deliberately doesn't do: postcopy recovery, the postcopy-preempt channel (bytes on
- * it fail the load), COLO and multifd channels.
+ * What it deliberately doesn't do: COLO and multifd channels.
  *
  * @example
  * const engine = new DestEngine({ ram, hooks, vcpuCount: 2, capabilities: { 'postcopy-ram': true } });
@@ -35,12 +53,14 @@ import type { ChannelName, DestHooks, DestRam, StepResult } from '../engine-type
 import type { MigrationStatus } from '../status.ts';
 import { toDestinationQueryMigrate, type MigrationInfoQmp } from '../stats.ts';
 import { DestContext } from './dest-context.ts';
-import { DestError, MIG_ERR_DEST_UNSUPPORTED, toDestError } from './dest-errors.ts';
+import { DestError, MIG_ERR_DEST_CHANNEL, MIG_ERR_DEST_COMMAND, RECOVERY_TEXTS, toDestError } from './dest-errors.ts';
 import type { DestPhase } from './dest-phase.ts';
-import type { DestEngineOptions, DestStats, FaultResult } from './dest-types.ts';
+import { DestRecovery } from './dest-recovery.ts';
+import type { ChannelReplacedResult, DestCommandResult, DestEngineOptions, DestStats, FaultResult } from './dest-types.ts';
 import { FaultTracker } from './fault-tracker.ts';
 import { IncomingStream } from './incoming-stream.ts';
 import { PagePlacer } from './placement.ts';
+import { PreemptStream } from './preempt-stream.ts';
 
 export class DestEngine {
   /** The RAM being loaded. */
@@ -55,6 +75,10 @@ export class DestEngine {
   private readonly faults: FaultTracker;
   /** The main channel's decoder and what acts on its records. */
   private readonly stream: IncomingStream;
+  /** The postcopy-preempt channel's decoder. */
+  private readonly preempt: PreemptStream;
+  /** Pause and recovery. */
+  private readonly recovery: DestRecovery;
   /** Bytes pushed on the main channel. */
   private bytesReceived = 0;
 
@@ -63,20 +87,27 @@ export class DestEngine {
     this.hooks = options.hooks;
     this.placer = new PagePlacer(options.ram);
     this.faults = new FaultTracker(options.vcpuCount);
-    this.stream = new IncomingStream(this.ctx, this.placer, this.faults, options);
+    this.recovery = new DestRecovery(this.ctx, options.ram, this.faults);
+    this.stream = new IncomingStream(this.ctx, this.placer, this.faults, options, this.recovery);
+    this.preempt = new PreemptStream(this.ctx, this.placer, this.faults, this.stream, options.payloadMode ?? 'bytes');
+    if (options.capabilities?.['postcopy-preempt'] === true) this.stream.preemptOpen = () => !this.preempt.sawEos;
   }
 
   // --- inputs ---------------------------------------------------------------------------
 
-  /** Bytes arrived on `channel` (any chunking). The first bytes start the migration (none → active). */
+  /**
+   * Bytes arrived on `channel` (any chunking). The first main bytes start the migration
+   * (none → active). Preempt bytes are bare RAM records. While paused, main bytes (of the dead
+   * connection) are dropped.
+   */
   onBytes(channel: ChannelName, bytes: Uint8Array, nowNs: number): StepResult {
     const ctx = this.ctx;
     ctx.begin(nowNs);
-    if (ctx.phase.kind === 'idle') ctx.move({ kind: 'stream-start' });
     if (channel === 'preempt') {
-      ctx.loadError(new DestError(MIG_ERR_DEST_UNSUPPORTED, 'postcopy-preempt is not supported by this destination'));
+      this.preempt.push(bytes);
       return ctx.finish();
     }
+    if (ctx.phase.kind === 'idle') ctx.move({ kind: 'stream-start' });
     this.bytesReceived += bytes.length;
     const decoder = this.stream.decoder;
     if (ctx.phase.kind === 'failed' || ctx.phase.kind === 'paused' || decoder.error !== null) {
@@ -91,13 +122,21 @@ export class DestEngine {
     return ctx.finish();
   }
 
-  /** The peer closed `channel`: on the main channel, a stream without its EOF fails the load. */
+  /**
+   * The peer closed `channel` (or it broke): on the main channel a stream without its EOF fails
+   * the load before RUN and pauses it after; the preempt channel closed before its EOS pauses it
+   * after RUN too.
+   */
   onChannelClosed(channel: ChannelName, nowNs: number): StepResult {
     const ctx = this.ctx;
     ctx.begin(nowNs);
+    if (channel === 'preempt') {
+      this.preempt.close();
+      return ctx.finish();
+    }
     const decoder = this.stream.decoder;
     const ended = ctx.phase.kind === 'failed' || ctx.phase.kind === 'paused' || decoder.error !== null;
-    if (channel !== 'main' || ended) return ctx.finish();
+    if (ended) return ctx.finish();
     if (ctx.phase.kind === 'idle') ctx.move({ kind: 'stream-start' });
     try {
       decoder.end();
@@ -105,6 +144,53 @@ export class DestEngine {
       ctx.loadError(toDestError(e));
     }
     return ctx.finish();
+  }
+
+  /**
+   * A new connection replaced `channel` (postcopy recovery). The main one is taken only in
+   * postcopy-paused after `migrateRecover`: postcopy-paused → postcopy-recover at once (QEMU
+   * moves when the source connects), and the decoder restarts at a record boundary (the source
+   * sends no header). A new preempt connection gets a fresh decoder. `accepted` false: the
+   * connection should be refused. Report no close of the old connection after this.
+   */
+  onChannelReplaced(channel: ChannelName, nowNs: number): ChannelReplacedResult {
+    const ctx = this.ctx;
+    ctx.begin(nowNs);
+    let accepted: boolean;
+    if (channel === 'main') {
+      accepted = this.recovery.replaceMain(this.stream.decoder);
+    } else {
+      this.preempt.replace();
+      ctx.mark('channel-replaced', 'preempt');
+      accepted = true;
+    }
+    return { ...ctx.finish(), accepted };
+  }
+
+  /**
+   * QMP `migrate-recover` (facts §3.11): only in postcopy-paused (`Migrate recover can only be
+   * run when postcopy is paused.`), once per pause. The shell then listens for the source and
+   * reports its connection with `onChannelReplaced('main', …)`.
+   */
+  migrateRecover(nowNs: number): DestCommandResult {
+    const ctx = this.ctx;
+    ctx.begin(nowNs);
+    const error = this.recovery.migrateRecover();
+    return { ...ctx.finish(), error };
+  }
+
+  /**
+   * QMP `migrate-pause` on the destination: only in postcopy-active (else QEMU's text). The
+   * incoming connection is shut down: after RUN the migration pauses (before RUN it fails, as
+   * QEMU's load does); the shell closes the connections when it sees the status effect.
+   */
+  migratePause(nowNs: number): DestCommandResult {
+    const ctx = this.ctx;
+    ctx.begin(nowNs);
+    if (ctx.status !== 'postcopy-active') return { ...ctx.finish(), error: new DestError(MIG_ERR_DEST_COMMAND, RECOVERY_TEXTS.pauseNotPostcopy) };
+    ctx.mark('migrate-pause');
+    ctx.loadError(new DestError(MIG_ERR_DEST_CHANNEL, RECOVERY_TEXTS.pausedByCommand));
+    return { ...ctx.finish(), error: null };
   }
 
   /**
@@ -134,7 +220,7 @@ export class DestEngine {
       return this.faultResult(true);
     }
     if (this.faults.block(vcpuIndex, pageIndex, nowNs)) ctx.mark('duplicate-fault', `page ${pageIndex}`);
-    if (ctx.phase.kind === 'paused') {
+    if (ctx.phase.kind === 'paused' || ctx.phase.kind === 'recover') {
       ctx.mark('fault-while-paused', `page ${pageIndex}`);
     } else if (!ctx.returnPathOpen) {
       ctx.mark('fault-without-return-path', `page ${pageIndex}`);
@@ -161,6 +247,16 @@ export class DestEngine {
   /** Why the load failed or paused, once it did. */
   get lastError(): DestError | null {
     return this.ctx.error;
+  }
+
+  /** Postcopy recoveries begun (postcopy-paused → postcopy-recover). */
+  get recoveries(): number {
+    return this.recovery.recoveries;
+  }
+
+  /** Bytes pushed on the postcopy-preempt channel, over all its connections. */
+  get preemptBytesReceived(): number {
+    return this.preempt.bytesReceived;
   }
 
   /** True once OPEN_RETURN_PATH was received. */

@@ -30,8 +30,12 @@ export const MIG_ERR_DEST_BLOCK_SIZE = 'MIG_ERR_DEST_BLOCK_SIZE';
 export const MIG_ERR_DEST_GLOBALSTATE = 'MIG_ERR_DEST_GLOBALSTATE';
 /** A page payload the store cannot take (a version a compact store cannot hold, bytes it cannot represent). */
 export const MIG_ERR_DEST_PAGE_PAYLOAD = 'MIG_ERR_DEST_PAGE_PAYLOAD';
-/** Something this engine deliberately does not implement (COLO, postcopy recovery, preempt). */
+/** Something this engine deliberately does not implement (COLO). */
 export const MIG_ERR_DEST_UNSUPPORTED = 'MIG_ERR_DEST_UNSUPPORTED';
+/** A QMP command refused in the current state (migrate-recover, migrate-pause); QEMU's text. */
+export const MIG_ERR_DEST_COMMAND = 'MIG_ERR_DEST_COMMAND';
+/** A connection was shut down under the load (migrate-pause); in postcopy it pauses. */
+export const MIG_ERR_DEST_CHANNEL = 'MIG_ERR_DEST_CHANNEL';
 
 export type DestErrorCode =
   | typeof MIG_ERR_DEST_STREAM
@@ -44,7 +48,9 @@ export type DestErrorCode =
   | typeof MIG_ERR_DEST_BLOCK_SIZE
   | typeof MIG_ERR_DEST_GLOBALSTATE
   | typeof MIG_ERR_DEST_PAGE_PAYLOAD
-  | typeof MIG_ERR_DEST_UNSUPPORTED;
+  | typeof MIG_ERR_DEST_UNSUPPORTED
+  | typeof MIG_ERR_DEST_COMMAND
+  | typeof MIG_ERR_DEST_CHANNEL;
 
 /** Every code, for tests that check each one is produced somewhere. */
 export const DEST_ERROR_CODES: readonly DestErrorCode[] = [
@@ -59,6 +65,8 @@ export const DEST_ERROR_CODES: readonly DestErrorCode[] = [
   MIG_ERR_DEST_GLOBALSTATE,
   MIG_ERR_DEST_PAGE_PAYLOAD,
   MIG_ERR_DEST_UNSUPPORTED,
+  MIG_ERR_DEST_COMMAND,
+  MIG_ERR_DEST_CHANNEL,
 ];
 
 export class DestError extends Error {
@@ -128,3 +136,16 @@ export function unknownBlockText(name: string): string {
 export function blockSizeText(name: string, remoteBytes: number, localBytes: number): string {
   return `Size mismatch: ${name}: 0x${hex(remoteBytes)} != 0x${hex(localBytes)}: Invalid argument`;
 }
+
+/** QEMU's log line when postcopy pauses (both sides). */
+export const POSTCOPY_PAUSED_TEXT = 'Detected IO failure for postcopy. Migration paused.';
+
+/** QEMU's texts for refused postcopy recovery commands on the destination (facts §3.11). */
+export const RECOVERY_TEXTS = {
+  recoverNotPaused: 'Migrate recover can only be run when postcopy is paused.',
+  recoverTriggered: 'Migrate recovery is triggered already',
+  pauseNotPostcopy: 'migrate-pause is currently only supported during postcopy-active state',
+  pausedByCommand: 'Channel shut down by migrate-pause',
+  recvBitmapUnknownBlock: (name: string) => `loadvm_handle_recv_bitmap: block '${name}' not found`,
+  illegalResume: 'loadvm_postcopy_handle_resume: illegal resume received',
+} as const;

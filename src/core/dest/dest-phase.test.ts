@@ -15,6 +15,8 @@ const EVENTS: PhaseEvent[] = [
   { kind: 'run' },
   { kind: 'eof' },
   { kind: 'error', error },
+  { kind: 'recover' },
+  { kind: 'resume' },
 ];
 const PHASES: DestPhase[] = [
   IDLE_PHASE,
@@ -23,6 +25,7 @@ const PHASES: DestPhase[] = [
   { kind: 'postcopy', running: false },
   { kind: 'postcopy', running: true },
   { kind: 'paused', error },
+  { kind: 'recover' },
   { kind: 'completed' },
   { kind: 'failed', error },
 ];
@@ -44,7 +47,7 @@ test('dest phase: every allowed move is a legal destination status transition (o
       assert.ok(from === to || isLegalTransition(from, to, 'destination'), `${phase.kind} + ${event.kind}: ${from} -> ${to}`);
     }
   }
-  assert.equal(allowed, 1 + 4 + 4 + 3 + 3 + 1 + 1 + 1);
+  assert.equal(allowed, 1 + 4 + 4 + 3 + 3 + 2 + 2 + 1 + 1);
 });
 
 test('dest phase: a precopy run, a postcopy run, and where errors lead', () => {
@@ -59,4 +62,18 @@ test('dest phase: a precopy run, a postcopy run, and where errors lead', () => {
   assert.equal(stepPhase({ kind: 'completed' }, { kind: 'error', error }).kind, 'completed');
   assert.throws(() => stepPhase(IDLE_PHASE, { kind: 'run' }), AssertionError);
   assert.throws(() => stepPhase({ kind: 'precopy', ramAdvised: false }, { kind: 'run' }), AssertionError);
+});
+
+test('dest phase: postcopy recovery goes paused → recover → postcopy (running), and an error in recover pauses again', () => {
+  const paused: DestPhase = { kind: 'paused', error };
+  const recover = stepPhase(paused, { kind: 'recover' });
+  assert.deepEqual(recover, { kind: 'recover' });
+  assert.equal(statusOfPhase(recover), 'postcopy-recover');
+  assert.deepEqual(stepPhase(recover, { kind: 'resume' }), { kind: 'postcopy', running: true });
+  const second = new DestError(MIG_ERR_DEST_STREAM, 'again');
+  assert.deepEqual(stepPhase(recover, { kind: 'error', error: second }), { kind: 'paused', error: second });
+  assert.ok(isLegalTransition('postcopy-recover', 'postcopy-paused', 'destination'));
+  assert.throws(() => stepPhase({ kind: 'postcopy', running: true }, { kind: 'resume' }), AssertionError);
+  assert.throws(() => stepPhase(recover, { kind: 'eof' }), AssertionError);
+  assert.throws(() => stepPhase(paused, { kind: 'resume' }), AssertionError);
 });

@@ -16,14 +16,16 @@
  *   precopy --> failed: error
  *   postcopy --> failed: error before RUN
  *   postcopy --> paused: error after RUN (postcopy-paused)
+ *   paused --> recover: recover (migrate-recover, then the source's new connection)
+ *   recover --> postcopy: resume (POSTCOPY_RESUME; running)
+ *   recover --> paused: error (the new connection failed before POSTCOPY_RESUME)
  * ```
  *
  * An error in `paused`, `completed` or `failed` leaves the phase as it is (bytes after the end,
  * a second error after the first); any other event there is a programmer error, as is an
  * event the stream decoder's own command-order checks would have refused (RUN before LISTEN).
  *
- * What it deliberately doesn't do: postcopy recovery (paused → postcopy-recover →
- * postcopy-active) and COLO.
+ * What it deliberately doesn't do: COLO.
  */
 import { assertNever, unreachable } from '../../lib/assert.ts';
 import type { MigrationStatus } from '../status.ts';
@@ -46,6 +48,11 @@ export type DestPhase =
   | { readonly kind: 'postcopy'; readonly running: boolean }
   /** An error after RUN (status postcopy-paused): faults wait; nothing is requested. */
   | { readonly kind: 'paused'; readonly error: DestError }
+  /**
+   * Postcopy recovery on a new connection (status postcopy-recover, facts §3.11): RECV_BITMAP
+   * commands are answered; faults wait without requests until POSTCOPY_RESUME.
+   */
+  | { readonly kind: 'recover' }
   /** The stream's EOF was loaded (status completed). */
   | { readonly kind: 'completed' }
   /** A load error before RUN (status failed); QEMU would now exit 1. */
@@ -58,7 +65,11 @@ export type PhaseEvent =
   | { readonly kind: 'listen' }
   | { readonly kind: 'run' }
   | { readonly kind: 'eof' }
-  | { readonly kind: 'error'; readonly error: DestError };
+  | { readonly kind: 'error'; readonly error: DestError }
+  /** The source connected again after migrate-recover. */
+  | { readonly kind: 'recover' }
+  /** POSTCOPY_RESUME was received in postcopy-recover. */
+  | { readonly kind: 'resume' };
 
 export const IDLE_PHASE: DestPhase = Object.freeze({ kind: 'idle' });
 
@@ -73,6 +84,8 @@ export function statusOfPhase(phase: DestPhase): MigrationStatus {
       return 'postcopy-active';
     case 'paused':
       return 'postcopy-paused';
+    case 'recover':
+      return 'postcopy-recover';
     case 'completed':
       return 'completed';
     case 'failed':
@@ -97,6 +110,13 @@ export function stepPhase(phase: DestPhase, event: PhaseEvent): DestPhase {
     case 'postcopy':
       return stepPostcopy(phase, event);
     case 'paused':
+      if (event.kind === 'recover') return { kind: 'recover' };
+      if (event.kind === 'error') return phase;
+      return illegal(phase, event);
+    case 'recover':
+      if (event.kind === 'resume') return { kind: 'postcopy', running: true };
+      if (event.kind === 'error') return { kind: 'paused', error: event.error };
+      return illegal(phase, event);
     case 'completed':
     case 'failed':
       if (event.kind === 'error') return phase;
@@ -118,6 +138,8 @@ function stepPrecopy(phase: DestPhase & { kind: 'precopy' }, event: PhaseEvent):
       return { kind: 'failed', error: event.error };
     case 'stream-start':
     case 'run':
+    case 'recover':
+    case 'resume':
       return illegal(phase, event);
     default:
       return assertNever(event);
@@ -136,6 +158,8 @@ function stepPostcopy(phase: DestPhase & { kind: 'postcopy' }, event: PhaseEvent
     case 'stream-start':
     case 'advise':
     case 'listen':
+    case 'recover':
+    case 'resume':
       return illegal(phase, event);
     default:
       return assertNever(event);

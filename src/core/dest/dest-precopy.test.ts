@@ -270,12 +270,12 @@ test('precopy: unplugged pages are zero-filled at load; pages the source skipped
   assert.equal(engine.missingPagesAtPrecopyRun, 1);
 });
 
-test('precopy: the preempt channel is refused, a second OPEN_RETURN_PATH is only marked', () => {
+test('precopy: preempt bytes before any stream are dropped, a second OPEN_RETURN_PATH is only marked', () => {
   const blocks = sourceBlocks();
   const a = makeEngine(blocks);
-  a.engine.onBytes('preempt', new Uint8Array(8), 0);
-  assert.equal(a.engine.status, 'failed');
-  assert.equal(a.engine.lastError?.code, MIG_ERR_DEST_UNSUPPORTED);
+  const dropped = a.engine.onBytes('preempt', new Uint8Array(8), 0);
+  assert.equal(a.engine.status, 'none');
+  assert.deepEqual(markNames(dropped.effects), ['preempt-bytes-dropped']);
 
   const b = makeEngine(blocks);
   b.feeder.push(encodeToBytes((e) => {

@@ -7,6 +7,7 @@ import type { StreamLimits } from '../../format/stream-errors.ts';
 import type { DeviceSectionDecoder } from '../../format/stream-types.ts';
 import type { MigrationCapabilities } from '../capabilities.ts';
 import type { DestHooks, DestRam, PagePayloadMode, StepResult } from '../engine-types.ts';
+import type { DestError } from './dest-errors.ts';
 import type { OutstandingFault } from './fault-tracker.ts';
 
 export type { OutstandingFault } from './fault-tracker.ts';
@@ -21,7 +22,8 @@ export interface DestEngineOptions {
   readonly vcpuCount: number;
   /**
    * The destination's migration capabilities (QMP names). Read: `postcopy-ram` (QEMU needs it
-   * on both sides; ADVISE is checked against it) and `postcopy-blocktime`. Missing = off.
+   * on both sides; ADVISE is checked against it), `postcopy-blocktime`, and `postcopy-preempt`
+   * (a postcopy EOF then completes only after the preempt channel's EOS). Missing = off.
    */
   readonly capabilities?: Partial<MigrationCapabilities>;
   /** Start the guest once loaded (QEMU without `-S`); default true. */
@@ -46,6 +48,18 @@ export interface FaultResult extends StepResult {
    * false when the vCPU must wait for a `page-ready` effect naming the page.
    */
   readonly present: boolean;
+}
+
+/** What a QMP command on the destination returns: its effects and QEMU's refusal, if any. */
+export interface DestCommandResult extends StepResult {
+  /** Why the command was refused (QMP GenericError text), or null. */
+  readonly error: DestError | null;
+}
+
+/** What `onChannelReplaced` returns: its effects and whether the new connection was taken. */
+export interface ChannelReplacedResult extends StepResult {
+  /** False when the engine does not expect a new connection (the shell should close it). */
+  readonly accepted: boolean;
 }
 
 /** Destination statistics (all counters monotonic over one incoming migration). */

@@ -54,6 +54,9 @@ export class CapturingDeviceDecoder implements DeviceSectionDecoder {
   }
 }
 
+/** Encoder chunks for the small timer and globalstate payloads (the 256 KiB default costs ~1 MiB of zeroing per load). */
+const SMALL_PAYLOAD = { chunkSizeBytes: 512 } as const;
+
 /**
  * The blob for a decoded device section. `captured` is the wrapping decoder (null when the
  * engine has none; then only timer and globalstate reach here).
@@ -61,9 +64,9 @@ export class CapturingDeviceDecoder implements DeviceSectionDecoder {
 export function deviceBlobOf(header: SectionHeader, state: DeviceState, captured: CapturingDeviceDecoder | null): DeviceSectionBlob {
   let payload: Uint8Array;
   if (header.idstr === TIMER_SECTION_IDSTR) {
-    payload = encodeToBytes((e) => e.timerPayload(state as TimerState));
+    payload = encodeToBytes((e) => e.timerPayload(state as TimerState), SMALL_PAYLOAD);
   } else if (header.idstr === GLOBALSTATE_SECTION_IDSTR) {
-    payload = encodeToBytes((e) => e.globalstatePayload(state as GlobalState));
+    payload = encodeToBytes((e) => e.globalstatePayload(state as GlobalState), SMALL_PAYLOAD);
   } else {
     payload = captured === null ? new Uint8Array(0) : captured.lastPayload;
   }

@@ -16,9 +16,12 @@
  * Requests follow QEMU's naming rule: REQ_PAGES_ID names the block when it differs from the
  * block of the previous request, REQ_PAGES otherwise (ReturnPathEncoder keeps the last block).
  *
+ * On postcopy recovery (facts §3.11) the engine asks for `waitedPages` to request each again
+ * and calls `resetRequestBlock` first, so the first request names its block (QEMU resets
+ * mis->last_rb).
+ *
  * What it deliberately doesn't do: decide whether a fault needs a request (the engine does:
- * present pages and local zero pages never reach here), or re-send requests on postcopy
- * recovery.
+ * present pages and local zero pages never reach here).
  */
 import { assert } from '../../lib/assert.ts';
 import { ByteWriter } from '../../lib/bytes.ts';
@@ -124,6 +127,16 @@ export class FaultTracker {
     this.requestOut.reset();
     this.requestsSent++;
     return bytes;
+  }
+
+  /** Forgets the last requested block: the next request is a REQ_PAGES_ID (a new return path). */
+  resetRequestBlock(): void {
+    this.requestEncoder.resetBlock();
+  }
+
+  /** The pages some vCPU waits for, each once, ascending. */
+  waitedPages(): number[] {
+    return [...this.waiters.keys()].sort((a, b) => a - b);
   }
 
   /** True when some vCPU waits for `pageIndex` (cheap: called for every placed page). */

@@ -14,8 +14,11 @@
  * A handler refuses by throwing a DestError; the decoder stops at once and the engine turns it
  * into a failure (before RUN) or a pause (after RUN).
  *
- * What it deliberately doesn't do: postcopy recovery (RECV_BITMAP, RESUME), COLO, and QEMU's
- * machine-type check of the CONFIGURATION record (the host knows its machine type).
+ * Postcopy recovery's commands (RECV_BITMAP, POSTCOPY_RESUME) go to DestRecovery
+ * (dest-recovery.ts); the recovery connection continues this decoder (resumeOnNewChannel).
+ *
+ * What it deliberately doesn't do: COLO, and QEMU's machine-type check of the CONFIGURATION
+ * record (the host knows its machine type).
  */
 import { assert, assertNever } from '../../lib/assert.ts';
 import { encodeRpMessages } from '../../format/return-path.ts';
@@ -31,12 +34,15 @@ import {
   MIG_ERR_DEST_DEVICE_LOAD,
   MIG_ERR_DEST_NO_RETURN_PATH,
   MIG_ERR_DEST_NOTIFIER_VETO,
+  MIG_ERR_DEST_STREAM,
   MIG_ERR_DEST_UNSUPPORTED,
   pingWithoutReturnPathText,
 } from './dest-errors.ts';
 import type { DestEngineOptions } from './dest-types.ts';
 import { CapturingDeviceDecoder, deviceBlobOf, globalstateRunstate } from './device-load.ts';
+import type { DestRecovery } from './dest-recovery.ts';
 import type { FaultTracker } from './fault-tracker.ts';
+import { createPageSink } from './page-sink.ts';
 import type { PagePlacer } from './placement.ts';
 import { adviseRefusal } from './postcopy-advise.ts';
 
@@ -68,25 +74,28 @@ export class IncomingStream {
   private runstate: string | null = null;
   /** run-guest effects emitted. */
   runGuestCount = 0;
+  /**
+   * With postcopy-preempt: true while the preempt channel has not delivered its EOS (set by
+   * the engine); a postcopy EOF then waits for it. Null without postcopy-preempt.
+   */
+  preemptOpen: (() => boolean) | null = null;
+  /** The main stream's postcopy EOF arrived and waits for the preempt channel's EOS. */
+  private eofWaitsForPreempt = false;
   /** Pages missing when the guest was started after a precopy load; null when not started so. */
   missingAtPrecopyRun: number | null = null;
   /** What the decoder calls; RAM records go straight to placement (versions in `version` mode). */
-  private readonly sink: VersionPageSink = {
-    record: (record) => this.onRecord(record),
-    ramPage: (block, offsetBytes, data) => this.afterPlacement(this.placer.loadPage(block, offsetBytes, data, this.ctx.trapFaults)),
-    ramPageVersion: (block, offsetBytes, version) => this.afterPlacement(this.placer.loadVersion(block, offsetBytes, version, this.ctx.trapFaults)),
-    ramZero: (block, offsetBytes, fill) => {
-      if (fill !== 0) this.ctx.mark('zero-record-nonzero-fill', `fill 0x${fill.toString(16)}`);
-      this.afterPlacement(this.placer.loadZero(block, offsetBytes, fill, this.ctx.trapFaults));
-    },
-  };
+  private readonly sink: VersionPageSink;
+  /** Answers the recovery commands. */
+  private readonly recovery: DestRecovery;
 
-  constructor(ctx: DestContext, placer: PagePlacer, faults: FaultTracker, options: DestEngineOptions) {
+  constructor(ctx: DestContext, placer: PagePlacer, faults: FaultTracker, options: DestEngineOptions, recovery: DestRecovery) {
     this.ctx = ctx;
     this.ram = options.ram;
     this.hooks = options.hooks;
     this.placer = placer;
     this.faults = faults;
+    this.recovery = recovery;
+    this.sink = createPageSink(ctx, placer, faults, (record) => this.onRecord(record));
     this.postcopyRamCap = options.capabilities?.['postcopy-ram'] ?? false;
     this.blocktimeCap = options.capabilities?.['postcopy-blocktime'] ?? false;
     this.autostart = options.autostart ?? true;
@@ -158,10 +167,12 @@ export class IncomingStream {
         return this.startGuest();
       case 'packaged':
         return;
-      case 'enable-colo':
-      case 'postcopy-resume':
       case 'recv-bitmap':
-        throw new DestError(MIG_ERR_DEST_UNSUPPORTED, `${command.kind} is not supported by this destination (no COLO, no postcopy recovery)`);
+        return this.recovery.answerRecvBitmap(command.blockName);
+      case 'postcopy-resume':
+        return this.recovery.resume();
+      case 'enable-colo':
+        throw new DestError(MIG_ERR_DEST_UNSUPPORTED, `${command.kind} is not supported by this destination (no COLO)`);
       default:
         return assertNever(command);
     }
@@ -199,7 +210,15 @@ export class IncomingStream {
       case 'precopy':
         return this.completePrecopy(phase.ramAdvised);
       case 'postcopy':
+        if (this.preemptOpen !== null && this.preemptOpen()) {
+          // QEMU 7.2 joins the preempt thread (which reads until the channel's EOS) before it
+          // completes: requested pages still in flight there must be placed first.
+          this.eofWaitsForPreempt = true;
+          return this.ctx.mark('eof-waits-for-preempt-eos');
+        }
         return this.completePostcopy();
+      case 'recover':
+        throw new DestError(MIG_ERR_DEST_STREAM, 'EOF on the recovery connection before POSTCOPY_RESUME');
       case 'idle':
       case 'paused':
       case 'completed':
@@ -220,6 +239,13 @@ export class IncomingStream {
     this.startGuest();
     this.ctx.move({ kind: 'eof' });
     this.sendShut();
+  }
+
+  /** The preempt channel's EOS arrived: a postcopy EOF that waited for it completes now. */
+  onPreemptEos(): void {
+    if (!this.eofWaitsForPreempt || this.ctx.phase.kind !== 'postcopy') return;
+    this.eofWaitsForPreempt = false;
+    this.completePostcopy();
   }
 
   /** Postcopy EOF (QEMU's listen thread): cleanup, release waiters, completed, SHUT. */
@@ -249,13 +275,6 @@ export class IncomingStream {
     if (ctx.phase.kind === 'precopy') this.missingAtPrecopyRun = this.ram.received.missingCount();
     this.runGuestCount++;
     ctx.effects.push({ kind: 'run-guest' });
-  }
-
-  /** A placed page may have waiters (only after LISTEN): wake them. */
-  private afterPlacement(pageIndex: number): void {
-    if (!this.ctx.trapFaults || !this.faults.hasWaiters(pageIndex)) return;
-    this.faults.release(pageIndex, this.ctx.nowNs);
-    this.ctx.effects.push({ kind: 'page-ready', pageIndex });
   }
 
   /** Runs a postcopy notifier; a veto fails the load with the notifier's text. */

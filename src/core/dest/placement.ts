@@ -14,9 +14,7 @@
  * reads the final contents.
  *
  * Discards (POSTCOPY_ADVISE treats all RAM as discarded; POSTCOPY_RAM_DISCARD names ranges)
- * clear received bits and zero the pages. The received map has no clear operation of its
- * own, so this module clears bits through its Bitmap view and keeps the map's count word
- * (word 0 of its shared buffer, documented in received-map.ts) in step.
+ * clear received bits (ReceivedMap.clearRange) and zero the pages.
  *
  * Payloads: a PAGE record's 4096 bytes (`loadPage`; QEMU's streams, and exact pages of the
  * simulator's compact stream), or, in the compact `version` payload mode, the page's version
@@ -79,8 +77,6 @@ export class PagePlacer implements PlacementCounters {
   private readonly ramBytes: Uint8Array | null;
   /** ram.store when it is a compact (versioned) store, else null. */
   private readonly versioned: VersionedPageStore | null;
-  /** Word 0 of the received map's buffer: its received count (see the module comment). */
-  private readonly receivedCountWord: Uint32Array;
   /** First guest page of each block of the stream's MEM_SIZE list, by list index. */
   private startPages: number[] = [];
   /** One page of scratch: non-zero fills, versions materialized for a bytes store. */
@@ -102,7 +98,6 @@ export class PagePlacer implements PlacementCounters {
     this.received = ram.received;
     this.versioned = isVersionedPageStore(ram.store) ? ram.store : null;
     this.ramBytes = ram.store instanceof BytesBacking ? ram.store.bytes : null;
-    this.receivedCountWord = new Uint32Array(ram.received.buffer, 0, 1);
   }
 
   /**
@@ -218,11 +213,9 @@ export class PagePlacer implements PlacementCounters {
     this.discardedPages += this.clearReceived(0, this.received.pageCount);
   }
 
-  /** Clears received bits [start, end) and lowers the map's count; returns bits cleared. */
+  /** Clears received bits [start, end); returns bits cleared. */
   private clearReceived(start: number, end: number): number {
-    const cleared = this.received.bits.clearRangeCount(start, end);
-    if (cleared > 0) Atomics.sub(this.receivedCountWord, 0, cleared);
-    return cleared;
+    return this.received.clearRange(start, end);
   }
 
   private refuseSecondPlacement(pageIndex: number, ref: RamBlockRef, offsetBytes: number, zero: boolean): void {

@@ -19,3 +19,5 @@ export {
   type SourceSendEffect,
 } from './source-types.ts';
 export { POSTCOPY_NOT_ENABLED_TEXT, POSTCOPY_NOT_STARTED_TEXT } from './source-step.ts';
+export { MIGRATE_PAUSE_NOT_POSTCOPY_TEXT, RESUME_NOT_PAUSED_TEXT, RESUME_RELEASE_RAM_TEXT } from './recovery.ts';
+export { POSTCOPY_PAUSED_TEXT } from './termination.ts';

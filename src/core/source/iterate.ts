@@ -9,7 +9,8 @@
  *                     complete → stop the guest (next pump: completion)
  *                     postcopy → postcopy-active, stop the guest (next pump: the switch)
  *   stopping: the completion or the switch (switchover.ts, postcopy-switch.ts)
- *   postcopy: postcopy.ts
+ *   postcopy, completing: postcopy.ts (the END section spans pumps)
+ *   recover:  nothing (the recovery handshake runs on return-path input, recovery.ts)
  *
  * Why the stop takes its own pump: effects are carried out after an input returns, and the
  * final sync must see a stopped guest. Splitting at the stop keeps that true in real mode,
@@ -22,7 +23,7 @@ import { decideIteration, ramPending, shouldSyncBeforePending } from '../converg
 import { resetRateWindow } from '../rate-limiter.ts';
 import { isActiveStatus } from '../status.ts';
 import { syncDirtyBitmap } from './dirty-sync.ts';
-import { pumpPostcopy } from './postcopy.ts';
+import { pumpCompletion, pumpPostcopy } from './postcopy.ts';
 import { switchToPostcopy } from './postcopy-switch.ts';
 import { isThrottled, writeRamChunk } from './ram-chunk.ts';
 import type { SourceContext } from './source-context.ts';
@@ -40,9 +41,12 @@ export function pump(ctx: SourceContext, nowNs: number, budgetBytes: number): vo
       return switchToPostcopy(ctx, nowNs);
     case 'postcopy':
       return pumpPostcopy(ctx, nowNs, budgetBytes);
+    case 'completing':
+      return pumpCompletion(ctx, nowNs, budgetBytes);
     case 'idle':
     case 'awaiting-shut':
     case 'paused':
+    case 'recover':
     case 'finished':
       return;
     default:

@@ -1,14 +1,24 @@
 /**
  * The postcopy phase (facts §3.6, §3.7, §3.10), after the switch:
  *
- *   pump:  rate limited by max-postcopy-bandwidth, but never while a request is queued
- *          pending ≥ threshold → RAM PART chunk: queued requests first, then the background push
- *          pending < threshold → END `ram`: queued requests, every remaining page (no sync, no
- *                                rate limit), EOS; EOF; with postcopy-preempt: EOS on the preempt
- *                                channel; then wait for SHUT (no VMDESCRIPTION)
+ *   pump (postcopy):   rate limited by max-postcopy-bandwidth, but never while a request is queued
+ *                      pending ≥ threshold → RAM PART chunk: queued requests first, then the
+ *                                            background push
+ *                      pending < threshold → END `ram` header; phase `completing`; this pump goes on
+ *                                            as a completion pump
+ *   pump (completing): queued requests first, then up to the shell's budget of the remaining
+ *                      pages (no rate limit, no sync); the pump that sends the last page writes
+ *                      EOS and the footer, EOF, and with postcopy-preempt EOS on the preempt
+ *                      channel; then the source waits for SHUT (no VMDESCRIPTION)
+ *
+ * Why the END section spans pumps: QEMU's ram_save_complete checks the request queue before
+ * every page it sends (ram_find_and_save_block → get_queued_page), so a vCPU that faults while
+ * the rest is flushed waits for one page, not for the whole flush. Spreading the flush over
+ * budgeted pumps, requests first in each, gives a shell the same bound; only EOF closes it.
  *
  * A page is sent at most once after the switch: nothing syncs the dirty log any more, so a bit
- * cleared by a send is never set again, and `sendPages` asserts it under debugChecks.
+ * cleared by a send is never set again, and `sendPages` asserts it under debugChecks. (A
+ * postcopy recovery re-dirties only pages the destination reports missing; recovery.ts.)
  */
 import { assert } from '../../lib/assert.ts';
 import { TARGET_PAGE_SIZE } from '../../lib/units.ts';
@@ -32,22 +42,38 @@ export function pumpPostcopy(ctx: SourceContext, nowNs: number, budgetBytes: num
   });
   assert(decision !== 'postcopy', 'a source in postcopy cannot switch to postcopy again');
   if (decision === 'complete') {
-    completePostcopy(ctx, nowNs);
+    // QEMU's qemu_savevm_state_complete_postcopy: END `ram` with the rest, then EOF.
+    ctx.main.sectionEnd(ctx.options.ramSectionId);
+    ctx.phase = { kind: 'completing' };
+    pumpCompletion(ctx, nowNs, budgetBytes);
     return;
   }
   writeRamChunk(ctx, budgetBytes);
 }
 
-/** QEMU's qemu_savevm_state_complete_postcopy: END `ram` with the rest, EOF. */
-function completePostcopy(ctx: SourceContext, nowNs: number): void {
-  const main = ctx.main;
-  const id = ctx.options.ramSectionId;
-  main.sectionEnd(id);
+/**
+ * One pump of the open END section: queued requests, then at most about `budgetBytes` wire
+ * bytes (requests included) of the remaining pages; the last page closes the stream.
+ */
+export function pumpCompletion(ctx: SourceContext, nowNs: number, budgetBytes: number): void {
+  const start = ctx.main.wireOffsetBytes + (ctx.preempt?.wireOffsetBytes ?? 0);
   serveRequests(ctx);
-  scanAndSend(ctx, ctx.backgroundEncoder(), Infinity, Infinity);
-  main.ramEos();
-  main.footer(id);
-  main.eof();
+  const usedBytes = ctx.main.wireOffsetBytes + (ctx.preempt?.wireOffsetBytes ?? 0) - start;
+  const allowanceBytes = budgetBytes - usedBytes;
+  if (allowanceBytes > 0 && ctx.bitmap.dirtyCount > 0) {
+    const background = ctx.backgroundEncoder();
+    scanAndSend(ctx, background, background.wireOffsetBytes + allowanceBytes, Infinity);
+  } else if (ctx.bitmap.dirtyCount > 0) {
+    ctx.mark('completion-pump-requests-only', `${usedBytes} byte(s) of requests`);
+  }
+  if (ctx.bitmap.dirtyCount > 0) {
+    ctx.updateRemaining();
+    ctx.flush();
+    return;
+  }
+  ctx.main.ramEos();
+  ctx.main.footer(ctx.options.ramSectionId);
+  ctx.main.eof();
   if (ctx.preempt !== null) ctx.preempt.ramEos();
   ctx.updateRemaining();
   ctx.flush();

@@ -6,7 +6,8 @@
  *   REQ_PAGES[_ID]  checked and queued (requests.ts); served by the next pump
  *   SHUT(0)         the destination is done: completed if everything is written, else remembered
  *   SHUT(n ≠ 0)     failed: `RP: Sibling indicated error n`
- *   RECV_BITMAP, RESUME_ACK  failed: they belong to postcopy recovery, not implemented yet
+ *   RECV_BITMAP, RESUME_ACK  in postcopy-recover: the recovery handshake (recovery.ts); elsewhere
+ *                   failed: they belong to postcopy recovery
  *   malformed bytes failed with the decoder's text (a REQ_PAGES before any REQ_PAGES_ID gets
  *                   QEMU's `ram_save_queue_pages no previous block`)
  *
@@ -14,6 +15,7 @@
  */
 import { FormatError } from '../../format/errors.ts';
 import { MIG_ERR_RP_NO_PREVIOUS_BLOCK, type RpMessage } from '../../format/return-path.ts';
+import { onRecvBitmap, onResumeAck } from './recovery.ts';
 import { queuePageRequest } from './requests.ts';
 import type { SourceContext } from './source-context.ts';
 import { SourceError } from './source-types.ts';
@@ -45,15 +47,21 @@ export function onReturnPathBytes(ctx: SourceContext, nowNs: number, bytes: Uint
   }
   const inbox = ctx.rpInbox.splice(0);
   for (const message of inbox) {
-    // A message may end the migration (SHUT, a bad request); the rest are then moot.
-    if (isFinished(ctx)) return;
+    // A message may end the migration (SHUT, a bad request) or pause it (a failed recovery
+    // handshake); the rest are then moot.
+    if (isFinished(ctx) || isPaused(ctx)) return;
     onMessage(ctx, nowNs, message);
   }
+  if (decodeError !== null && isPaused(ctx)) return;
   if (decodeError !== null) failMigration(ctx, nowNs, decodeError);
 }
 
 function isFinished(ctx: SourceContext): boolean {
   return ctx.phase.kind === 'finished';
+}
+
+function isPaused(ctx: SourceContext): boolean {
+  return ctx.phase.kind === 'paused';
 }
 
 function onMessage(ctx: SourceContext, nowNs: number, message: RpMessage): void {
@@ -78,6 +86,11 @@ function onMessage(ctx: SourceContext, nowNs: number, message: RpMessage): void 
       return;
     case 'recv-bitmap':
     case 'resume-ack':
+      if (ctx.phase.kind === 'recover') {
+        if (message.kind === 'recv-bitmap') onRecvBitmap(ctx, nowNs, message.blockName, message.bitmap);
+        else onResumeAck(ctx, nowNs, message.value);
+        return;
+      }
       failMigration(ctx, nowNs, new SourceError('MIG_ERR_RP_UNEXPECTED', `RP: ${message.kind.toUpperCase()} received outside postcopy recovery`));
       return;
   }

@@ -13,9 +13,17 @@
  *   stopping --> awaitingShut: pump: END, devices, EOF (return path open)
  *   stopping --> finished: pump: ... no return path (completed)
  *   stopping --> postcopy: pump: discard, package, PING 4
- *   postcopy --> awaitingShut: pump: END + EOF
+ *   postcopy --> completing: pump: pending < threshold (END header)
+ *   completing --> completing: pump: requests, then a budget of the rest
+ *   completing --> awaitingShut: pump: the last pages, EOS, EOF
  *   awaitingShut --> finished: SHUT(0) (completed)
- *   postcopy --> paused: channelError (postcopy-paused)
+ *   postcopy --> paused: channelError / migratePause (postcopy-paused)
+ *   completing --> paused: channelError / migratePause
+ *   awaitingShut --> paused: channelError / migratePause (before SHUT)
+ *   paused --> recover: resume (postcopy-recover; RECV_BITMAP per block)
+ *   recover --> recover: RP RECV_BITMAP (the last one: POSTCOPY_RESUME)
+ *   recover --> postcopy: RP RESUME_ACK (postcopy-active)
+ *   recover --> paused: channelError / bad handshake
  *   precopy --> finished: cancel / channelError / bad RP (cancelled / failed)
  *   paused --> finished: cancel
  * ```
@@ -57,10 +65,21 @@ export type SourcePhase =
   | { readonly kind: 'stopping'; readonly next: 'complete' | 'postcopy' }
   /** Status postcopy-active: page requests first, then the background push. */
   | { readonly kind: 'postcopy' }
+  /**
+   * Status postcopy-active, the END section of `ram` is open: each pump serves queued requests,
+   * then sends up to its budget of the remaining pages (no rate limit); the pump that sends the
+   * last page writes EOS, the footer and EOF (postcopy.ts).
+   */
+  | { readonly kind: 'completing' }
   /** Everything is written (EOF); waiting for the destination's SHUT on the return path. */
   | { readonly kind: 'awaiting-shut' }
-  /** Status postcopy-paused after a channel error (recovery is not implemented yet). */
+  /** Status postcopy-paused after a channel error or migrate-pause; `resume` leaves it. */
   | { readonly kind: 'paused' }
+  /**
+   * Status postcopy-recover (recovery.ts): `bitmaps` while RECV_BITMAP replies are due (the
+   * blocks still due are in `SourceContext.recoverPending`), `resume-ack` after POSTCOPY_RESUME.
+   */
+  | { readonly kind: 'recover'; readonly step: 'bitmaps' | 'resume-ack' }
   /** Status completed, failed or cancelled. Every input is ignored from here on. */
   | { readonly kind: 'finished' };
 
@@ -118,8 +137,12 @@ export class SourceContext {
   readonly emitter: PageEmitter;
   /** The channel requested pages went to last (QEMU resets the "last block" when it changes). */
   lastPageChannel: ChannelName = 'main';
-  /** Return-path decoder; null without a return path. */
-  readonly rp: ReturnPathDecoder | null;
+  /** Return-path decoder; null without a return path. A recovery replaces it (a new connection). */
+  rp: ReturnPathDecoder | null;
+  /** Postcopy recovery: names of the blocks whose RECV_BITMAP reply has not arrived yet. */
+  readonly recoverPending = new Set<string>();
+  /** Postcopy recoveries begun (`resume` accepted). */
+  recoveries = 0;
   /** Messages the decoder delivered during the current push. */
   readonly rpInbox: RpMessage[] = [];
   /** SHUT(0) was received. */
@@ -213,11 +236,18 @@ export class SourceContext {
       ? new StreamEncoder({ onChunk: (chunk) => this.onChunk('preempt', chunk), chunkSizeBytes: this.options.chunkSizeBytes })
       : null;
     this.emitter = createPageEmitter(config.ram.store, this.options.payloadMode);
-    this.rp = this.returnPath ? new ReturnPathDecoder((msg) => this.rpInbox.push(msg)) : null;
+    this.rp = this.returnPath ? this.newReturnPathDecoder() : null;
     this.requests = new RequestQueue(this.options.requestQueueLimit);
     this.limiter = createRateLimiter(this.params.maxBandwidthBytesPerSec, 0);
     this.window = openBandwidthWindow(0, 0, 0);
     this.scanPage = this.blocks[0].startPage;
+  }
+
+  /** A return-path decoder for a new connection; RECV_BITMAP sizes are checked per block. */
+  newReturnPathDecoder(): ReturnPathDecoder {
+    return new ReturnPathDecoder((msg) => this.rpInbox.push(msg), {
+      bitmapBitsForBlock: (name) => this.ram.blocks.byName(name)?.pageCount,
+    });
   }
 
   /** Starts an input at `nowNs`: fresh effect list, monotonic time. */

@@ -20,8 +20,23 @@
  * pages examined and dropped; clean bitmap words skipped by the word scan are not counted
  * (QEMU skips them with find_next_bit, at a cost far below a page's).
  *
- * What it deliberately doesn't do: postcopy recovery (postcopy-paused is reached and stays),
- * multifd, xbzrle, compression, pause-before-switchover, x-colo (refused at construction).
+ * Postcopy pause and recovery (facts §3.11; recovery.ts), as a shell drives it:
+ *
+ * ```ts
+ * apply(engine.channelError(now));        // or engine.migratePause(now): status → postcopy-paused;
+ *                                         // the shell drops both connections (bytes in flight are lost)
+ * const r = engine.resume(now);           // QMP migrate {resume: true}: refused unless paused
+ * if (r.error === null) apply(r);         // postcopy-recover; RECV_BITMAP per block, sent on the
+ *                                         // NEW main connection (no header, no CONFIGURATION)
+ * apply(engine.onReturnPath(now, bytes)); // the new return path: RECV_BITMAP replies → POSTCOPY_RESUME,
+ *                                         // RESUME_ACK → postcopy-active; pumps go on as before
+ * ```
+ *
+ * The completion of a postcopy migration (the END section) spans pumps, each serving queued
+ * page requests first (postcopy.ts), so `readiness` says `pump` until EOF is written.
+ *
+ * What it deliberately doesn't do: multifd, xbzrle, compression, pause-before-switchover,
+ * x-colo (refused at construction).
  */
 import { BUFFER_DELAY_MS } from '../bandwidth.ts';
 import { NS_PER_MS } from '../../lib/units.ts';
@@ -35,7 +50,7 @@ import { SourceContext, type SourcePhase } from './source-context.ts';
 import { stepSource } from './source-step.ts';
 import type { SourceCounters, SourceEngineConfig, SourceError, SourceInput, SourceReadiness } from './source-types.ts';
 
-/** The result of `startPostcopy`: effects (none) and QEMU's refusal, if any. */
+/** The result of a QMP command (`startPostcopy`, `migratePause`, `resume`): effects and QEMU's refusal, if any. */
 export interface CommandResult extends StepResult {
   /** Why the command was refused (QMP GenericError text), or null. */
   readonly error: SourceError | null;
@@ -63,9 +78,7 @@ export class SourceEngine {
 
   /** `migrate-start-postcopy`: the switch happens at a later pump, when convergence allows it. */
   startPostcopy(nowNs: number): CommandResult {
-    this.ctx.beginInput(nowNs);
-    const error = stepSource(this.ctx, { kind: 'start-postcopy', nowNs });
-    return { effects: this.ctx.effects, pagesScanned: this.ctx.pagesScanned, error };
+    return this.command({ kind: 'start-postcopy', nowNs });
   }
 
   /** Bytes received on the return path (any chunking). */
@@ -76,6 +89,24 @@ export class SourceEngine {
   /** A free page hint: pages [startPage, startPage + pageCount) are free in the guest. */
   applyHint(nowNs: number, startPage: number, pageCount: number): StepResult {
     return this.run({ kind: 'hint', nowNs, startPage, pageCount });
+  }
+
+  /**
+   * QMP `migrate-pause`: postcopy-active → postcopy-paused, as if the channel broke (the shell
+   * then shuts the connections down, as QEMU does). Refused in any other status with QEMU's text.
+   */
+  migratePause(nowNs: number): CommandResult {
+    return this.command({ kind: 'migrate-pause', nowNs });
+  }
+
+  /**
+   * QMP `migrate` with `resume: true`: postcopy-paused → postcopy-recover. The effects are the
+   * first bytes of the new main connection (RECV_BITMAP per block); the return-path bytes that
+   * follow must come from the new connection's return path. Refused unless postcopy-paused
+   * (`Cannot resume if there is no paused migration`) or with capability release-ram.
+   */
+  resume(nowNs: number): CommandResult {
+    return this.command({ kind: 'resume', nowNs });
   }
 
   /** `migrate_cancel`. */
@@ -120,6 +151,11 @@ export class SourceEngine {
     return this.ctx.bitmap;
   }
 
+  /** Postcopy recoveries begun (`resume` accepted). */
+  get recoveries(): number {
+    return this.ctx.recoveries;
+  }
+
   /** `track` only: true when `pageIndex` was hinted before the destination had it, and not answered yet. */
   isHintedNeverSent(pageIndex: number): boolean {
     return this.ctx.hintedNeverSent?.test(pageIndex) ?? false;
@@ -133,6 +169,7 @@ export class SourceEngine {
     const ctx = this.ctx;
     switch (ctx.phase.kind) {
       case 'stopping':
+      case 'completing':
         return { kind: 'pump' };
       case 'precopy':
       case 'postcopy': {
@@ -154,6 +191,12 @@ export class SourceEngine {
   /** Counters beyond the QMP statistics (hints, requests, pings, discards). */
   counters(): SourceCounters {
     return { ...this.ctx.counters };
+  }
+
+  private command(input: SourceInput): CommandResult {
+    this.ctx.beginInput(input.nowNs);
+    const error = stepSource(this.ctx, input);
+    return { effects: this.ctx.effects, pagesScanned: this.ctx.pagesScanned, error };
   }
 
   private run(input: SourceInput): StepResult {

@@ -279,3 +279,40 @@ test('max-postcopy-bandwidth limits the background push; requests bypass it', ()
   assert.deepEqual(dest.arrivals.slice(before).map((a) => a.page), [2040]);
   assert.ok(r.effects.every((e) => e.kind !== 'send' || wireBytesOf(e) === e.data.length));
 });
+
+test('the END section spans budgeted pumps; a request arriving during it is served before the remaining background pages', () => {
+  const guest = fullGuest();
+  const { engine, dest } = switchAfter(guest, 1, 100 * PAGE);
+  let now = 40 * MS;
+  for (let i = 0; i < 400 && engine.phase === 'postcopy'; i++) {
+    now += 10 * MS;
+    dest.take(engine.pump(now, 20 * PAGE));
+  }
+  assert.equal(engine.phase, 'completing');
+  assert.ok(dest.trail.includes('begin:end:ram'));
+  const bitmap = engine.migrationBitmap;
+  assert.ok(bitmap.dirtyCount > 100, `${bitmap.dirtyCount} pages left for the END section`);
+  let last = PAGES - 1;
+  while (!bitmap.isDirty(last)) last--;
+  // One completion pump: no EOF yet, pages keep going within the budget.
+  dest.take(engine.pump(now + MS, 10 * PAGE));
+  assert.equal(dest.sawEof, false);
+  assert.ok(bitmap.isDirty(last));
+  // The request for the last remaining page jumps the queue of the flush.
+  engine.onReturnPath(now + 2 * MS, rp({ kind: 'req-pages-id', startBytes: last * PAGE, lengthBytes: PAGE, blockName: 'ram' }));
+  assert.deepEqual(engine.readiness(now + 2 * MS), { kind: 'pump' });
+  const before = dest.arrivals.length;
+  dest.take(engine.pump(now + 2 * MS, 10 * PAGE));
+  const arrived = dest.arrivals.slice(before).map((a) => a.page);
+  assert.equal(arrived[0], last);
+  assert.ok(arrived.length > 1 && arrived.length <= 11, `${arrived.length} pages in a 10-page pump`);
+  assert.equal(dest.sawEof, false);
+  const { results } = drive(engine, dest, now + 3 * MS, { budgetBytes: 50 * PAGE });
+  assert.ok(results.length > 3, `${results.length} pumps`);
+  assert.equal(engine.status, 'completed');
+  assert.deepEqual(dest.duplicatesAfterSwitch(), []);
+  assert.equal(sha256Of(dest.store), sha256Of(guest.store));
+  // One END section, closed by EOS, its footer and EOF only after the last page.
+  assert.equal(dest.trail.filter((t) => t === 'begin:end:ram').length, 1);
+  assert.deepEqual(dest.trail.slice(-3), ['ram-eos', 'section-end', 'eof']);
+});

@@ -15,6 +15,7 @@ import { setRateLimit } from '../rate-limiter.ts';
 import type { MigrationParameters } from '../params.ts';
 import { applyHint } from './hints.ts';
 import { pump, tick } from './iterate.ts';
+import { migratePause, resumePostcopy } from './recovery.ts';
 import { onReturnPathBytes } from './return-path-input.ts';
 import { startMigration } from './setup.ts';
 import type { SourceContext } from './source-context.ts';
@@ -25,7 +26,7 @@ import { cancelMigration, onChannelError } from './termination.ts';
 export const POSTCOPY_NOT_ENABLED_TEXT = 'Enable postcopy with migrate_set_capability before the start of migration';
 export const POSTCOPY_NOT_STARTED_TEXT = 'Postcopy must be started after migration has been started';
 
-/** Runs one input. Returns the refusal of a command (start-postcopy), else null. */
+/** Runs one input. Returns the refusal of a command (start-postcopy, migrate-pause, resume), else null. */
 export function stepSource(ctx: SourceContext, input: SourceInput): SourceError | null {
   switch (input.kind) {
     case 'start':
@@ -54,6 +55,10 @@ export function stepSource(ctx: SourceContext, input: SourceInput): SourceError 
     case 'set-parameters':
       setParameters(ctx, input.parameters);
       return null;
+    case 'migrate-pause':
+      return migratePause(ctx, input.nowNs);
+    case 'resume':
+      return resumePostcopy(ctx);
     default:
       return assertNever(input);
   }

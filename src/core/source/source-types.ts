@@ -6,6 +6,7 @@
  * Inputs, each carrying `nowNs` (integer nanoseconds, never decreasing):
  *
  *   start ─ pump* ─ (startPostcopy)? ─ onReturnPath* ─ applyHint* ─ tick* ─ cancel | channelError
+ *   postcopy only: (channelError | migratePause) ─ resume ─ onReturnPath* (RECV_BITMAP…, RESUME_ACK) ─ pump* …
  *
  * Wire bytes: in `version` payload mode a PAGE record carries 8 bytes where a real stream carries
  * 4096 (engine-types.ts PagePayloadMode). Every `send` effect the source emits is a
@@ -94,7 +95,11 @@ export type SourceInput =
   /** Time passed: close the bandwidth window if due. */
   | { readonly kind: 'tick'; readonly nowNs: number }
   /** `migrate-set-parameters` during the migration. */
-  | { readonly kind: 'set-parameters'; readonly nowNs: number; readonly parameters: MigrationParameters };
+  | { readonly kind: 'set-parameters'; readonly nowNs: number; readonly parameters: MigrationParameters }
+  /** `migrate-pause` (postcopy-active only). */
+  | { readonly kind: 'migrate-pause'; readonly nowNs: number }
+  /** `migrate` with `resume: true`: postcopy recovery on a new connection. */
+  | { readonly kind: 'resume'; readonly nowNs: number };
 
 /** What the shell should do next with the engine. */
 export type SourceReadiness =
@@ -102,7 +107,7 @@ export type SourceReadiness =
   | { readonly kind: 'pump' }
   /** Rate limited: call `pump` at `untilNs` (or at once when a page request arrives). */
   | { readonly kind: 'wait'; readonly untilNs: number }
-  /** Nothing to pump: before start, waiting for SHUT, paused, or finished. */
+  /** Nothing to pump: before start, waiting for SHUT, paused, recovering, or finished. */
   | { readonly kind: 'idle' };
 
 /** Counters the QMP statistics don't have (all cumulative over the migration). */
@@ -144,7 +149,10 @@ export type SourceErrorCode =
   | 'MIG_ERR_RP_SIBLING_ERROR'
   | 'MIG_ERR_RP_UNEXPECTED'
   | 'MIG_ERR_REQUEST_QUEUE_FULL'
-  | 'MIG_ERR_CHANNEL';
+  | 'MIG_ERR_CHANNEL'
+  | 'MIG_ERR_PAUSE_NOT_POSTCOPY'
+  | 'MIG_ERR_RESUME_NOT_PAUSED'
+  | 'MIG_ERR_RESUME_RELEASE_RAM';
 
 /** An operating error of the source: refused input, bad return-path message, broken channel. */
 export class SourceError extends Error {

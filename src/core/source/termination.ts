@@ -5,7 +5,12 @@
  *               CLEANUP notifier                       (QEMU: migration_iteration_finish, then cleanup)
  *   cancel:     status → cancelling, run-guest if stopped, CLEANUP, status → cancelled
  *   channel error: postcopy-active (after the package went out) → postcopy-paused, the guest
- *               stays stopped (it runs on the destination); anything else running → failed
+ *               stays stopped (it runs on the destination); postcopy-recover → postcopy-paused
+ *               (the resume handshake failed); anything else running → failed
+ *   migrate-pause: postcopy-active → postcopy-paused, as a channel error (recovery.ts)
+ *
+ * A pause logs QEMU's "Detected IO failure for postcopy. Migration paused." (the `postcopy-paused`
+ * mark's detail); the shell drops the connections when it sees the status effect.
  *
  * QEMU restarts the source guest after a failure or cancel even in postcopy, when the
  * destination may already run it; livemig does the same and marks it
@@ -23,6 +28,12 @@ export function failMigration(ctx: SourceContext, nowNs: number, error: SourceEr
   if (phase === 'paused') {
     // postcopy-paused has no move to failed; the error is kept for the record.
     ctx.mark('error-while-paused', error.code);
+    return;
+  }
+  if (phase === 'recover') {
+    // QEMU: a failed resume handshake pauses again (postcopy-recover → postcopy-paused).
+    ctx.mark('recover-failed', `${error.code}: ${error.message}`);
+    pausePostcopy(ctx);
     return;
   }
   const wasPostcopy = destinationMayRun(ctx);
@@ -58,6 +69,8 @@ export function onChannelError(ctx: SourceContext, nowNs: number, reason: string
       ctx.mark('channel-error-ignored', phase.kind);
       return;
     case 'postcopy':
+    case 'completing':
+    case 'recover':
       return pausePostcopy(ctx);
     case 'awaiting-shut':
       if (ctx.status === 'postcopy-active') return pausePostcopy(ctx);
@@ -70,11 +83,20 @@ export function onChannelError(ctx: SourceContext, nowNs: number, reason: string
   }
 }
 
-/** postcopy-active → postcopy-paused ("Detected IO failure for postcopy. Migration paused."). */
-function pausePostcopy(ctx: SourceContext): void {
+/** QEMU's log line when postcopy pauses (both sides). */
+export const POSTCOPY_PAUSED_TEXT = 'Detected IO failure for postcopy. Migration paused.';
+
+/**
+ * postcopy-active or postcopy-recover → postcopy-paused. Whatever was written and not received
+ * is found again by the recovery's RECV_BITMAP exchange; queued requests are dropped (the
+ * destination re-sends one for every fault still waiting).
+ */
+export function pausePostcopy(ctx: SourceContext): void {
   ctx.setStatus('postcopy-paused');
   ctx.phase = { kind: 'paused' };
-  ctx.mark('postcopy-paused');
+  ctx.requests.clear();
+  ctx.recoverPending.clear();
+  ctx.mark('postcopy-paused', POSTCOPY_PAUSED_TEXT);
 }
 
 /** True once the postcopy package may have reached the destination (its guest may run). */
