@@ -13,6 +13,8 @@ import { runEncode } from './encode-command.ts';
 import type { EncodeOptions } from './encode-command.ts';
 import { runStart } from './start-command.ts';
 import { registerSimCommand } from './sim.ts';
+import { registerReportCommand } from './report-command.ts';
+import { registerDashboardCommand } from './dashboard-command.ts';
 import { GzipError } from './byte-source.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, processIo } from './io.ts';
 import type { CliIo } from './io.ts';
@@ -59,6 +61,8 @@ function buildProgram(io: CliIo, setCode: (code: number) => void): Command {
     .action(async (options: { json?: boolean }) => setCode(await runStart(options, io)));
 
   registerSimCommand(program, io, setCode);
+  registerReportCommand(program, io, setCode);
+  registerDashboardCommand(program, io, setCode);
   return program;
 }
 

@@ -14,6 +14,8 @@ import { loadScenario, parseOverride, ScenarioError, type ScenarioOverride } fro
 import { runScenario } from '../sim/runner.ts';
 import { jsonReport, progressTable, summaryText } from '../sim/report.ts';
 import { TraceWriter } from '../sim/trace.ts';
+import { runObserved } from '../web/observer.ts';
+import { simReportRecorder, writeSimReport } from './report-command.ts';
 import { EXIT_FAILURE, EXIT_OK, UsageError, toJson } from './io.ts';
 import type { CliIo } from './io.ts';
 
@@ -22,6 +24,7 @@ export interface SimOptions {
   readonly set?: string[];
   readonly json?: boolean;
   readonly trace?: string;
+  readonly report?: string;
 }
 
 function parseSeed(text: string | undefined): number | undefined {
@@ -53,15 +56,18 @@ export function runSim(file: string, options: SimOptions, io: CliIo): number {
     if (error instanceof ScenarioError) throw new UsageError(`${file}: ${error.message}`);
     throw error;
   }
-  const trace = new TraceWriter({ keepLines: options.trace !== undefined });
+  // --report watches the run (web/observer.ts: reads only, the trace is the same).
+  const recorder = options.report === undefined ? null : simReportRecorder(options.trace !== undefined);
+  const trace = recorder?.observer.trace ?? new TraceWriter({ keepLines: options.trace !== undefined });
   let result;
   try {
-    result = runScenario(scenario, { seed, trace });
+    result = recorder === null ? runScenario(scenario, { seed, trace }) : runObserved(scenario, seed, recorder.observer);
   } catch (error) {
     if (error instanceof ScenarioError) throw new UsageError(`${file}: ${error.message}`);
     throw error;
   }
   if (options.trace !== undefined) writeFileSync(options.trace, trace.text());
+  if (recorder !== null && options.report !== undefined) writeSimReport(options.report, recorder, file, options.json === true ? { out: (t) => io.err(t), err: (t) => io.err(t) } : io);
   if (options.json === true) io.out(`${toJson(jsonReport(result))}\n`);
   else io.out(progressTable(result) + summaryText(result));
   return result.ok ? EXIT_OK : EXIT_FAILURE;
@@ -82,5 +88,6 @@ export function registerSimCommand(program: Command, io: CliIo, setCode: (code: 
     .option('--set <key=value>', 'override a scenario field by its dotted path (repeatable)', collect, [])
     .option('--json', 'print one JSON object (query-migrate names) instead of the table')
     .option('--trace <file>', 'write the JSON-lines trace to FILE')
+    .option('--report <file>', 'write a self-contained HTML report (charts, page-state map) to FILE')
     .action((file: string, options: SimOptions) => setCode(runSim(file, options, io)));
 }

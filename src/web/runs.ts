@@ -1,0 +1,163 @@
+/**
+ * The dashboard server's one run at a time: a live simulation in a worker thread
+ * (sim-worker.ts) or a trace replayed at a chosen pace. Either way its events go to every
+ * connected page (`broadcast`) and into the server's RunViewBuilder, so a page that connects
+ * later gets the run so far. Starting a run stops the one before; `cancel` stops it too.
+ */
+import { Worker } from 'node:worker_threads';
+import type { DashboardEvents, RunInfo, RunSummary } from './api-types.ts';
+import { RunViewBuilder } from './run-view.ts';
+import type { SimWorkerData, SimWorkerMessage } from './sim-worker.ts';
+import { isMapMoment, parseTrace, TraceReducer, type TraceLine } from './trace-model.ts';
+import { fnv1a64Hex } from '../sim/trace.ts';
+
+/** Replay tick, and the least wall time between two rebuilt page maps. */
+const REPLAY_TICK_MS = 50;
+const REPLAY_MAP_MS = 150;
+
+const BOOTSTRAP = `
+import { workerData } from 'node:worker_threads';
+const { register } = await import(workerData.tsxUrl);
+register();
+const { simWorkerMain } = await import(workerData.moduleUrl);
+simWorkerMain();
+`;
+
+type Broadcast = <K extends keyof DashboardEvents>(name: K, ...args: Parameters<DashboardEvents[K]>) => void;
+
+export class RunManager {
+  readonly view = new RunViewBuilder();
+  private nextId = 1;
+  private stopCurrent: (() => void) | null = null;
+  private readonly emit: Broadcast;
+
+  constructor(broadcast: Broadcast) {
+    this.emit = (name, ...args) => {
+      (this.view[name] as (...a: unknown[]) => void)(...args);
+      broadcast(name, ...args);
+    };
+  }
+
+  /** Whether a run or replay is going. */
+  get busy(): boolean {
+    return this.stopCurrent !== null;
+  }
+
+  /** Starts a live run; resolves with its info once the world is built (or rejects with why it cannot run). */
+  startLive(file: string, scenarioText: string, seed: number | null, overrides: readonly string[]): Promise<RunInfo> {
+    this.cancel();
+    const runId = this.nextId++;
+    const data: SimWorkerData & { tsxUrl: string; moduleUrl: string } = {
+      runId, scenarioText, file, seed, overrides,
+      tsxUrl: import.meta.resolve('tsx/esm/api'),
+      moduleUrl: new URL('./sim-worker.ts', import.meta.url).href,
+    };
+    const worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(BOOTSTRAP)}`), { workerData: data, name: `sim-run-${runId}` });
+    let ended = false;
+    const end = (): void => {
+      ended = true;
+      if (this.stopCurrent === stop) this.stopCurrent = null;
+    };
+    const stop = (): void => {
+      if (ended) return;
+      end();
+      void worker.terminate();
+      this.emit('finished', stoppedSummary(this.view.view()?.samples.at(-1)?.tNs ?? 0, 'stopped from the dashboard'));
+    };
+    this.stopCurrent = stop;
+    return new Promise((resolve, reject) => {
+      let started = false;
+      worker.on('message', (message: SimWorkerMessage) => {
+        if (ended) return;
+        if ('event' in message) {
+          if (message.event === 'runStarted') {
+            started = true;
+            resolve(message.args[0] as RunInfo);
+          }
+          (this.emit as (name: string, ...a: unknown[]) => void)(message.event, ...message.args);
+        } else if ('error' in message) {
+          end();
+          if (!started) reject(new Error(message.error));
+          else this.emit('finished', stoppedSummary(0, message.error));
+        } else {
+          end();
+          void worker.terminate();
+        }
+      });
+      worker.on('error', (error) => {
+        if (ended) return;
+        end();
+        if (!started) reject(error);
+        else this.emit('finished', stoppedSummary(0, `the run's worker failed: ${error.message}`));
+      });
+      worker.on('exit', (code) => {
+        if (ended) return;
+        end();
+        if (!started) reject(new Error('the run ended before it started'));
+        else this.emit('finished', stoppedSummary(0, `the run's worker exited (code ${code}) before the run ended`));
+      });
+    });
+  }
+
+  /** Replays a trace over `seconds` of wall time (0: at once). */
+  replay(text: string, label: string, seconds: number): RunInfo {
+    this.cancel();
+    const { lines, errors } = parseTrace(text);
+    const runIndex = lines.findIndex((l) => l.ev === 'run');
+    if (runIndex < 0) throw new Error(`not a livemig trace${errors.length > 0 ? `: ${errors[0]}` : ': no run record'}`);
+    const reducer = new TraceReducer();
+    reducer.apply(lines[runIndex], true);
+    const info = reducer.info(this.nextId++, 'replay', label, 'trace');
+    this.emit('runStarted', info);
+    const firstStatus = lines.find((l) => l.ev === 'status')?.t ?? lines[runIndex].t;
+    const lastT = lines.at(-1)?.t ?? firstStatus;
+    const t0 = Math.max(0, firstStatus - (lastT - firstStatus) * 0.05);
+    const spanNs = Math.max(1, lastT - t0);
+    let next = runIndex + 1;
+    let lastMapWall = -Infinity;
+    let timer: ReturnType<typeof setTimeout> | null = null;
+    const began = Date.now();
+    const step = (): void => {
+      const elapsed = Date.now() - began;
+      const until = seconds <= 0 ? Infinity : t0 + (elapsed / (seconds * 1000)) * spanNs;
+      let moment: TraceLine | null = null;
+      for (; next < lines.length && lines[next].t <= until; next++) {
+        reducer.apply(lines[next], true);
+        if (isMapMoment(lines[next])) moment = lines[next];
+      }
+      const batch = reducer.takeBatch();
+      if (batch !== null) this.emit('progress', batch);
+      const now = Date.now();
+      if (moment !== null || now - lastMapWall >= REPLAY_MAP_MS || next >= lines.length) {
+        const snap = reducer.traceSnapshot(Math.min(until, lastT), moment?.ev ?? 'time');
+        if (snap !== null) this.emit('pageMap', snap);
+        lastMapWall = now;
+      }
+      if (next >= lines.length) {
+        this.stopCurrent = null;
+        this.emit('finished', reducer.summary(fnv1a64Hex(text)));
+        return;
+      }
+      timer = setTimeout(step, REPLAY_TICK_MS);
+    };
+    this.stopCurrent = () => {
+      if (timer !== null) clearTimeout(timer);
+      this.stopCurrent = null;
+      this.emit('finished', stoppedSummary(reducer.lastTNs, 'replay stopped from the dashboard'));
+    };
+    step();
+    return info;
+  }
+
+  /** Stops the current run or replay; false when none. */
+  cancel(): boolean {
+    const stop = this.stopCurrent;
+    if (stop === null) return false;
+    stop();
+    return true;
+  }
+}
+
+function stoppedSummary(endNs: number, why: string): RunSummary {
+  return { status: 'stopped', endReason: why, endNs, ok: null, figures: [['status', 'stopped'], ['why', why]], invariants: null, traceHash: null, error: why };
+}
