@@ -15,6 +15,7 @@ import { runStart } from './start-command.ts';
 import { registerSimCommand } from './sim.ts';
 import { registerReportCommand } from './report-command.ts';
 import { registerDashboardCommand } from './dashboard-command.ts';
+import { registerVmCommand } from './vm-command.ts';
 import { registerVoprCommand } from './vopr-command.ts';
 import { GzipError } from './byte-source.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, processIo } from './io.ts';
@@ -64,6 +65,7 @@ function buildProgram(io: CliIo, setCode: (code: number) => void): Command {
   registerSimCommand(program, io, setCode);
   registerReportCommand(program, io, setCode);
   registerDashboardCommand(program, io, setCode);
+  registerVmCommand(program, io, setCode);
   registerVoprCommand(program, io, setCode);
   return program;
 }

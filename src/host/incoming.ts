@@ -1,0 +1,206 @@
+/**
+ * One incoming migration in a real process (`-incoming URI` or `migrate-incoming`): an
+ * IncomingEndpoint bound at once (so its address can be handed to the source), one accepted
+ * channel, and a DestEngine fed with its bytes. The engine's effects go to the VM through
+ * IncomingHost: return-path bytes are written on the same channel, `run-guest` starts the
+ * vCPUs, `page-ready` wakes the vCPUs waiting for a page, status changes become events.
+ *
+ * Postcopy faults come from the vCPU threads (`onGuestFault`); a fault on a page that is
+ * present by the time the message is handled wakes the vCPU at once.
+ *
+ * On a load failure the channel is dropped (QEMU exits without SHUT; the VM decides whether
+ * the process exits). A channel that closes before EOF fails the load through the engine.
+ */
+import type { DestHooks, DestRam, Effect, StepResult } from '../core/engine-types.ts';
+import type { MigrationCapabilities } from '../core/capabilities.ts';
+import { DestEngine } from '../core/dest/dest-engine.ts';
+import type { DeviceSectionDecoder } from '../format/stream-types.ts';
+import { isFinalStatus, type MigrationStatus } from '../core/status.ts';
+import { assert } from '../lib/assert.ts';
+import type { Channel } from '../transport/channel.ts';
+import { openIncoming, type IncomingEndpoint, type OpenOptions } from '../transport/open.ts';
+import { parseMigrationUri } from '../transport/uri.ts';
+
+/** What the incoming migration needs from its VM. */
+export interface IncomingHost {
+  readonly ram: DestRam;
+  readonly hooks: DestHooks;
+  readonly deviceDecoder: DeviceSectionDecoder;
+  readonly vcpuCount: number;
+  /** The VM's migration capabilities now. */
+  capabilities(): MigrationCapabilities;
+  nowNs(): number;
+  /** The engine started the guest (the VM applies `-S`/autostart). */
+  runGuest(): void;
+  /** Page `pageIndex` is present: wake the vCPUs waiting for it. */
+  pageReady(pageIndex: number): void;
+  /** Hands pending vCPU faults to `onGuestFault` now (called between stream chunks). */
+  pollFaults(): void;
+  onStatus(from: MigrationStatus, to: MigrationStatus): void;
+}
+
+/** Received bytes are loaded at the latest once this many are pending. */
+const COALESCE_BYTES_MAX = 4 * 1024 * 1024;
+/** No deadline for the source's connection (setTimeout's largest delay). */
+const ACCEPT_TIMEOUT_MS = 2 ** 31 - 1;
+
+export class IncomingMigration {
+  /** The engine; rebuilt when the source connects, with the capabilities set by then. */
+  engine: DestEngine;
+  /** The URI bound (a tcp port 0 replaced by the real port). */
+  readonly uri: string;
+  /** The first transport error, typed. */
+  error: Error | null = null;
+  private readonly host: IncomingHost;
+  private readonly endpoint: IncomingEndpoint;
+  private channel: Channel | null = null;
+  private listening = true;
+  /** Stream bytes received and not yet loaded (see onData). */
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+  private loadQueued = false;
+  /** Set by `close`: the channel's end is ours, not a failure to report. */
+  private closing = false;
+
+  private constructor(host: IncomingHost, endpoint: IncomingEndpoint) {
+    this.host = host;
+    this.endpoint = endpoint;
+    this.uri = endpoint.uri;
+    this.engine = this.newEngine();
+  }
+
+  /**
+   * A DestEngine with the VM's capabilities now: QEMU reads them when the stream arrives, so
+   * `migrate-set-capabilities` after `-incoming tcp:...` (before the source connects) counts.
+   */
+  private newEngine(): DestEngine {
+    const host = this.host;
+    return new DestEngine({
+      ram: host.ram,
+      hooks: host.hooks,
+      vcpuCount: Math.max(1, host.vcpuCount),
+      capabilities: host.capabilities(),
+      autostart: true,
+      deviceDecoder: host.deviceDecoder,
+    });
+  }
+
+  /** Binds `uri` and starts waiting for the source's connection. */
+  static async listen(host: IncomingHost, uri: string, open: OpenOptions): Promise<IncomingMigration> {
+    const endpoint = await openIncoming(uri, { ...open, expectedConnections: 1 });
+    const incoming = new IncomingMigration(host, endpoint);
+    void incoming.acceptOne();
+    return incoming;
+  }
+
+  get status(): MigrationStatus {
+    return this.engine.status;
+  }
+
+  /** True until the source connected (or listening was given up). */
+  get isListening(): boolean {
+    return this.listening;
+  }
+
+  /** QEMU's `socket-address` while listening on tcp (for query-migrate), else undefined. */
+  socketAddress(): readonly unknown[] | undefined {
+    const parsed = parseMigrationUri(this.uri);
+    if (parsed.kind === 'tcp') return [{ port: String(parsed.port), ipv4: !parsed.host.includes(':'), host: parsed.host, type: 'inet' }];
+    if (parsed.kind === 'unix') return [{ path: parsed.path, type: 'unix' }];
+    return undefined;
+  }
+
+  private async acceptOne(): Promise<void> {
+    let channel: Channel;
+    try {
+      channel = await this.endpoint.accept(ACCEPT_TIMEOUT_MS);
+    } catch (error) {
+      if (!this.listening) return; // closed on purpose
+      this.listening = false;
+      // A refused connection (a TLS handshake that failed, say) fails the load, as in QEMU.
+      if (this.error === null) this.error = error as Error;
+      if (!isFinalStatus(this.engine.status)) this.apply(this.engine.onChannelClosed('main', this.host.nowNs()));
+      return;
+    }
+    this.listening = false;
+    await this.endpoint.close();
+    this.channel = channel;
+    this.engine = this.newEngine();
+    channel.onData((chunk) => this.onData(chunk));
+    channel.onClose((error) => {
+      if (this.closing) return; // quit: the VM goes away, nothing to report
+      this.loadPending();
+      if (error !== null && this.error === null && !isFinalStatus(this.engine.status)) this.error = error;
+      this.apply(this.engine.onChannelClosed('main', this.host.nowNs()));
+    });
+  }
+
+  /**
+   * Socket reads arrive in 64 KiB pieces, a burst of them per event-loop turn. They are joined
+   * and loaded once per turn (or every COALESCE_BYTES_MAX): the decoder's cost per piece (a
+   * record split at each piece boundary is carried over and retried) would otherwise dominate.
+   */
+  private onData(chunk: Uint8Array): void {
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    if (this.pendingBytes >= COALESCE_BYTES_MAX) {
+      this.loadPending();
+    } else if (!this.loadQueued) {
+      this.loadQueued = true;
+      setImmediate(() => this.loadPending());
+    }
+  }
+
+  private loadPending(): void {
+    this.loadQueued = false;
+    if (this.pending.length === 0 || this.closing) return;
+    const data = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.apply(this.engine.onBytes('main', data, this.host.nowNs()));
+    if (this.engine.status === 'postcopy-active') this.host.pollFaults();
+  }
+
+  /** A vCPU touched a missing page (vcpu-worker.ts). */
+  onGuestFault(vcpu: number, pageIndex: number): void {
+    const result = this.engine.onGuestFault(vcpu, pageIndex, this.host.nowNs());
+    this.apply(result);
+    if (result.present) this.host.pageReady(pageIndex);
+  }
+
+  /** Stops listening and drops the channel (quit, or a second incoming). */
+  async close(): Promise<void> {
+    this.closing = true;
+    this.listening = false;
+    await this.endpoint.close();
+    this.channel?.destroy();
+  }
+
+  private apply(result: StepResult): void {
+    for (const effect of result.effects) this.applyEffect(effect);
+  }
+
+  private applyEffect(effect: Effect): void {
+    switch (effect.kind) {
+      case 'send': {
+        const channel = this.channel;
+        if (channel !== null && !channel.closed) channel.write(effect.data);
+        return;
+      }
+      case 'status':
+        this.host.onStatus(effect.from, effect.to);
+        if (effect.to === 'failed' || effect.to === 'postcopy-paused') this.channel?.destroy();
+        return;
+      case 'run-guest':
+        return this.host.runGuest();
+      case 'page-ready':
+        return this.host.pageReady(effect.pageIndex);
+      case 'event':
+      case 'mark':
+        return;
+      case 'stop-guest':
+      case 'throttle':
+        return assert(false, `the destination emitted ${effect.kind}`);
+    }
+  }
+}

@@ -1,0 +1,292 @@
+/**
+ * One outgoing migration in a real process: a SourceEngine bound to a channel (tcp, unix, TLS,
+ * exec, file), a timer and the VM's vCPUs and devices (through OutgoingHost).
+ *
+ * ```
+ *  migrate ──► engine.start ── sends queue until connected ──► ChannelWriter ──► channel
+ *                   ▲                                                              │
+ *   pump loop ──────┤  (while the channel takes bytes; yields every PUMP_SLICE_MS)  │
+ *   tick timer ─────┤                                                              │
+ *   return path ────┴──────────────────── engine.onReturnPath ◄────────────────────┘
+ * ```
+ *
+ * Backpressure: the pump stops when the channel asks for a drain and resumes on 'drain'. In
+ * precopy each pump may write PRECOPY_PUMP_BYTES (the engine emits 1 MiB chunks, written as
+ * they are); after the postcopy switch a pump writes at most POSTCOPY_PUMP_BYTES and only
+ * while fewer than POSTCOPY_QUEUE_BYTES_MAX wait in the channel, so a requested page does not
+ * queue behind megabytes of background pages. Every pump ends with a flush.
+ *
+ * Failures: a connect or TLS error, a write error or the peer going away become
+ * `engine.channelError`, whose effects give a stopped guest back (failed precopy) or leave it
+ * stopped (postcopy-paused). The first transport error is kept typed in `error`.
+ */
+import type { Effect, SourceHooks, SourceRam, StepResult } from '../core/engine-types.ts';
+import type { MigrationCapabilities } from '../core/capabilities.ts';
+import type { MigrationParameters } from '../core/params.ts';
+import { SourceEngine } from '../core/source/source-engine.ts';
+import type { HintPostcopyPolicy } from '../core/engine-types.ts';
+import { isFinalStatus, type MigrationStatus } from '../core/status.ts';
+import { assert } from '../lib/assert.ts';
+import { KiB, MiB, NS_PER_MS } from '../lib/units.ts';
+import { ChannelWriter, type Channel } from '../transport/channel.ts';
+import { openOutgoing, type OpenOptions } from '../transport/open.ts';
+
+/** Wire bytes one precopy pump may write. */
+export const PRECOPY_PUMP_BYTES = 8 * MiB;
+/** Wire bytes one postcopy pump may write. */
+export const POSTCOPY_PUMP_BYTES = 256 * KiB;
+/** After the switch, pump only while fewer bytes than this wait in the channel. */
+export const POSTCOPY_QUEUE_BYTES_MAX = 512 * KiB;
+/** Longest stretch of pumping before the event loop gets a turn (return path, QMP, faults). */
+export const PUMP_SLICE_MS = 20;
+/** How often the engine's bandwidth window is ticked. */
+export const TICK_INTERVAL_MS = 20;
+/** The engine's chunk size: chunks are written to the channel as they are. */
+export const SOURCE_CHUNK_BYTES = 1 * MiB;
+
+/** What the migration needs from its VM, called synchronously. */
+export interface OutgoingHost {
+  readonly ram: SourceRam;
+  readonly hooks: SourceHooks;
+  /** Monotonic time, ns. */
+  nowNs(): number;
+  /** Stop the vCPUs and return once they are stopped. */
+  stopGuest(): void;
+  /** Resume the vCPUs (a failed or cancelled migration). */
+  runGuest(): void;
+  setThrottle(percent: number): void;
+  onStatus(from: MigrationStatus, to: MigrationStatus): void;
+  onEvent(name: string, data: Readonly<Record<string, unknown>> | undefined): void;
+}
+
+export interface OutgoingOptions {
+  readonly uri: string;
+  readonly capabilities: MigrationCapabilities;
+  readonly parameters: MigrationParameters;
+  readonly hintPolicy: HintPostcopyPolicy;
+  readonly open: OpenOptions;
+}
+
+export class OutgoingMigration {
+  readonly engine: SourceEngine;
+  readonly uri: string;
+  /** The first transport or vCPU error, typed; null while all is well. */
+  error: Error | null = null;
+  /** When `migrate` ran and when the status became final, ns (host clock). */
+  readonly startNs: number;
+  endNs: number | null = null;
+  private readonly host: OutgoingHost;
+  private channel: Channel | null = null;
+  private writer: ChannelWriter | null = null;
+  private readonly pendingSends: Uint8Array[] = [];
+  private tickTimer: NodeJS.Timeout | null = null;
+  private pumpTimer: NodeJS.Timeout | null = null;
+  private pumpQueued = false;
+  private waitingForDrain = false;
+  /** The vCPUs did not stop for the completion: the migration must fail, not complete. */
+  private stopFailed = false;
+  private readonly finished: Promise<MigrationStatus>;
+  private resolveFinished!: (status: MigrationStatus) => void;
+
+  constructor(host: OutgoingHost, options: OutgoingOptions) {
+    this.host = host;
+    this.uri = options.uri;
+    this.startNs = host.nowNs();
+    this.engine = new SourceEngine({
+      ram: host.ram,
+      hooks: host.hooks,
+      capabilities: options.capabilities,
+      parameters: options.parameters,
+      hintPolicy: options.hintPolicy,
+      chunkSizeBytes: SOURCE_CHUNK_BYTES,
+    });
+    this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
+    this.apply(this.engine.start(host.nowNs()));
+    this.tickTimer = setInterval(() => this.onTick(), TICK_INTERVAL_MS);
+    void this.connect(options.open);
+  }
+
+  /** Resolves with the final status (completed, failed, cancelled) or postcopy-paused. */
+  whenFinished(): Promise<MigrationStatus> {
+    return this.finished;
+  }
+
+  get status(): MigrationStatus {
+    return this.engine.status;
+  }
+
+  private async connect(open: OpenOptions): Promise<void> {
+    let channel: Channel;
+    try {
+      channel = await openOutgoing(this.uri, open);
+    } catch (error) {
+      this.fail(error as Error);
+      return;
+    }
+    if (isFinalStatus(this.engine.status)) {
+      channel.destroy();
+      return;
+    }
+    this.channel = channel;
+    this.writer = new ChannelWriter(channel, { batchBytes: SOURCE_CHUNK_BYTES, directWriteMinBytes: 256 * KiB });
+    for (const data of this.pendingSends.splice(0)) this.writer.write(data);
+    this.writer.flush();
+    channel.onData((chunk) => this.onReturnPath(chunk));
+    channel.onClose((error) => this.onChannelClosed(error));
+    this.schedulePump();
+  }
+
+  /** A transport failure: kept typed, then the engine's channel error. */
+  private fail(error: Error): void {
+    if (this.error === null) this.error = error;
+    if (isFinalStatus(this.engine.status)) return;
+    this.apply(this.engine.channelError(this.host.nowNs(), error.message));
+  }
+
+  private onReturnPath(chunk: Uint8Array): void {
+    if (isFinalStatus(this.engine.status)) return;
+    this.apply(this.engine.onReturnPath(this.host.nowNs(), chunk));
+    this.schedulePump();
+  }
+
+  private onChannelClosed(error: Error | null): void {
+    if (isFinalStatus(this.engine.status) || this.engine.status === 'postcopy-paused') return;
+    this.fail(error ?? new Error('Migration channel closed by the peer'));
+  }
+
+  private onTick(): void {
+    if (isFinalStatus(this.engine.status)) return;
+    this.apply(this.engine.tick(this.host.nowNs()));
+    this.schedulePump();
+  }
+
+  /** `migrate_cancel`. */
+  cancel(): void {
+    if (isFinalStatus(this.engine.status)) return;
+    this.apply(this.engine.cancel(this.host.nowNs()));
+  }
+
+  /** `migrate-start-postcopy`: the refusal text, or null. */
+  startPostcopy(): string | null {
+    const result = this.engine.startPostcopy(this.host.nowNs());
+    this.apply(result);
+    this.schedulePump();
+    return result.error === null ? null : result.error.message;
+  }
+
+  /** Applies a free page hint. */
+  applyHint(startPage: number, pageCount: number): void {
+    if (isFinalStatus(this.engine.status)) return;
+    this.apply(this.engine.applyHint(this.host.nowNs(), startPage, pageCount));
+  }
+
+  /** `migrate-set-parameters` during the migration. */
+  setParameters(parameters: MigrationParameters): void {
+    if (isFinalStatus(this.engine.status)) return;
+    this.apply(this.engine.setParameters(this.host.nowNs(), parameters));
+    this.schedulePump();
+  }
+
+  // ---- pumping ---------------------------------------------------------------------------
+
+  private schedulePump(): void {
+    if (this.pumpQueued || this.waitingForDrain || this.channel === null) return;
+    this.pumpQueued = true;
+    setImmediate(() => {
+      this.pumpQueued = false;
+      this.pumpSlice();
+    });
+  }
+
+  private pumpSlice(): void {
+    const writer = this.writer;
+    if (writer === null) return;
+    const sliceEndNs = this.host.nowNs() + PUMP_SLICE_MS * NS_PER_MS;
+    for (;;) {
+      if (isFinalStatus(this.engine.status) || writer.channel.closed) return;
+      if (this.stopFailed) return this.apply(this.engine.channelError(this.host.nowNs(), `cannot stop the guest: ${this.error?.message}`));
+      if (writer.channel.needsDrain) return this.awaitDrain(writer.channel);
+      const postcopy = this.engine.status === 'postcopy-active';
+      if (postcopy && writer.channel.queuedBytes >= POSTCOPY_QUEUE_BYTES_MAX) return this.pumpLater(1);
+      const now = this.host.nowNs();
+      const readiness = this.engine.readiness(now);
+      if (readiness.kind === 'idle') return;
+      if (readiness.kind === 'wait') return this.pumpLater((readiness.untilNs - now) / NS_PER_MS);
+      this.apply(this.engine.pump(now, postcopy ? POSTCOPY_PUMP_BYTES : PRECOPY_PUMP_BYTES));
+      writer.flush();
+      // After the switch, return-path requests must not wait for a long slice.
+      if (postcopy || this.host.nowNs() >= sliceEndNs) break;
+    }
+    this.schedulePump();
+  }
+
+  private awaitDrain(channel: Channel): void {
+    if (this.waitingForDrain) return;
+    this.waitingForDrain = true;
+    const stop = channel.onDrain(() => {
+      stop();
+      this.waitingForDrain = false;
+      this.schedulePump();
+    });
+  }
+
+  private pumpLater(delayMs: number): void {
+    if (this.pumpTimer !== null) return;
+    this.pumpTimer = setTimeout(() => {
+      this.pumpTimer = null;
+      this.schedulePump();
+    }, Math.max(0, Math.ceil(delayMs)));
+  }
+
+  // ---- effects ----------------------------------------------------------------------------
+
+  private apply(result: StepResult): void {
+    for (const effect of result.effects) this.applyEffect(effect);
+  }
+
+  private applyEffect(effect: Effect): void {
+    switch (effect.kind) {
+      case 'send':
+        assert(effect.channel === 'main', `the real source sends on ${effect.channel} only with multifd or preempt, which are off`);
+        if (this.writer === null) this.pendingSends.push(effect.data);
+        else if (!this.writer.channel.closed) this.writer.write(effect.data);
+        return;
+      case 'status':
+        this.host.onStatus(effect.from, effect.to);
+        if (isFinalStatus(effect.to) || effect.to === 'postcopy-paused') this.finish(effect.to);
+        return;
+      case 'stop-guest':
+        try {
+          this.host.stopGuest();
+        } catch (error) {
+          // The final sync must not run with a vCPU still writing: the next pump fails instead.
+          if (this.error === null) this.error = error as Error;
+          this.stopFailed = true;
+        }
+        return;
+      case 'run-guest':
+        return this.host.runGuest();
+      case 'throttle':
+        return this.host.setThrottle(effect.percent);
+      case 'event':
+        return this.host.onEvent(effect.name, effect.data);
+      case 'mark':
+        return;
+      case 'page-ready':
+        return assert(false, 'the source emitted page-ready');
+    }
+  }
+
+  /** The migration ended (or paused): timers stop; the channel is ended or dropped. */
+  private finish(status: MigrationStatus): void {
+    this.endNs = this.host.nowNs();
+    if (this.tickTimer !== null) clearInterval(this.tickTimer);
+    if (this.pumpTimer !== null) clearTimeout(this.pumpTimer);
+    this.tickTimer = null;
+    this.pumpTimer = null;
+    const writer = this.writer;
+    if (status === 'completed' && writer !== null && !writer.channel.closed) writer.end();
+    else this.channel?.destroy();
+    this.resolveFinished(status);
+  }
+}

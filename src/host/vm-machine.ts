@@ -1,0 +1,71 @@
+/**
+ * The parts of a real-mode VM, built from its command line: guest RAM (a SharedArrayBuffer
+ * BytesBacking), the dirty log and the present map the vCPU threads share, the RAM block list
+ * (one block, named as QEMU names it), the guest model and the devices, and the vCPU plans.
+ *
+ * A VM started for an incoming migration builds its guest model without drivers: its RAM and
+ * device state will come from the source, and a driver probing now would write rings into
+ * memory the migration overwrites (see host-devices.ts for what that leaves out). The
+ * allocator is built all the same, so the vCPUs get the source's regions (guest-plan.ts).
+ *
+ * A VM with neither vCPUs nor a balloon (QEMU's `-M none`) has no guest model at all.
+ */
+import { Guest } from '../guest/guest.ts';
+import { BytesBacking } from '../memory/bytes-backing.ts';
+import { DirtyLog } from '../memory/dirty-log.ts';
+import { DirtyTrackingMemory } from '../memory/dirty-tracking-memory.ts';
+import { RamBlockList } from '../memory/ram-block.ts';
+import { ReceivedMap } from '../memory/received-map.ts';
+import { buildGuest, planVcpus } from './guest-plan.ts';
+import { HostDevices, type HostDeviceCallbacks } from './host-devices.ts';
+import { loadBackendFile } from './memory-backend.ts';
+import type { VcpuPlan } from './vcpu-worker.ts';
+import type { VmCommandLine } from './vm-args.ts';
+
+export interface VmMachine {
+  readonly backing: BytesBacking;
+  readonly dirtyLog: DirtyLog;
+  /** The destination's received map, shared with the vCPUs as their present map. */
+  readonly received: ReceivedMap;
+  readonly blocks: RamBlockList;
+  /** Guest RAM with dirty logging (devices and drivers write through it). */
+  readonly memory: DirtyTrackingMemory;
+  readonly guest: Guest | null;
+  readonly devices: HostDevices;
+  readonly plans: readonly VcpuPlan[];
+}
+
+/** Touches every page of guest RAM without changing it (one word per page). */
+function preallocate(backing: BytesBacking): void {
+  const words = backing.words;
+  for (let w = 0; w < words.length; w += 1024) words[w] |= 0;
+}
+
+/** Builds the machine of `config` (see the module comment). */
+export function buildMachine(config: VmCommandLine, callbacks: HostDeviceCallbacks): VmMachine {
+  const backing = new BytesBacking(config.ramSizeBytes, { shared: true });
+  const backend = config.memoryBackend;
+  if (backend !== null) loadBackendFile(backend, backing);
+  // prealloc=on (QEMU's): the kernel maps every page now rather than at the first write.
+  if (backend?.prealloc === true) preallocate(backing);
+  const dirtyLog = new DirtyLog(backing.pageCount);
+  const received = new ReceivedMap(backing.pageCount);
+  const blocks = RamBlockList.single(config.ramBlockName, config.ramSizeBytes);
+  const devices = new HostDevices(config.balloon, config.ramSizeBytes, callbacks);
+  const incoming = config.incoming !== null;
+  const needsGuest = config.vcpus > 0 || config.balloon !== null;
+  let guest: Guest | null = null;
+  let memory: DirtyTrackingMemory;
+  if (!needsGuest) {
+    memory = new DirtyTrackingMemory(backing, dirtyLog);
+  } else if (incoming) {
+    guest = buildGuest({ backing, dirtyLog, seed: config.seed });
+    memory = guest.memory;
+    devices.build(memory);
+  } else {
+    guest = buildGuest({ backing, dirtyLog, seed: config.seed, devices: (m) => devices.build(m) });
+    memory = guest.memory;
+  }
+  const plans = guest === null ? [] : planVcpus(guest, config.workload, config.vcpus, config.seed);
+  return { backing, dirtyLog, received, blocks, memory, guest, devices, plans };
+}
