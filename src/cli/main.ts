@@ -1,6 +1,6 @@
 /**
- * The livemig command line: `analyze`, `encode` and `start` (a stand-in until the migration
- * engine lands). `main` takes the argv and the output writers, so tests run every command
+ * The livemig command line: every subcommand registers here (`start` is the main job, a
+ * live migration between two VMs on loopback). `main` takes the argv and the output writers, so tests run every command
  * in-process and read what it printed; it returns the exit code and never exits the process.
  *
  * Exit codes: 0 success, 1 a decode error or failed check, 2 a usage error (unknown command,
@@ -11,7 +11,7 @@ import { runAnalyze } from './analyze-command.ts';
 import type { AnalyzeOptions } from './analyze-command.ts';
 import { runEncode } from './encode-command.ts';
 import type { EncodeOptions } from './encode-command.ts';
-import { runStart } from './start-command.ts';
+import { runStart, type StartOptions } from './start-command.ts';
 import { registerSimCommand } from './sim.ts';
 import { registerReportCommand } from './report-command.ts';
 import { registerDashboardCommand } from './dashboard-command.ts';
@@ -58,9 +58,11 @@ function buildProgram(io: CliIo, setCode: (code: number) => void): Command {
 
   program
     .command('start')
-    .description('run the main job (a stand-in until the engine lands: analyzes a bundled vector)')
-    .option('--json', 'print the analysis as one JSON object')
-    .action(async (options: { json?: boolean }) => setCode(await runStart(options, io)));
+    .description('the main job: migrate a running 2 GiB livemig VM (incrementer vCPUs, free page hinting) to another over loopback TCP and check the result')
+    .option('--memory <size>', 'guest RAM, QEMU spelling', '2G')
+    .option('--max-bandwidth <bytes/s>', 'max-bandwidth for the migration', String(1024 ** 3))
+    .option('--json', 'print query-migrate and the verdicts as one JSON object')
+    .action(async (options: StartOptions) => setCode(await runStart(options, io)));
 
   registerSimCommand(program, io, setCode);
   registerReportCommand(program, io, setCode);

@@ -1,37 +1,152 @@
 /**
- * `livemig start` (what `npm start` runs). The migration engine has not landed yet, so until
- * it does this is a stand-in that says so on its first line and then analyzes the bundled
- * QEMU 7.2 vector testdata/qemu-7.2/pattern-16M.stream.gz, decompressed in memory, exactly as
- * `livemig analyze` would.
+ * `livemig start` (what `npm start` runs): the main job on an embedded default. Two livemig VMs
+ * in this process migrate live over loopback TCP, exactly as two `livemig vm` processes would:
+ *
+ *   source: 2 GiB of RAM, 2 vCPU threads running the incrementer (one byte per page, in order,
+ *           QEMU's migration-test guest), virtio-balloon with free page hinting (policy `track`)
+ *   target: the same command line with `-S -incoming tcp:127.0.0.1:0`
+ *
+ * It prints a progress bar (a line per second when stdout is not a terminal), then the
+ * query-migrate summary and the verdicts: the destination's RAM equals the source's RAM at
+ * the stop except for pages the guest handed to the balloon as free (hinted), and every vCPU's
+ * region passes the incrementer oracle with its edge at the saved cursor. `--memory` and
+ * `--max-bandwidth` change the defaults (tests use a small guest).
  */
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { gunzipSync } from 'node:zlib';
-import { memorySource } from './byte-source.ts';
-import { analyzeSource } from './analyze-command.ts';
-import type { AnalyzeOptions } from './analyze-command.ts';
-import { EXIT_FAILURE } from './io.ts';
+import { checkIncrementer, comparePages } from '../guest/oracle.ts';
+import { formatBytes, MiB, parseSizeBytes, TARGET_PAGE_SIZE } from '../lib/units.ts';
+import { LIVEMIG_VM_OPTIONS, tokenizeQemuArgs } from '../host/qemu-args.ts';
+import { VCPU_STATE_PAGE, VCPU_STATE_SLOT_BYTES } from '../host/vcpu-control.ts';
+import { regionPage } from '../host/vcpu-worker.ts';
+import { interpretVmArgs } from '../host/vm-args.ts';
+import { LivemigVm } from '../host/vm.ts';
+import { EXIT_FAILURE, EXIT_OK, UsageError } from './io.ts';
 import type { CliIo } from './io.ts';
 
-export const BUNDLED_VECTOR = 'testdata/qemu-7.2/pattern-16M.stream.gz';
-/** The vector decompresses to 16 MiB and a little; anything far larger is not the vector. */
-const MAX_VECTOR_BYTES = 64 * 1024 * 1024;
+export interface StartOptions {
+  /** Guest RAM, QEMU spelling (`2G`). */
+  readonly memory?: string;
+  /** max-bandwidth in bytes/s (QMP migrate-set-parameters). */
+  readonly maxBandwidth?: string;
+  readonly json?: boolean;
+  /** Whether to draw a progress bar (default: stdout is a terminal). */
+  readonly tty?: boolean;
+}
 
-export const STAND_IN_LINE =
-  `livemig start: the migration engine (simulator, real mode, policies) has not landed yet; as a stand-in, ` +
-  `this analyzes the bundled QEMU 7.2 stream ${BUNDLED_VECTOR}`;
+const POLL_MS = 100;
+const BAR_WIDTH = 30;
 
-export async function runStart(options: Pick<AnalyzeOptions, 'json'>, io: CliIo): Promise<number> {
-  const path = fileURLToPath(new URL(`../../${BUNDLED_VECTOR}`, import.meta.url));
-  let bytes: Uint8Array;
+/** The incrementer walks an eighth of RAM (split between the vCPUs) at 256 MiB/s. */
+function guestArgs(memory: string): string[] {
+  const memoryBytes = parseSizeBytes(memory, 'M');
+  if (memoryBytes === null || memoryBytes < 64 * MiB) throw new UsageError(`--memory ${memory}: expected a size of at least 64M`);
+  const walkMiB = Math.max(8, Math.floor(memoryBytes / MiB / 8));
+  return ['-m', memory, '--vcpus', '2', '--workload', `incrementer:${walkMiB}M:256M`, '--seed', '1',
+    '-device', 'virtio-balloon,free-page-hint=on,free-page-hint-postcopy=track'];
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function startVm(args: string[]): Promise<LivemigVm> {
+  return LivemigVm.start(interpretVmArgs(tokenizeQemuArgs(args, LIVEMIG_VM_OPTIONS)), { report: () => undefined });
+}
+
+/** One progress line: a bar over RAM already handled, the pass, remaining bytes and the rate. */
+function progressLine(vm: LivemigVm, startedMs: number, totalBytes: number): string {
+  const info = vm.queryMigrate();
+  const ram = info.ram;
+  const remaining = ram?.remaining ?? totalBytes;
+  const done = Math.max(0, Math.min(1, 1 - remaining / totalBytes));
+  const filled = Math.round(done * BAR_WIDTH);
+  const elapsedS = (Date.now() - startedMs) / 1000;
+  const rate = ram !== undefined && elapsedS > 0 ? ram.transferred / elapsedS : 0;
+  const etaS = rate > 0 ? remaining / rate : NaN;
+  return `[${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}] ${String(info.status ?? 'setup').padEnd(15)} ` +
+    `pass ${ram?.['dirty-sync-count'] ?? 0}  remaining ${formatBytes(remaining).padStart(10)}  ` +
+    `${(rate / 1e6).toFixed(0).padStart(5)} MB/s  ETA ${Number.isFinite(etaS) ? `${etaS.toFixed(1)} s` : '-'}`;
+}
+
+interface Verdict {
+  readonly name: string;
+  readonly ok: boolean;
+  readonly detail: string;
+}
+
+function verdicts(source: LivemigVm, dest: LivemigVm): Verdict[] {
+  const out: Verdict[] = [];
+  const a = source.machine.backing;
+  const b = dest.machine.backing;
+  const same = comparePages(a, b, { allowedToDiffer: source.hintedPages, pageEquals: (p) => a.pageEquals(b, p) });
+  out.push({
+    name: 'memory-equality',
+    ok: same.mismatchCount === 0,
+    detail: `${same.pagesCompared} pages equal to the source at the stop, ${same.pagesSkipped} hinted free and not compared` +
+      (same.mismatchCount > 0 ? `; ${same.mismatchCount} differ (first: ${same.mismatches.slice(0, 8).join(', ')})` : ''),
+  });
+  const bytes = b.bytes;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  dest.machine.plans.forEach((plan, vcpu) => {
+    const cursor = view.getUint32(VCPU_STATE_PAGE * TARGET_PAGE_SIZE + vcpu * VCPU_STATE_SLOT_BYTES + 4, true);
+    const check = checkIncrementer((i) => bytes[regionPage(plan, i) * TARGET_PAGE_SIZE], plan.pageCount, { expectedEdgeIndex: cursor });
+    out.push({ name: `incrementer-oracle vCPU ${vcpu}`, ok: check.ok, detail: check.detail });
+  });
+  const destInfo = dest.queryMigrate();
+  out.push({ name: 'destination-completed', ok: destInfo.status === 'completed', detail: `destination status ${destInfo.status}` });
+  return out;
+}
+
+export async function runStart(options: StartOptions, io: CliIo): Promise<number> {
+  const memory = options.memory ?? '2G';
+  const tty = options.tty ?? (process.stdout.isTTY === true && options.json !== true);
+  const say = (text: string): void => (options.json === true ? io.err(text) : io.out(text));
+  say(`livemig start: two livemig VMs on loopback, ${memory} each, 2 incrementer vCPUs, virtio-balloon free page hinting (policy track)\n`);
+  const source = await startVm(guestArgs(memory));
+  const dest = await startVm([...guestArgs(memory), '-S', '-incoming', 'tcp:127.0.0.1:0']);
   try {
-    bytes = new Uint8Array(gunzipSync(readFileSync(path), { maxOutputLength: MAX_VECTOR_BYTES }));
-  } catch (e) {
-    io.err(`livemig start: cannot read the bundled vector ${path}: ${(e as Error).message}\n`);
-    return EXIT_FAILURE;
+    const totalBytes = source.machine.backing.sizeBytes;
+    source.migrateSetParameters({ maxBandwidthBytesPerSec: BigInt(options.maxBandwidth ?? String(1024 ** 3)), downtimeLimitMs: 300n });
+    await sleep(300); // let the guest run first, as a real one would
+    say(`migrating ${formatBytes(totalBytes)} from the source to ${dest.incoming!.uri} (max-bandwidth ${formatBytes(Number(options.maxBandwidth ?? 1024 ** 3))}/s)\n`);
+    const startedMs = Date.now();
+    source.migrate({ uri: dest.incoming!.uri });
+    const finished = source.outgoing!.whenFinished();
+    let settled = false;
+    void finished.then(() => (settled = true));
+    let lastLineMs = 0;
+    while (!settled) {
+      await sleep(POLL_MS);
+      const line = progressLine(source, startedMs, totalBytes);
+      if (tty) io.out(`\r${line}`);
+      else if (Date.now() - lastLineMs >= 1000) {
+        say(`${line}\n`);
+        lastLineMs = Date.now();
+      }
+    }
+    const status = await finished;
+    if (tty) io.out(`\r${progressLine(source, startedMs, totalBytes)}\n`);
+    const deadline = Date.now() + 10_000;
+    while (dest.incoming?.status !== 'completed' && dest.incoming?.status !== 'failed' && Date.now() < deadline) await sleep(10);
+    const info = source.queryMigrate();
+    const counters = source.outgoing!.engine.counters();
+    const checks = status === 'completed' ? verdicts(source, dest) : [{ name: 'migration', ok: false, detail: `status ${status}: ${source.outgoing!.error?.message ?? ''}` }];
+    const ok = checks.every((c) => c.ok);
+    if (options.json === true) {
+      io.out(`${JSON.stringify({ ...info, balloon: { 'hinted-pages': counters.hintedPages }, invariants: checks, ok })}\n`);
+    } else {
+      const ram = info.ram;
+      io.out(`\nstatus ${info.status}: total-time ${info['total-time']} ms, downtime ${info.downtime} ms, setup-time ${info['setup-time']} ms\n`);
+      if (ram !== undefined) {
+        io.out(`  transferred ${formatBytes(ram.transferred)} of ${formatBytes(ram.total)} RAM, normal ${ram.normal} pages, duplicate (zero) ${ram.duplicate} pages, ` +
+          `dirty-sync-count ${ram['dirty-sync-count']}, mbps ${ram.mbps}\n`);
+      }
+      io.out(`  balloon: ${counters.hintedPages} pages hinted free and skipped\n`);
+      io.out('  verdicts:\n');
+      for (const c of checks) io.out(`    ${c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.detail}\n`);
+      io.out(ok ? 'PASS\n' : 'FAIL\n');
+    }
+    return ok ? EXIT_OK : EXIT_FAILURE;
+  } finally {
+    await Promise.all([source.close(), dest.close()]);
   }
-  // With --json the stand-in line goes to stderr so that stdout stays one JSON object.
-  if (options.json === true) io.err(`${STAND_IN_LINE}\n`);
-  else io.out(`${STAND_IN_LINE}\n\n`);
-  return analyzeSource(memorySource(`${BUNDLED_VECTOR} (decompressed in memory)`, bytes), { json: options.json === true }, io);
 }
