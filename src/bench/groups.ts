@@ -7,7 +7,9 @@ import { makeCodecGroup } from './codec-group.ts';
 import { makeMemoryGroup } from './memory-group.ts';
 import { makeLimitsGroup } from './limits-group.ts';
 import { makeQemuGroup } from './qemu-group.ts';
+import { makeLivemigGroup } from './livemig-group.ts';
+import { makeSimGroup } from './sim-group.ts';
 
 export function benchGroups(): BenchGroup[] {
-  return [makeCodecGroup(), makeMemoryGroup(), makeLimitsGroup(), makeQemuGroup()];
+  return [makeCodecGroup(), makeMemoryGroup(), makeLimitsGroup(), makeQemuGroup(), makeLivemigGroup(), makeSimGroup()];
 }

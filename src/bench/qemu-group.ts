@@ -251,6 +251,12 @@ export async function qemuBaselines(options: QemuBaselineOptions): Promise<QemuB
   }
 }
 
+/**
+ * The baselines of this process's last `qemu` group run, for later groups (livemig) to put
+ * their figures beside without measuring QEMU twice; null before it ran.
+ */
+export let lastQemuBaselines: QemuBaselines | null = null;
+
 function fmtMs(ms: number | null): string {
   return ms === null ? 'n/a' : `${ms.toFixed(ms < 10 ? 2 : 0)} ms`;
 }
@@ -357,6 +363,7 @@ export function makeQemuGroup(
     async run(ctx: BenchContext): Promise<BenchRow[]> {
       const sizes = ctx.quick ? quick : full;
       const baselines = await qemuBaselines({ ...sizes, ...extra, progress: ctx.progress, clockNs: ctx.clockNs });
+      lastQemuBaselines = baselines;
       if (baselines.skipped !== null) throw new BenchSkipped(baselines.skipped);
       ctx.note?.(`${baselines.qemuVersion}; GB/s = RAM bytes / (migrate command -> destination completed event); source RAM a pattern file in /dev/shm (prealloc), destination memory-backend-ram`);
       return qemuRows(baselines, (text) => (ctx.note ?? ctx.progress)(text));

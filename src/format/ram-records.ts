@@ -151,6 +151,10 @@ export class RamLoader {
     const pageBytes = this.pageSizeBytes;
     const mask = this.flagMask;
     const usedBytes = block.usedLengthBytes;
+    const batchZeros = sink.ramZeroRun !== undefined;
+    // A run of consecutive fill-0 ZERO records not yet handed to the sink (batchZeros only).
+    let runStart = 0;
+    let runCount = 0;
     while (end - pos >= 8) {
       const high = view.getUint32(pos);
       const low = view.getUint32(pos + 4);
@@ -160,27 +164,51 @@ export class RamLoader {
       if (flags === PAGE_CONTINUE) {
         const dataAt = pos + 8;
         if (end - dataAt < pageBytes || offsetBytes + pageBytes > usedBytes) break;
+        if (runCount > 0) {
+          sink.ramZeroRun!(block, runStart, runCount);
+          runCount = 0;
+        }
         sink.ramPage(block, offsetBytes, bytes.subarray(dataAt, dataAt + pageBytes));
         pos = dataAt + pageBytes;
       } else if (flags === ZERO_CONTINUE) {
         if (end - pos < 9 || offsetBytes + pageBytes > usedBytes) break;
-        sink.ramZero(block, offsetBytes, bytes[pos + 8]);
+        const fill = bytes[pos + 8];
         pos += 9;
+        if (batchZeros && fill === 0) {
+          if (runCount > 0 && offsetBytes === runStart + runCount * pageBytes) {
+            runCount++;
+            continue;
+          }
+          if (runCount > 0) sink.ramZeroRun!(block, runStart, runCount);
+          runStart = offsetBytes;
+          runCount = 1;
+          continue;
+        }
+        if (runCount > 0) {
+          sink.ramZeroRun!(block, runStart, runCount);
+          runCount = 0;
+        }
+        sink.ramZero(block, offsetBytes, fill);
       } else {
         break;
       }
     }
+    if (runCount > 0) sink.ramZeroRun!(block, runStart, runCount);
     return pos;
   }
 
   /**
    * The fast loop of `version` mode: PAGE|CONTINUE records with an 8-byte version payload and
    * ZERO|CONTINUE records; it stops at an exact-page mark, like at anything else unusual.
+   * Consecutive fill-0 ZERO records go to `ramZeroRun` in one call when the sink has it.
    */
   private fastRunVersions(bytes: Uint8Array, view: DataView, pos: number, end: number, sink: VersionPageSink, block: RamBlockRef): number {
     const pageBytes = this.pageSizeBytes;
     const mask = this.flagMask;
     const usedBytes = block.usedLengthBytes;
+    const batchZeros = sink.ramZeroRun !== undefined;
+    let runStart = 0;
+    let runCount = 0;
     while (end - pos >= 8) {
       const high = view.getUint32(pos);
       const low = view.getUint32(pos + 4);
@@ -192,16 +220,36 @@ export class RamLoader {
         const versionLow = view.getUint32(pos + 8, true);
         const versionHigh = view.getUint32(pos + 12, true);
         if (versionHigh > MAX_VERSION_HIGH_WORD) break;
+        if (runCount > 0) {
+          sink.ramZeroRun!(block, runStart, runCount);
+          runCount = 0;
+        }
         sink.ramPageVersion(block, offsetBytes, versionHigh * TWO_32 + versionLow);
         pos += 8 + VERSION_PAYLOAD_BYTES;
       } else if (flags === ZERO_CONTINUE) {
         if (end - pos < 9 || offsetBytes + pageBytes > usedBytes) break;
-        sink.ramZero(block, offsetBytes, bytes[pos + 8]);
+        const fill = bytes[pos + 8];
         pos += 9;
+        if (batchZeros && fill === 0) {
+          if (runCount > 0 && offsetBytes === runStart + runCount * pageBytes) {
+            runCount++;
+            continue;
+          }
+          if (runCount > 0) sink.ramZeroRun!(block, runStart, runCount);
+          runStart = offsetBytes;
+          runCount = 1;
+          continue;
+        }
+        if (runCount > 0) {
+          sink.ramZeroRun!(block, runStart, runCount);
+          runCount = 0;
+        }
+        sink.ramZero(block, offsetBytes, fill);
       } else {
         break;
       }
     }
+    if (runCount > 0) sink.ramZeroRun!(block, runStart, runCount);
     return pos;
   }
 

@@ -84,6 +84,12 @@ export interface StreamSink {
   record(record: StreamRecord): void;
   ramPage(block: RamBlockRef, offsetBytes: number, data: Uint8Array): void;
   ramZero(block: RamBlockRef, offsetBytes: number, fill: number): void;
+  /**
+   * Optional batch form: `pageCount` consecutive ZERO records with fill 0 for pages
+   * `offsetBytes`, `offsetBytes + page`, ... of `block`, in stream order. A sink without it gets
+   * one ramZero per record; one with it must behave exactly as that sequence of ramZero calls.
+   */
+  ramZeroRun?(block: RamBlockRef, offsetBytes: number, pageCount: number): void;
 }
 
 /**

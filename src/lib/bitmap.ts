@@ -152,6 +152,23 @@ export class Bitmap {
     return i < this.sizeBits ? i : -1;
   }
 
+  /** The index of the first set bit in [from, end), or -1 (scans only the words of the range). */
+  nextSetBelow(from: number, end: number): number {
+    if (from < 0) from = 0;
+    if (end > this.sizeBits) end = this.sizeBits;
+    if (from >= end) return -1;
+    let w = from >>> 5;
+    const lastWord = (end - 1) >>> 5;
+    let word = this.words[w] & (0xffffffff << (from & 31));
+    while (word === 0) {
+      w++;
+      if (w > lastWord) return -1;
+      word = this.words[w];
+    }
+    const i = w * 32 + ctz32(word);
+    return i < end ? i : -1;
+  }
+
   /** The index of the first clear bit at or after `from`, or -1. */
   nextClear(from: number): number {
     if (from < 0) from = 0;

@@ -139,7 +139,13 @@ export class FaultTracker {
     return [...this.waiters.keys()].sort((a, b) => a - b);
   }
 
+  /** True when any vCPU waits for any page. */
+  anyWaiters(): boolean {
+    return this.waiters.size !== 0;
+  }
+
   /** True when some vCPU waits for `pageIndex` (cheap: called for every placed page). */
+
   hasWaiters(pageIndex: number): boolean {
     return this.waiters.size !== 0 && this.waiters.has(pageIndex);
   }

@@ -34,5 +34,10 @@ export function createPageSink(
       if (fill !== 0) ctx.mark('zero-record-nonzero-fill', `fill 0x${fill.toString(16)}`);
       afterPlacement(placer.loadZero(block, offsetBytes, fill, ctx.trapFaults));
     },
+    ramZeroRun: (block, offsetBytes, pageCount) => {
+      const first = placer.loadZeroRun(block, offsetBytes, pageCount, ctx.trapFaults);
+      if (!ctx.trapFaults || !faults.anyWaiters()) return;
+      for (let page = first; page < first + pageCount; page++) afterPlacement(page);
+    },
   };
 }

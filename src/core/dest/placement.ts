@@ -168,6 +168,38 @@ export class PagePlacer implements PlacementCounters {
   }
 
   /**
+   * Loads `pageCount` consecutive fill-0 ZERO records from `offsetBytes` of `ref`: the same as
+   * that many loadZero calls, with the received bits set per word instead of per page. Returns
+   * the first page index. A page already placed in postcopy throws (through loadZero) after the
+   * pages before it are loaded, as the per-record sequence would.
+   */
+  loadZeroRun(ref: RamBlockRef, offsetBytes: number, pageCount: number, postcopy: boolean): number {
+    const first = this.pageIndexOf(ref, offsetBytes);
+    const end = first + pageCount;
+    if (postcopy) {
+      const placed = this.received.bits.nextSetBelow(first, end);
+      if (placed !== -1) {
+        if (placed > first) this.loadZeroRun(ref, offsetBytes, placed - first, true);
+        this.loadZero(ref, offsetBytes + (placed - first) * PAGE_SIZE_BYTES, 0, true);
+        throw new Error('unreachable: loadZero accepted a page placed twice');
+      }
+    }
+    const store = this.store;
+    if (postcopy) {
+      for (let page = first; page < end; page++) store.zeroPage(page);
+    } else {
+      for (let page = first; page < end; page++) if (!store.isZeroPage(page)) store.zeroPage(page);
+    }
+    this.zeroPagesReceived += pageCount;
+    const added = this.received.markRange(first, end);
+    if (postcopy) {
+      assert(added === pageCount, `a page of [${first}, ${end}) was placed twice`);
+      this.postcopyPagesPlaced += pageCount;
+    }
+    return first;
+  }
+
+  /**
    * Zero-fills a page locally (a virtio-mem unplugged page, facts §3.5) and marks it received.
    * Returns false, doing nothing, when the page is already received.
    */
@@ -198,7 +230,10 @@ export class PagePlacer implements PlacementCounters {
     const block = this.ram.blocks.requireByName(blockName);
     const start = block.startPage + startBytes / PAGE_SIZE_BYTES;
     const end = start + lengthBytes / PAGE_SIZE_BYTES;
-    for (let page = start; page < end; page++) this.store.zeroPage(page);
+    // Pages never received (or already discarded) read as zero already (discardAll's rule):
+    // only the received ones need zeroing, found word by word in the received map.
+    const bits = this.received.bits;
+    for (let page = bits.nextSetBelow(start, end); page !== -1; page = bits.nextSetBelow(page + 1, end)) this.store.zeroPage(page);
     this.discardedPages += this.clearReceived(start, end);
   }
 
