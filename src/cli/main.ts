@@ -13,6 +13,7 @@ import { runEncode } from './encode-command.ts';
 import type { EncodeOptions } from './encode-command.ts';
 import { runStart, type StartOptions } from './start-command.ts';
 import { registerSimCommand } from './sim.ts';
+import { registerCompareCommand } from './compare.ts';
 import { registerReportCommand } from './report-command.ts';
 import { registerDashboardCommand } from './dashboard-command.ts';
 import { registerVmCommand } from './vm-command.ts';
@@ -65,6 +66,7 @@ function buildProgram(io: CliIo, setCode: (code: number) => void): Command {
     .action(async (options: StartOptions) => setCode(await runStart(options, io)));
 
   registerSimCommand(program, io, setCode);
+  registerCompareCommand(program, io, setCode);
   registerReportCommand(program, io, setCode);
   registerDashboardCommand(program, io, setCode);
   registerVmCommand(program, io, setCode);

@@ -21,6 +21,9 @@
  * free page hint round, virtio-mem requests) and then the workload's writes due by nowNs.
  * Devices run when the drivers kick them (or at the host's poll, in deferred mode).
  *
+ * Memory pressure: a workload whose allocation fails reclaims directly (the allocator's
+ * `reclaimer`): the balloon driver's hint shrinker gives held hint blocks back.
+ *
  * A probe failure leaves the driver unbound, as Linux does, and is listed in `probeErrors`.
  */
 import { assert } from '../lib/assert.ts';
@@ -67,6 +70,8 @@ export interface GuestOptions {
 }
 
 export const GUEST_VRING_WINDOW_BYTES_DEFAULT = 1 * MiB;
+/** Objects one shrinker scan is asked to free (Linux's SHRINK_BATCH). */
+export const SHRINK_BATCH_PAGES = 128;
 
 export class Guest {
   /** Guest memory with dirty logging. */
@@ -113,8 +118,15 @@ export class Guest {
 
     const devices = typeof options.devices === 'function' ? options.devices(this.memory) : options.devices ?? {};
     const deps = { memory: this.memory, allocator: this.allocator, kernelMemory };
-    this.balloon = this.bind(devices.balloon, (port) => new BalloonDriver({ ...deps, port }, options.balloon));
+    // init_on_alloc's zeroing of hint blocks writes through the dirty-logged memory.
+    const memory = this.memory;
+    const pages = { zeroPage: (pfn: number) => memory.zeroPage(pfn), isZeroPage: (pfn: number) => memory.backing.isZeroPage(pfn) };
+    this.balloon = this.bind(devices.balloon, (port) => new BalloonDriver({ ...deps, port, pages }, options.balloon));
     this.virtioMem = this.bind(devices.virtioMem, (port) => new VirtioMemDriver({ ...deps, port }, options.virtioMem));
+    // Direct reclaim (a workload short of memory): the hint shrinker gives held blocks back,
+    // as much as Linux's shrink_slab batch (SHRINK_BATCH, 128 pages) asks: one 4 MiB block.
+    const balloon = this.balloon;
+    if (balloon !== null) this.allocator.reclaimer = (order) => balloon.shrink(Math.max(SHRINK_BATCH_PAGES, 2 ** order));
 
     this.target = new GuestMemoryTarget(this.memory);
     this.workload = createWorkload(options.workload ?? { kind: 'idle' }, {

@@ -9,11 +9,18 @@
  * unplugged ranges are the pages never to send; at the switchover the devices are saved into
  * sections (device-sections.ts), the balloon after its `preSave` (the `track` policy's DONE).
  *
+ * Kicks: with the scenario's kick delay (`devices.balloon.kick-delay`) the balloons run in
+ * deferred mode and their queued work runs at most once per delay (QEMU's iothread), so hints
+ * can reach the source late; `poll(..., force)` runs it at once (the world does at the source's
+ * postcopy-active, before vm_stop).
+ *
  * Destination: sections are loaded into fresh devices built on the destination's memory;
  * the balloon's `postLoad` runs, and a loaded DONE is delivered to the guest's driver as the
  * config interrupt the source raised for it (QEMU migrates that pending interrupt in the ISR);
  * the postcopy notifier lets the `refuse` policy veto; virtio-mem's unplugged ranges are
- * zero-filled locally instead of requested.
+ * zero-filled locally instead of requested. Hints the destination balloon takes (a round the
+ * guest was in at the switch) are counted and ignored, as QEMU's are on a host with no outgoing
+ * migration (docs/free-page-hint-and-postcopy.md says why `track` does not use them either).
  *
  * The guest's drivers hold SwitchablePorts; `switchPorts('destination')` points them at the
  * destination's devices when the guest starts there, and `activateDestination` finishes the
@@ -61,7 +68,12 @@ const POSTCOPY_REASONS: Record<PostcopyNotifyReason, PostcopyReason> = {
 export interface DeviceHostConfig {
   /** Guest RAM in bytes, boot memory plus the virtio-mem region. */
   readonly ramSizeBytes: number;
-  readonly balloon: { readonly freePageHint: boolean; readonly postcopyPolicy: FreePageHintPostcopyPolicy } | null;
+  readonly balloon: {
+    readonly freePageHint: boolean;
+    readonly postcopyPolicy: FreePageHintPostcopyPolicy;
+    /** Delay from a driver kick to the host processing it (QEMU's iothread); 0: inside the kick. */
+    readonly kickDelayNs?: number;
+  } | null;
   readonly virtioMem: { readonly addrBytes: number; readonly regionBytes: number; readonly pluggedBytes: number; readonly blockBytes: number } | null;
   /** Capability postcopy-ram (the balloon's notifier reads it). */
   readonly postcopyRam: boolean;
@@ -106,6 +118,10 @@ export class DeviceHost {
   }> = [];
   /** Whether the destination's devices were activated. */
   private activated = false;
+  /** Per side: when the balloon's deferred work may run next (kick delay). */
+  private readonly balloonPollAtNs = { source: 0, destination: 0 };
+  /** Hints the destination balloon took during incoming migration (ignored: see newBalloon). */
+  destinationHints = 0;
 
   constructor(config: DeviceHostConfig) {
     this.config = config;
@@ -116,7 +132,7 @@ export class DeviceHost {
     const out: { balloon?: VirtioPort; virtioMem?: VirtioPort } = {};
     const { balloon, virtioMem } = this.config;
     if (balloon !== null) {
-      const source = new BalloonVirtio(memory, this.newBalloon(true));
+      const source = new BalloonVirtio(memory, this.newBalloon(true), this.balloonOptions());
       this.balloon = { source, destination: null, port: new SwitchablePort(source) };
       out.balloon = this.balloon.port;
     }
@@ -130,7 +146,7 @@ export class DeviceHost {
 
   /** Builds the destination's devices on its memory (before any section arrives). */
   buildDestination(memory: GuestMemory): void {
-    if (this.balloon !== null) this.balloon.destination = new BalloonVirtio(memory, this.newBalloon(false));
+    if (this.balloon !== null) this.balloon.destination = new BalloonVirtio(memory, this.newBalloon(false), this.balloonOptions());
     if (this.virtioMem !== null) {
       const device = this.newVirtioMem();
       device.migrationBusy = true; // incoming postcopy answers BUSY too
@@ -144,9 +160,18 @@ export class DeviceHost {
       ramSizeBytes: this.config.ramSizeBytes,
       freePageHint: b.freePageHint,
       freePageHintPostcopy: b.postcopyPolicy,
-      // QEMU: a hint on a host with no outgoing migration is a no-op.
-      hintSink: source ? { onHint: (gpa, lengthBytes, cmdId) => this.onHint(gpa, lengthBytes, cmdId) } : undefined,
+      // QEMU: a hint on a host with no outgoing migration is a no-op. The destination's are
+      // counted and ignored: its incoming postcopy cannot tell the source (no such message in
+      // QEMU's protocol), and zero-filling them locally would race the source's push of the
+      // same pages (docs/free-page-hint-and-postcopy.md).
+      hintSink: source
+        ? { onHint: (gpa, lengthBytes, cmdId) => this.onHint(gpa, lengthBytes, cmdId) }
+        : { onHint: () => void this.destinationHints++ },
     });
+  }
+
+  private balloonOptions(): { kickMode: 'immediate' | 'deferred' } {
+    return { kickMode: (this.config.balloon?.kickDelayNs ?? 0) > 0 ? 'deferred' : 'immediate' };
   }
 
   private newVirtioMem(): VirtioMemDevice {
@@ -167,9 +192,13 @@ export class DeviceHost {
   }
 
   /** Device work due on `side` (deferred kicks, the free page queue while hinting runs). */
-  poll(side: 'source' | 'destination', nowNs: number): void {
+  poll(side: 'source' | 'destination', nowNs: number, force = false): void {
     const balloon = side === 'source' ? this.balloon?.source : this.balloon?.destination;
-    balloon?.poll(nowNs);
+    const delay = this.config.balloon?.kickDelayNs ?? 0;
+    if (balloon !== undefined && balloon !== null && (force || nowNs >= this.balloonPollAtNs[side])) {
+      balloon.poll(nowNs);
+      this.balloonPollAtNs[side] = nowNs + delay;
+    }
     const mem = side === 'source' ? this.virtioMem?.source : this.virtioMem?.destination;
     mem?.poll(nowNs);
   }

@@ -81,7 +81,11 @@ export const REAL_ENGINES: EngineFactory = {
       ram: {
         blocks: machine.blocks,
         store: machine.sourceEngineStore,
-        syncDirtyLog: (into) => into.syncFrom(guest.memory.log),
+        syncDirtyLog: (into) => {
+          const added = into.syncFrom(guest.memory.log);
+          machine.hostCpu?.onSync(added); // Pages the guest wrote again: host-backed (host-cpu.ts).
+          return added;
+        },
       },
       hooks: {
         precopyNotify: (reason, nowNs, vmRunning) => {

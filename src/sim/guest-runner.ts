@@ -14,11 +14,14 @@
  * never served). Every vCPU faults at most once at a time, so the faults in flight are bounded
  * by the vCPU count.
  *
+ * A memory-hungry phase (the scenario's `pressure`) is a second workload on vCPU 0, started by
+ * the world; it runs after the scenario's workload in each step and stalls the same way.
+ *
  * What it deliberately doesn't do: decide when the guest runs or where (the world does:
  * stop-guest, run-guest), or talk to the engines itself (the `fault` callback does).
  */
 import type { Guest } from '../guest/guest.ts';
-import { NOT_STALLED } from '../guest/workloads/types.ts';
+import { NOT_STALLED, type Workload } from '../guest/workloads/types.ts';
 import { GuestMemoryTarget } from '../guest/workloads/memory-target.ts';
 import type { FaultRecord } from './checkers/postcopy-placement.ts';
 import type { TraceEvents } from './trace-events.ts';
@@ -56,6 +59,10 @@ export class GuestRunner {
   private readonly waitSinceNs = [0, 0];
   /** The workload's view of the destination's memory (present pages only while trapping). */
   private destinationTarget: GuestMemoryTarget | null = null;
+  /** The memory-hungry phase, once started. */
+  private pressure: Workload | null = null;
+  /** The pressure workload's view of the source's memory (no faults there). */
+  private sourceTarget: GuestMemoryTarget | null = null;
   /** Set once every kernel page was present on the destination (it stays so). */
   private kernelPagesReady = false;
   /** Faults raised, in total. */
@@ -84,7 +91,16 @@ export class GuestRunner {
     this.side = side;
     this.running = true;
     this.deps.guest.skipTo(nowNs);
+    this.pressure?.skipTo(nowNs);
     this.deps.trace.guest(nowNs, side, 'run');
+  }
+
+  /** Starts the memory-hungry phase at `nowNs` (it owes nothing for the time before). */
+  startPressure(workload: Workload, nowNs: number): void {
+    workload.skipTo(nowNs);
+    this.pressure = workload;
+    this.sourceTarget = new GuestMemoryTarget(this.deps.guest.memory);
+    this.deps.trace.guest(nowNs, this.side, 'pressure');
   }
 
   /** One step of both vCPUs at `nowNs`. */
@@ -92,6 +108,7 @@ export class GuestRunner {
     if (!this.running) return;
     if (this.side === 'source') {
       this.deps.guest.step(nowNs);
+      this.pressure?.step(nowNs, this.sourceTarget as GuestMemoryTarget);
       return;
     }
     const guest = this.deps.guest;
@@ -100,7 +117,9 @@ export class GuestRunner {
       guest.virtioMem?.step(nowNs);
     }
     if (this.waitingPage[VCPU_WORKLOAD] < 0) {
-      const stalled = guest.workload.step(nowNs, this.destinationTarget as GuestMemoryTarget);
+      const target = this.destinationTarget as GuestMemoryTarget;
+      let stalled = guest.workload.step(nowNs, target);
+      if (stalled === NOT_STALLED && this.pressure !== null) stalled = this.pressure.step(nowNs, target);
       if (stalled !== NOT_STALLED) this.raise(VCPU_WORKLOAD, stalled, nowNs);
     }
   }

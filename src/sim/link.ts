@@ -180,6 +180,13 @@ export class LinkDirection<T> {
     return this.cpuFreeNs;
   }
 
+  /** Charges the sender `ns` of other work (its next sends wait); returns when it is free, ns. */
+  chargeSender(ns: number): number {
+    assert(Number.isFinite(ns) && ns >= 0, `link ${this.name}: bad sender charge ${ns}`);
+    this.cpuFreeNs = this.senderFreeAtNs() + Math.ceil(ns);
+    return this.cpuFreeNs;
+  }
+
   /** Queues a message of `sizeBytes` bytes. */
   send(payload: T, sizeBytes: number): LinkSendResult {
     assert(Number.isFinite(sizeBytes) && sizeBytes >= 0, `link ${this.name}: bad message size ${sizeBytes}`);

@@ -18,6 +18,7 @@ import { CompactBacking } from '../memory/compact-backing.ts';
 import type { TrackableBacking } from '../memory/dirty-tracking-memory.ts';
 import { RamBlockList, type RamBlockSpec } from '../memory/ram-block.ts';
 import { ReceivedMap } from '../memory/received-map.ts';
+import { MAX_ORDER_PAGES } from '../guest/allocator/buddy.ts';
 import { Guest, GUEST_VRING_WINDOW_BYTES_DEFAULT } from '../guest/guest.ts';
 import { Prng } from '../lib/prng.ts';
 import { TARGET_PAGE_SIZE } from '../lib/units.ts';
@@ -25,6 +26,7 @@ import type { PagePayloadMode } from '../core/engine-types.ts';
 import { AuditedPageStore } from './audited-store.ts';
 import { DeviceHost } from './device-host.ts';
 import { HookedBacking } from './hooked-backing.ts';
+import { HostCpu } from './host-cpu.ts';
 import { MemoryAudit } from './memory-audit.ts';
 import type { Scenario } from './scenario/scenario.ts';
 
@@ -54,6 +56,8 @@ export interface Machine {
   readonly audit: MemoryAudit;
   /** The pages of the drivers' rings and buffers. */
   readonly kernelPages: { readonly start: number; readonly end: number };
+  /** The host's CPUs shared by migration and a hinting vCPU (scenario `host`), or null. */
+  readonly hostCpu: HostCpu | null;
 }
 
 function newBacking(scenario: Scenario, pageCount: number): TrackableBacking {
@@ -89,6 +93,15 @@ export function buildMachine(scenario: Scenario, seed: number, onHint: (startPag
     postcopyRam: scenario.capabilities['postcopy-ram'],
     onHint,
   });
+  const stream = scenario.link.stream;
+  const host = scenario.host;
+  const hostCpu = host === null ? null : new HostCpu({
+    cores: host.cores,
+    bandwidthBytesPerSec: stream.bandwidthBytesPerSec,
+    scanNsPerPage: stream.scanCostNsPerPage ?? 0,
+    rescanNsPerPage: host.rescanCostNsPerPage ?? undefined,
+    switchoverNs: host.switchoverNs,
+  });
   const guestMemory = new HookedBacking(sourceBacking);
   const guest = new Guest({
     backing: guestMemory,
@@ -96,8 +109,19 @@ export function buildMachine(scenario: Scenario, seed: number, onHint: (startPag
     kernelReservedBytes: scenario.guest.reservedBytes,
     devices: (memory) => devices.guestDevices(memory),
     workload: scenario.workload,
+    balloon: scenario.balloon === null
+      ? undefined
+      : {
+          hintBlocksPerStep: scenario.balloon.hintBatch,
+          hintPacing: scenario.balloon.hintPacing,
+          initOnAlloc: scenario.guest.initOnAlloc,
+          cpuShare: hostCpu === null ? null : () => hostCpu.share(),
+        },
     seed: new Prng(seed).fork().u32(),
   });
+  writeKernelData(sourceBacking, scenario.guest.kernelDataBytes, kernelPages.start);
+  reserveTop(guest, sourceBacking, scenario.guest.reservedTopBytes, memoryBytes / TARGET_PAGE_SIZE);
+  fragment(guest, sourceBacking, scenario.guest.fragmentedBytes, Math.ceil(scenario.guest.reservedBytes / TARGET_PAGE_SIZE));
   const destinationDeviceMemory = new HookedBacking(destinationBacking);
   devices.buildDestination(destinationDeviceMemory);
   // The audit learns the unplugged pages when the migration starts (the guest plugs at boot).
@@ -117,5 +141,45 @@ export function buildMachine(scenario: Scenario, seed: number, onHint: (startPag
     devices,
     audit,
     kernelPages,
+    hostCpu,
   };
+}
+
+/**
+ * The kernel's data at boot (image, page tables, struct pages, page cache): pages
+ * [0, kernelDataBytes / 4096) of the source get content, below the rings at `ringStart`.
+ * Written to the backing directly: before `migrate`, the dirty log does not matter.
+ */
+function writeKernelData(backing: TrackableBacking, kernelDataBytes: number, ringStart: number): void {
+  const pages = Math.min(Math.ceil(kernelDataBytes / TARGET_PAGE_SIZE), ringStart);
+  for (let p = 0; p < pages; p++) backing.bumpPage(p);
+}
+
+/**
+ * Memory the kernel keeps at the top of boot RAM (memblock allocates top-down: the struct page
+ * array, page tables): taken out of the allocator and given content, so it is never free and
+ * is sent as data, last in the scan.
+ */
+function reserveTop(guest: Guest, backing: TrackableBacking, topBytes: number, bootRamPages: number): void {
+  const pages = Math.floor(topBytes / TARGET_PAGE_SIZE);
+  if (pages === 0) return;
+  const start = bootRamPages - pages;
+  if (!guest.allocator.reserveRange(start, bootRamPages)) throw new Error(`guest.reserved-top: pages [${start}, ${bootRamPages}) are not free at boot`);
+  for (let p = start; p < bootRamPages; p++) backing.bumpPage(p);
+}
+
+/**
+ * Free memory the hint driver cannot take: in each of the first 4 MiB blocks above reserved
+ * (as many as `fragmentedBytes` needs), the last page is kept by the kernel (given content),
+ * so the block's other pages never coalesce into a 4 MiB block. Lowest first: the allocator
+ * hands them out first.
+ */
+function fragment(guest: Guest, backing: TrackableBacking, fragmentedBytes: number, reservedPages: number): void {
+  const blocks = Math.ceil(fragmentedBytes / (MAX_ORDER_PAGES * TARGET_PAGE_SIZE));
+  const first = Math.ceil(reservedPages / MAX_ORDER_PAGES);
+  for (let b = first; b < first + blocks; b++) {
+    const pinned = (b + 1) * MAX_ORDER_PAGES - 1;
+    if (!guest.allocator.reserveRange(pinned, pinned + 1)) throw new Error(`guest.fragmented: page ${pinned} is not free at boot`);
+    backing.bumpPage(pinned);
+  }
 }

@@ -40,7 +40,12 @@ export class MemoryAudit {
   readonly pageCount: number;
   /** Pages a hint cleared during the migration (null until the first hint). */
   private hinted: Bitmap | null = null;
-  /** Hinted pages that were free in the guest at the switchover (null before it). */
+  /**
+   * Pages whose content the guest gave up: free when the migration started or freed since, and
+   * not written on the source after that (null before the migration starts).
+   */
+  private dead: Bitmap | null = null;
+  /** Hinted pages whose content the guest gave up at the switchover (null before it). */
   private freeAtSwitch: Bitmap | null = null;
   /** Unplugged virtio-mem pages (null without virtio-mem). */
   private unpluggedBits: Bitmap | null = null;
@@ -90,22 +95,51 @@ export class MemoryAudit {
     this.hintRangeCount++;
   }
 
+  /**
+   * The migration starts: from now on the audit follows which pages' content the guest gave
+   * up. `forEachFree` visits the guest's free blocks now (first page, page count).
+   */
+  startSourceAudit(forEachFree: (visit: (firstPage: number, pageCount: number) => void) => void): void {
+    const dead = new Bitmap(this.pageCount);
+    forEachFree((first, count) => dead.setRange(first, Math.min(first + count, this.pageCount)));
+    this.dead = dead;
+  }
+
+  /** The guest freed pages [firstPage, firstPage + pageCount) on the source: content given up. */
+  onGuestFree(firstPage: number, pageCount: number): void {
+    if (this.dead !== null) this.dead.setRange(firstPage, Math.min(firstPage + pageCount, this.pageCount));
+  }
+
+  /** The guest writes pages [first, last] on the source: their content counts again. */
+  onSourceWrite(firstPage: number, lastPage: number): void {
+    if (this.dead !== null) this.dead.clearRange(firstPage, lastPage + 1);
+  }
+
   /** Pages hinted so far. */
   hintedPageCount(): number {
     return this.hinted?.count() ?? 0;
   }
 
   /**
-   * The source stopped its guest for the switchover: remember which hinted pages the guest
-   * considers free now. Cost: one call per hinted page.
+   * The source stopped its guest for the switchover: remember which hinted pages' content the
+   * guest has given up: free in the guest now (free or held as a hint), or freed after their
+   * last write (the shrinker gave them back and they were allocated again, but nothing wrote
+   * them yet: the virtio spec has the driver treat hinted pages as uninitialised). Cost: one
+   * call per hinted page.
    */
   snapshotAtSwitch(pageIsFreeInGuest: (pageIndex: number) => boolean): void {
     if (this.hinted === null) return;
     const free = new Bitmap(this.pageCount);
+    const dead = this.dead;
     for (let p = this.hinted.nextSet(0); p !== -1; p = this.hinted.nextSet(p + 1)) {
-      if (pageIsFreeInGuest(p)) free.set(p);
+      if ((dead !== null && dead.test(p)) || pageIsFreeInGuest(p)) free.set(p);
     }
     this.freeAtSwitch = free;
+  }
+
+  /** Whether page `p` was hinted and free in the guest at the switchover. */
+  hintedFreeAtSwitch(p: number): boolean {
+    return this.freeAtSwitch !== null && this.freeAtSwitch.test(p);
   }
 
   /** Pages allowed to differ between the destination and the source at switchover. */

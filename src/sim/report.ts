@@ -49,17 +49,22 @@ export function summaryText(result: SimRunResult): string {
   const out: string[] = [];
   const expected = result.statusAsExpected ? '(as expected)' : `(expected ${result.scenario.expectedStatus})`;
   out.push(`scenario ${result.scenario.name}, seed ${result.seed}: ${result.status} ${expected}, ended by ${result.endReason} at ${ms(result.endNs)} ms`);
-  if (result.errorText !== null) out.push(`  error: ${result.errorText}`);
+  if (result.refusal !== null) {
+    for (const line of result.refusal.reports) out.push(`  destination stderr: ${line}`);
+    out.push(`  destination migrate-set-capabilities postcopy-ram: ${result.refusal.errorClass} "${result.refusal.desc}"`);
+  } else if (result.errorText !== null) {
+    out.push(`  error: ${result.errorText}`);
+  }
   if (result.deviceError !== null) out.push(`  device load failed on the destination: ${result.deviceError}`);
   if (ram !== undefined) {
     out.push(`  total-time ${s['total-time'] ?? '-'} ms, downtime ${s.downtime ?? '-'} ms, setup-time ${s['setup-time'] ?? '-'} ms`);
     out.push(`  transferred ${formatBytes(ram.transferred)}, normal ${ram.normal} pages, duplicate ${ram.duplicate} pages, dirty-sync-count ${ram['dirty-sync-count']}, postcopy-requests ${ram['postcopy-requests']}`);
   }
   const b = result.balloon;
-  out.push(`  balloon: ${b.hintedPages} pages hinted, DONE ${b.doneDelivered ? 'delivered' : 'not delivered'}, ${formatBytes(b.heldAfterMigrationBytes)} held after migration`);
+  out.push(`  balloon: ${b.hintedPages} pages hinted, DONE ${b.doneDelivered ? 'delivered' : 'not delivered'}, ${formatBytes(b.heldAfterMigrationBytes)} held after migration, ${formatBytes(b.reclaimedBytes)} reclaimed by the shrinker`);
   const p = result.postcopy;
   if (p.switched || p.faults > 0) {
-    out.push(`  postcopy: ${p.faults} faults, ${p.requests} requests, longest stall ${(p.maxStallNs / NS_PER_MS).toFixed(3)} ms (bound ${(p.stallBoundNs / NS_PER_MS).toFixed(3)} ms), blocktime ${p.blocktimeMs ?? '-'} ms`);
+    out.push(`  postcopy: ${p.faults} faults (${p.faultsOnHinted} on hinted pages), ${p.requests} requests (${p.requestsDropped} pages dropped as not dirty, ${p.hintedZeroPages} hinted pages answered with ZERO), longest stall ${(p.maxStallNs / NS_PER_MS).toFixed(3)} ms (bound ${(p.stallBoundNs / NS_PER_MS).toFixed(3)} ms), blocktime ${p.blocktimeMs ?? '-'} ms`);
   }
   out.push('  invariants:');
   for (const v of result.verdicts) out.push(`    ${v.ok ? 'ok  ' : 'FAIL'} ${v.name}: ${v.detail}`);
@@ -77,6 +82,7 @@ export function jsonReport(result: SimRunResult): Record<string, unknown> {
     status: result.status,
     'end-reason': result.endReason,
     ...(result.errorText === null ? {} : { 'error-desc': result.errorText }),
+    ...(result.refusal === null ? {} : { refusal: { class: result.refusal.errorClass, desc: result.refusal.desc, reports: result.refusal.reports } }),
     ...(result.deviceError === null ? {} : { 'device-error': result.deviceError }),
     'total-time': s['total-time'] ?? null,
     downtime: s.downtime ?? null,
@@ -87,6 +93,9 @@ export function jsonReport(result: SimRunResult): Record<string, unknown> {
       'hinted-pages': result.balloon.hintedPages,
       'held-after-migration-bytes': result.balloon.heldAfterMigrationBytes,
       'done-delivered': result.balloon.doneDelivered,
+      'reclaimed-bytes': result.balloon.reclaimedBytes,
+      'destination-hints': result.balloon.destinationHints,
+      'hints-after-switch': result.balloon.hintsAfterSwitch,
     },
     postcopy: {
       switched: result.postcopy.switched,
@@ -95,6 +104,9 @@ export function jsonReport(result: SimRunResult): Record<string, unknown> {
       'stall-bound-ms': result.postcopy.stallBoundNs / NS_PER_MS,
       faults: result.postcopy.faults,
       requests: result.postcopy.requests,
+      'requests-dropped': result.postcopy.requestsDropped,
+      'hinted-zero-pages': result.postcopy.hintedZeroPages,
+      'faults-on-hinted': result.postcopy.faultsOnHinted,
     },
     progress: result.progress.map((row) => ({
       'dirty-sync-count': row.iteration,

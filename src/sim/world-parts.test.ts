@@ -97,6 +97,20 @@ test('the memory audit allows pages hinted and free at the switch, and unplugged
   assert.equal(audit.guestUnpluggedAccesses.count, 2);
 });
 
+test('the memory audit allows hinted pages the guest freed after their last write', () => {
+  const audit = new MemoryAudit(64);
+  audit.startSourceAudit((visit) => visit(16, 8)); // pages 16..23 are free when migration starts
+  audit.onSourceWrite(30, 31); // page 30 is written ...
+  audit.onGuestFree(30, 2); // ... and freed: its content is given up
+  audit.onHint(16, 16);
+  audit.onSourceWrite(18, 18); // the shrinker gave the block back and the guest wrote page 18
+  audit.snapshotAtSwitch(() => false); // every hinted page is allocated again at the switch
+  assert.ok(audit.allowedToDiffer.has(16), 'allocated but never written since it was free');
+  assert.ok(!audit.allowedToDiffer.has(18), 'written after it was free: must arrive');
+  assert.ok(audit.hintedFreeAtSwitch(30));
+  assert.ok(!audit.hintedFreeAtSwitch(24), 'hinted while in use and never freed');
+});
+
 test('the switchable port moves the driver and its interrupts to the new device', () => {
   const connected: Array<[string, DriverInterrupts | null]> = [];
   const fake = (name: string): VirtioPort => ({

@@ -12,7 +12,7 @@ import { stallBoundNs } from './checkers/stall-bound.ts';
 import { GUEST_VCPU_COUNT } from './guest-runner.ts';
 import type { Scenario } from './scenario/scenario.ts';
 import type { TraceWriter } from './trace.ts';
-import { POSTCOPY_PUMP_BYTES_MAX, STREAM_QUEUE_BYTES_MAX, type EndReason, type World } from './world.ts';
+import { POSTCOPY_PUMP_BYTES_MAX, STREAM_QUEUE_BYTES_MAX, type EndReason, type Refusal, type World } from './world.ts';
 import type { ProgressRow } from './world-progress.ts';
 
 /** Bytes of one page record on the wire: header word, block name (at most 256) and the page. */
@@ -31,6 +31,8 @@ export interface SimRunResult {
   readonly status: string;
   /** A refusal or failure text, when there is one. */
   readonly errorText: string | null;
+  /** The destination's refusal of postcopy-ram (QMP error and stderr lines), when it refused. */
+  readonly refusal: Refusal | null;
   /** A destination device that could not finish loading (fails the run). */
   readonly deviceError: string | null;
   /** Whether the run ended with the status the scenario expects. */
@@ -46,6 +48,12 @@ export interface SimRunResult {
     readonly doneDelivered: boolean;
     readonly freeBytesBefore: number;
     readonly freeBytesAfter: number;
+    /** Memory the guest's direct reclaim took back from held hint blocks (the shrinker). */
+    readonly reclaimedBytes: number;
+    /** Hints the destination balloon took during incoming migration (ignored). */
+    readonly destinationHints: number;
+    /** Hints that reached the source once it was postcopy-active (`ignore-after-switch` drops them). */
+    readonly hintsAfterSwitch: number;
   };
   readonly postcopy: {
     readonly switched: boolean;
@@ -54,6 +62,12 @@ export interface SimRunResult {
     readonly maxStallNs: number;
     readonly stallBoundNs: number;
     readonly blocktimeMs: number | null;
+    /** Requests for hinted never-sent pages answered with a ZERO record (`track`). */
+    readonly hintedZeroPages: number;
+    /** Requested pages the source dropped as not dirty. */
+    readonly requestsDropped: number;
+    /** Faults on pages that were hinted and free in the guest at the switchover. */
+    readonly faultsOnHinted: number;
   };
   /** Virtual time at the end, ns. */
   readonly endNs: number;
@@ -159,12 +173,14 @@ export function resultOf(world: World, seed: number, trace: TraceWriter): SimRun
   const expected = world.scenario.expectedStatus;
   const statusAsExpected = world.endReason === 'refused' ? expected === 'failed' : status === expected;
   const dest = world.destination.stats();
+  const counters = world.source.counters();
   return {
     scenario: world.scenario,
     seed,
     endReason: world.endReason ?? 'stuck',
     status,
     errorText: world.errorText,
+    refusal: world.refusal,
     deviceError: world.deviceError,
     statusAsExpected,
     source,
@@ -177,6 +193,9 @@ export function resultOf(world: World, seed: number, trace: TraceWriter): SimRun
       doneDelivered: inputs.hints.doneDelivered,
       freeBytesBefore: inputs.hints.freeBytesBefore,
       freeBytesAfter: inputs.hints.freeBytesAfter,
+      reclaimedBytes: world.machine.guest.allocator.reclaimedPages * TARGET_PAGE_SIZE,
+      destinationHints: world.machine.devices.destinationHints,
+      hintsAfterSwitch: world.hintsAfterSwitch,
     },
     postcopy: {
       switched: world.postcopy,
@@ -185,6 +204,9 @@ export function resultOf(world: World, seed: number, trace: TraceWriter): SimRun
       maxStallNs: inputs.stall.longestStallNs,
       stallBoundNs: inputs.stall.boundNs,
       blocktimeMs: destination['postcopy-blocktime'] ?? null,
+      hintedZeroPages: counters.hintedZeroPagesSent,
+      requestsDropped: counters.requestedPagesDropped,
+      faultsOnHinted: world.faultsOnHinted,
     },
     endNs: nowNs,
     traceHash: trace.traceHash(),

@@ -8,7 +8,9 @@
  *   0                 the guest boots (drivers probe, virtio-mem plugs) and runs its workload,
  *                     one step per `guest.tick`
  *   migration.start   `migrate`: source.start; the stream flows; hints, syncs, page requests
- *   stop-guest        the source stops the guest (switchover); memory is snapshotted for audit
+ *   stop-guest        the source stops the guest (switchover), after the scenario's stop latency
+ *                     (the guest, and its balloon, run on meanwhile); memory is snapshotted for
+ *                     audit
  *   run-guest (dest)  the guest moves to the destination's RAM and devices and runs on
  *   end of migration  both engines final; the guest runs `settle` longer (DONE reaches the
  *                     driver, hinted memory comes back); then the run ends
@@ -22,6 +24,11 @@
  * Bytes arrive after serialization and latency; the return path carries the destination's
  * messages back. Effects are carried out in the order given.
  *
+ * The scenario's pressure phase (a memory-hungry second workload) starts at its time on
+ * whichever side the guest runs. From `migrate` on, the audit follows which memory the guest
+ * gave up (frees, and writes after them), so a hinted page the guest reused but has not written
+ * yet may differ at the end (memory-audit.ts).
+ *
  * What it deliberately doesn't do: model the guest's CPU throttle (auto-converge), multifd,
  * preempt channels or link faults; judge the run (world-report.ts and the checkers do).
  */
@@ -32,7 +39,9 @@ import { assert } from '../lib/assert.ts';
 import { NS_PER_MS, TARGET_PAGE_SIZE } from '../lib/units.ts';
 import type { DestPort, EndReason, EngineFactory, SourcePort } from './engine-ports.ts';
 export type { EndReason, EngineFactory, WorldSourceHooks } from './engine-ports.ts';
+import { MAX_PAGE_ORDER } from '../guest/allocator/buddy.ts';
 import { GuestRunner } from './guest-runner.ts';
+import { HintGate, type GatedHint } from './hint-gate.ts';
 import { Link } from './link.ts';
 import type { Machine } from './machine.ts';
 import type { Scenario } from './scenario/scenario.ts';
@@ -42,6 +51,8 @@ import type { StatusChange } from './checkers/status-and-queues.ts';
 import { TraceEvents } from './trace-events.ts';
 import type { TraceWriter } from './trace.ts';
 import { WorldProgress } from './world-progress.ts';
+import { pressureWorkload, probePostcopy, refusalText, type Refusal } from './world-guest-events.ts';
+export type { Refusal } from './world-guest-events.ts';
 
 /** Bytes the shell lets queue on the stream after the postcopy switch. */
 export const STREAM_QUEUE_BYTES_MAX = 128 * 1024;
@@ -79,8 +90,16 @@ export class World {
   endReason: EndReason | null = null;
   /** A refusal or failure text (QMP error-desc), when there is one. */
   errorText: string | null = null;
+  /** Why the destination refused postcopy-ram, when it did (see Refusal). */
+  refusal: Refusal | null = null;
   /** A destination device that could not finish loading once the guest ran there. */
   deviceError: string | null = null;
+  /** Destination faults on pages hinted and free in the guest at the switchover. */
+  faultsOnHinted = 0;
+  /** Hints that reached the source engine once it was postcopy-active (before its vm_stop). */
+  hintsAfterSwitch = 0;
+  /** When a stop-guest with latency takes effect; -1 when none is pending. */
+  private stopAtNs = -1;
   /** Guest free memory just before `migrate`. */
   freeBytesBefore = 0;
   /** Pages missing on the destination when a precopy guest started there; null otherwise. */
@@ -94,13 +113,21 @@ export class World {
   private donesSeen = 0;
   /** The next pump event. */
   private pumpEvent: ScheduledEvent | null = null;
+  /** QEMU's bitmap_mutex against free page hints (scenario devices.balloon.hint-apply), or null. */
+  readonly hintGate: HintGate | null;
 
   constructor(scenario: Scenario, machine: Machine, engines: EngineFactory, trace: TraceWriter, seed: number) {
     this.scenario = scenario;
     this.machine = machine;
     this.scheduler = new Scheduler({ seed });
     this.trace = new TraceEvents(trace);
-    this.link = new Link<Uint8Array, Uint8Array>(this.scheduler, 'migration', { stream: scenario.link.stream, returnPath: scenario.link.returnPath });
+    // A shared host (scenario `host`) slows the stream while a hinting vCPU competes for it.
+    const hostCpu = machine.hostCpu;
+    const stream = hostCpu === null
+      ? scenario.link.stream
+      : { ...scenario.link.stream, scanCostNs: (pages: number) => hostCpu.scanCostNs(pages) };
+    this.link = new Link<Uint8Array, Uint8Array>(this.scheduler, 'migration', { stream, returnPath: scenario.link.returnPath });
+    hostCpu?.attach(this.link.stream);
     this.link.stream.connect({ deliver: (bytes, _size, now) => this.onStreamBytes(bytes, now) });
     this.link.returnPath.connect({ deliver: (bytes, _size, now) => this.onReturnPathBytes(bytes, now) });
     this.source = engines.source(machine, scenario, {
@@ -117,6 +144,7 @@ export class World {
       onKernelPagesReady: (now) => this.activateDestinationDevices(now),
     });
     this.progress = new WorldProgress(this.trace);
+    this.hintGate = scenario.balloon?.hintApply === 'between-iterations' ? new HintGate(PRECOPY_ITERATION_NS) : null;
     this.stores = new StoreWatch(machine, () => this.destination.status === 'postcopy-active');
     this.trace.run(0, scenario.name, seed, machine.pageCount, scenario.guest.backing);
   }
@@ -128,6 +156,7 @@ export class World {
     this.scheduler.at(s.migrationStartNs, (now) => this.startMigration(now), 'migrate');
     if (s.postcopySwitch.kind === 'at') this.scheduler.at(s.migrationStartNs + s.postcopySwitch.afterStartNs, (now) => this.requestPostcopy(now), 'postcopy');
     this.scheduler.at(s.migrationStartNs + s.timeLimitNs, (now) => this.onTimeLimit(now), 'time-limit');
+    if (s.pressure?.start.kind === 'at') this.scheduler.at(s.migrationStartNs + s.pressure.start.afterStartNs, (now) => this.startPressure(now), 'pressure');
     const result = this.scheduler.runUntil(() => this.endReason !== null && this.scheduler.nowNs >= this.settledAtNs(), WORLD_EVENTS_MAX);
     if (this.endReason === null) this.endReason = 'stuck';
     this.trace.end(this.scheduler.nowNs, this.source.status, this.endReason);
@@ -146,15 +175,30 @@ export class World {
     this.freeBytesBefore = machine.guest.freeBytes();
     if (machine.guest.probeErrors.length > 0) return this.refuse(nowNs, machine.guest.probeErrors.map((e) => e.message).join('; '));
     if (scenario.capabilities['postcopy-ram']) {
-      // The destination enables postcopy-ram before `migrate`: its postcopy probe may veto.
-      const veto = machine.devices.postcopyNotify('probe');
-      if (veto !== null) return this.refuse(nowNs, `${veto}; Postcopy is not supported`);
+      // The destination enables postcopy-ram before `migrate` (migrate-set-capabilities while
+      // inmigrate): its postcopy probe runs the notifiers, and a veto fails the command.
+      this.refusal = probePostcopy(machine.devices.postcopyNotify('probe'));
+      if (this.refusal !== null) return this.refuse(nowNs, refusalText(this.refusal));
     }
     machine.devices.setSourceMigrating(true);
     machine.audit.setUnplugged(machine.devices.unpluggedPages());
-    if (machine.audit.unpluggedPageCount > 0) machine.guestMemory.beforeAccess = (first, last) => machine.audit.onGuestAccess(first, last);
+    this.startSourceAudit();
     this.apply('source', this.source.start(nowNs), nowNs);
     this.schedulePump(nowNs);
+  }
+
+  /** Guest accesses (unplugged memory) and which content the guest gives up (frees, writes). */
+  private startSourceAudit(): void {
+    const { audit, guest, guestMemory } = this.machine;
+    const allocator = guest.allocator;
+    audit.startSourceAudit((visit) => {
+      for (let order = 0; order <= MAX_PAGE_ORDER; order++) allocator.forEachFreeBlock(order, (pfn) => visit(pfn, 2 ** order));
+    });
+    allocator.onFree = (pfn, order) => audit.onGuestFree(pfn, 2 ** order);
+    guestMemory.beforeAccess = (first, last, write) => {
+      audit.onGuestAccess(first, last);
+      if (write) audit.onSourceWrite(first, last);
+    };
   }
 
   private refuse(nowNs: number, text: string): void {
@@ -197,9 +241,24 @@ export class World {
     }
     this.stepGuest(nowNs);
     this.traceDones(nowNs);
+    this.updateHostCpu(nowNs);
     if (this.endReason === null || nowNs < this.settledAtNs()) {
       this.scheduler.at(nowNs + this.scenario.guest.tickNs, (now) => this.onTick(now), 'tick');
     }
+  }
+
+  /**
+   * Which threads keep the host busy now (host-cpu.ts): the stream while the source has sends
+   * in flight or would pump, the vCPU while its hint driver is in a round.
+   */
+  private updateHostCpu(nowNs: number): void {
+    const hostCpu = this.machine.hostCpu;
+    if (hostCpu === null) return;
+    const migrating = this.migrationStartNs >= 0 && !isFinalStatus(this.source.status);
+    const stream = this.link.stream;
+    const streamBusy = migrating && (stream.senderFreeAtNs() > nowNs || stream.wireFreeAtNs() > nowNs);
+    const guestBusy = this.guestRunner.running && (this.machine.guest.balloon?.hinting?.inRound ?? false);
+    hostCpu.update(nowNs, streamBusy, guestBusy);
   }
 
   /** Traces each DONE the guest's balloon driver acts on. */
@@ -231,7 +290,9 @@ export class World {
   private onPump(nowNs: number): void {
     this.pumpEvent = null;
     if (isFinalStatus(this.source.status)) return;
+    if (this.stopAtNs >= 0) return; // The guest is being stopped: stopGuest pumps next.
     const readiness = this.source.readiness(nowNs);
+    if (readiness.kind !== 'pump' && this.hintGate !== null) this.applyReleased(this.hintGate.release(), nowNs);
     if (readiness.kind === 'idle') return;
     if (readiness.kind === 'wait') return this.schedulePump(readiness.untilNs);
     const stream = this.link.stream;
@@ -245,6 +306,10 @@ export class World {
     // A pump's budget is a bound the engine may pass by one record; two pages is the least useful.
     const room = STREAM_QUEUE_BYTES_MAX - Math.floor(Math.max(0, backlogNs) * bytesPerNs);
     const budget = postcopy ? Math.min(POSTCOPY_PUMP_BYTES_MAX, room) : Math.floor(PRECOPY_ITERATION_NS * bytesPerNs);
+    if (this.hintGate !== null) {
+      const precopy = this.source.status === 'active' && this.guestRunner.running;
+      this.applyReleased(precopy ? this.hintGate.beginPump(nowNs) : this.hintGate.release(), nowNs);
+    }
     const result = this.source.pump(Math.max(budget, TARGET_PAGE_SIZE * 2), nowNs);
     this.apply('source', result, nowNs);
     if (!isFinalStatus(this.source.status)) this.sampleProgress(nowNs);
@@ -282,10 +347,12 @@ export class World {
       case 'status':
         return this.onSourceStatus(effect.from, effect.to, nowNs);
       case 'stop-guest':
-        this.switchoverNs = nowNs;
-        this.guestRunner.stop(nowNs);
-        this.machine.audit.snapshotAtSwitch((p) => this.machine.guest.pageIsFreeInGuest(p));
-        return this.schedulePump(nowNs);
+        if (this.scenario.stopLatencyNs > 0) {
+          this.stopAtNs = nowNs + this.scenario.stopLatencyNs;
+          this.scheduler.at(this.stopAtNs, (now) => this.stopGuest(now), 'stop-guest');
+          return;
+        }
+        return this.stopGuest(nowNs);
       case 'run-guest':
         // A failed or cancelled migration gives the guest back to the source.
         if (!this.guestRunner.running && this.guestRunner.side === 'source') this.guestRunner.resume('source', nowNs);
@@ -301,10 +368,28 @@ export class World {
     }
   }
 
+  /** The source's guest stops (stop-guest, after the scenario's stop latency). */
+  private stopGuest(nowNs: number): void {
+    this.stopAtNs = -1;
+    // Cancelled or failed meanwhile: the guest keeps running; the engine goes on.
+    if (isFinalStatus(this.source.status) || this.source.status === 'cancelling') return this.schedulePump(nowNs);
+    if (this.hintGate !== null) this.applyReleased(this.hintGate.release(), nowNs);
+    if (this.machine.hostCpu !== null) this.link.stream.chargeSender(this.machine.hostCpu.switchoverNs);
+    this.switchoverNs = nowNs;
+    this.guestRunner.stop(nowNs);
+    this.machine.audit.snapshotAtSwitch((p) => this.machine.guest.pageIsFreeInGuest(p));
+    this.schedulePump(nowNs);
+  }
+
   private onSourceStatus(from: MigrationStatus, to: MigrationStatus, nowNs: number): void {
     this.sourceStatuses.push({ from, to });
     this.trace.status(nowNs, 'source', from, to);
-    if (to === 'postcopy-active') this.postcopy = true;
+    if (to === 'postcopy-active' && !this.postcopy) {
+      this.postcopy = true;
+      // QEMU sets postcopy-active before vm_stop: the balloon's iothread may still take hints
+      // kicked before the stop (the window `ignore-after-switch` is about).
+      if (this.guestRunner.running && this.guestRunner.side === 'source') this.machine.devices.poll('source', nowNs, true);
+    }
     if (!isFinalStatus(to)) return;
     this.machine.devices.setSourceMigrating(false);
     this.progress.sample(this.source.queryMigrate(nowNs), nowNs);
@@ -367,6 +452,7 @@ export class World {
       for (const r of machine.received.missingRanges()) this.missingAtPrecopyResume.push({ start: r.start, end: r.end });
     }
     machine.devices.switchPorts('destination');
+    machine.guest.allocator.onFree = null;
     machine.audit.startDestinationAudit(machine.sourceBacking, machine.destinationBacking);
     machine.guestMemory.retarget(machine.destinationBacking);
     machine.guestMemory.beforeAccess = (first, last, write) => {
@@ -378,6 +464,16 @@ export class World {
     };
     this.guestRunner.resume('destination', nowNs);
     this.stepSoon(nowNs);
+    const start = this.scenario.pressure?.start;
+    if (start?.kind === 'after-resume') this.scheduler.at(nowNs + start.delayNs, (now) => this.startPressure(now), 'pressure');
+  }
+
+  /** The scenario's memory-hungry phase starts (see PressureRule). */
+  private startPressure(nowNs: number): void {
+    const rule = this.scenario.pressure;
+    if (rule === null || (this.endReason !== null && nowNs >= this.settledAtNs())) return;
+    this.guestRunner.startPressure(pressureWorkload(rule, this.machine.guest), nowNs);
+    if (this.guestRunner.side === 'destination') this.stepSoon(nowNs);
   }
 
   /** The destination's ring pages are present: its devices finish loading. */
@@ -412,6 +508,7 @@ export class World {
   }
 
   private onFault(vcpu: number, page: number, nowNs: number): boolean {
+    if (this.machine.audit.hintedFreeAtSwitch(page)) this.faultsOnHinted++;
     const result = this.destination.onGuestFault(vcpu, page, nowNs);
     this.apply('destination', result, nowNs);
     return result.present;
@@ -422,7 +519,21 @@ export class World {
     const nowNs = this.scheduler.nowNs;
     this.trace.hint(nowNs, startPage, pageCount, cmdId);
     if (this.migrationStartNs < 0 || isFinalStatus(this.source.status)) return;
+    if (this.hintGate?.offer({ startPage, pageCount, cmdId })) return; // Waits for the iteration's end.
+    this.applyHintNow(startPage, pageCount, nowNs);
+  }
+
+  private applyHintNow(startPage: number, pageCount: number, nowNs: number): void {
+    if (this.postcopy) this.hintsAfterSwitch++;
     this.machine.audit.onHint(startPage, pageCount);
     this.apply('source', this.source.applyHint(startPage, pageCount, nowNs), nowNs);
+  }
+
+  /** Applies hints the gate released (hint-gate.ts), unless the migration is over. */
+  private applyReleased(hints: readonly GatedHint[], nowNs: number): void {
+    for (const h of hints) {
+      if (isFinalStatus(this.source.status)) return;
+      this.applyHintNow(h.startPage, h.pageCount, nowNs);
+    }
   }
 }

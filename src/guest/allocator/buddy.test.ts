@@ -207,3 +207,28 @@ test('property: reserve/unreserve of random ranges keeps the allocator consisten
     assert.deepEqual(freeBlocksOf(a), canonicalBlocks(0, pageCount));
   }), { numRuns: 60 });
 });
+
+test('direct reclaim: allocReclaiming asks the reclaimer once when nothing is free; plain alloc never does; frees are reported', () => {
+  const buddy = new BuddyAllocator({ pageCount: 2048 });
+  const held = [buddy.alloc(10), buddy.alloc(10)]; // a shrinker's two held blocks: nothing free
+  const frees: string[] = [];
+  buddy.onFree = (pfn, order) => frees.push(`${pfn}/${order}`);
+  assert.equal(buddy.allocReclaiming(0), -1, 'no reclaimer: fails like alloc');
+  buddy.reclaimer = (order) => {
+    assert.equal(order, 0);
+    const pfn = held.pop();
+    if (pfn === undefined) return 0;
+    buddy.free(pfn, 10);
+    return 1024;
+  };
+  assert.equal(buddy.alloc(0), -1, 'alloc does not reclaim');
+  assert.equal(buddy.allocReclaiming(0), 1024);
+  assert.deepEqual(frees, ['1024/10']);
+  assert.equal(buddy.reclaimCalls, 1);
+  assert.equal(buddy.reclaimedPages, 1024);
+  for (let i = 1; i < 1024; i++) assert.ok(buddy.allocReclaiming(0) >= 0);
+  assert.ok(buddy.allocReclaiming(0) >= 0, 'the second block');
+  for (let i = 1; i < 1024; i++) buddy.allocReclaiming(0);
+  assert.equal(buddy.allocReclaiming(0), -1, 'the reclaimer has nothing left');
+  assert.equal(buddy.reclaimCalls, 3);
+});

@@ -20,6 +20,12 @@
  * and frees the high halves, as Linux's expand() does. Freed blocks coalesce with free buddies
  * up to MAX_PAGE_ORDER.
  *
+ * Direct reclaim (optional): `allocReclaiming` is `alloc` for callers that may wait for
+ * memory (user-space faults, a growing process). When no block is free it asks `reclaimer`
+ * (Linux's shrinkers, here the balloon driver's free page hint shrinker) to give memory back
+ * and tries once more. Plain `alloc` never reclaims (__GFP_NORETRY | __GFP_NOMEMALLOC, as the
+ * hint worker's own allocations are). kswapd and the OOM killer are not modelled.
+ *
  * Reserved pages (a kernel image, offlined memory) are neither free nor allocated. The
  * leftover pages of a pageCount that is not a multiple of 1024, and pages next to reserved
  * ranges, live in lower-order blocks.
@@ -74,6 +80,16 @@ export class BuddyAllocator {
   private freePageCount = 0;
   /** Pages in allocated blocks. */
   private allocatedPageCount = 0;
+  /**
+   * Direct reclaim for `allocReclaiming`: asked to free memory for a block of `order` that
+   * could not be allocated; returns the pages it freed. Null: no reclaim.
+   */
+  reclaimer: ((order: number) => number) | null = null;
+  /** Told about every free (a host's audit of which memory the guest gave up); null: nobody. */
+  onFree: ((pfn: number, order: number) => void) | null = null;
+  /** Times `allocReclaiming` had to reclaim, and the pages the reclaimer freed. */
+  reclaimCalls = 0;
+  reclaimedPages = 0;
 
   constructor(options: BuddyOptions) {
     const { pageCount } = options;
@@ -153,6 +169,19 @@ export class BuddyAllocator {
     return -1;
   }
 
+  /**
+   * `alloc`, but when nothing is free the reclaimer is asked for memory and the allocation
+   * is tried once more (Linux's direct reclaim). Returns -1 when that did not help either.
+   */
+  allocReclaiming(order: number): number {
+    const pfn = this.alloc(order);
+    if (pfn >= 0 || this.reclaimer === null) return pfn;
+    this.reclaimCalls++;
+    const freed = this.reclaimer(order);
+    this.reclaimedPages += freed;
+    return freed > 0 ? this.alloc(order) : -1;
+  }
+
   /** Frees a block returned by alloc(order), merging it with free buddies. */
   free(pfn: number, order: number): void {
     this.checkOrder(order);
@@ -165,6 +194,7 @@ export class BuddyAllocator {
     this.allocatedPageCount -= pages;
     this.freePageCount += pages;
     this.insertCoalescing(pfn, order);
+    if (this.onFree !== null) this.onFree(pfn, order);
   }
 
   /** True when page `pfn` lies in a free block. */

@@ -30,7 +30,7 @@ import type { GpaAllocator } from '../virtio/bump-allocator.ts';
 import { negotiateFeatures, setDriverOk, setUpQueue } from '../virtio/driver-features.ts';
 import { SplitQueueDriver } from '../virtio/split-queue-driver.ts';
 import { BALLOON_PFN_ARRAY_BYTES, BalloonSizeWorker, type SizeToken } from './balloon-size-worker.ts';
-import { CMD_ID_BYTES, FreePageHintWorker, HINT_BLOCK_PAGES, type HintToken } from './free-page-hint-worker.ts';
+import { CMD_ID_BYTES, FreePageHintWorker, HINT_BLOCK_PAGES, type HintPacing, type HintPageWriter, type HintToken } from './free-page-hint-worker.ts';
 import { DriverError, type DriverInterrupts, type VirtioPort } from './virtio-port.ts';
 
 /** How the guest treats freed pages (Linux page_poisoning / init_on_free). */
@@ -47,6 +47,15 @@ export interface BalloonDriverOptions {
   readonly hintBlocksPerStep?: number;
   /** Most pages inflated or deflated per step; default 1024. */
   readonly balloonPagesPerStep?: number;
+  /**
+   * init_on_alloc=1: the page allocator zeroes each hint block as the driver allocates it
+   * (needs `pages` in the deps); default false.
+   */
+  readonly initOnAlloc?: boolean;
+  /** Run hint rounds on the guest's clock instead of `hintBlocksPerStep`; default null. */
+  readonly hintPacing?: HintPacing | null;
+  /** Paced rounds: the vCPU's share of a host CPU now (see FreePageHintWorkerDeps); default null (1). */
+  readonly cpuShare?: (() => number) | null;
 }
 
 /** What the driver needs from the guest. */
@@ -56,6 +65,8 @@ export interface BalloonDriverDeps {
   readonly allocator: BuddyAllocator;
   /** Kernel memory for rings and the driver's buffers. */
   readonly kernelMemory: GpaAllocator;
+  /** Page-level access for init_on_alloc's zeroing (guest memory with dirty logging). */
+  readonly pages?: HintPageWriter;
 }
 
 /** PAGE_POISON's byte 0xaa, replicated (Linux PAGE_POISON). */
@@ -103,6 +114,9 @@ export class BalloonDriver implements DriverInterrupts {
       freePageReporting: options.freePageReporting ?? false,
       hintBlocksPerStep: options.hintBlocksPerStep ?? 32,
       balloonPagesPerStep: options.balloonPagesPerStep ?? 1024,
+      initOnAlloc: options.initOnAlloc ?? false,
+      hintPacing: options.hintPacing ?? null,
+      cpuShare: options.cpuShare ?? null,
     };
   }
 
@@ -174,6 +188,9 @@ export class BalloonDriver implements DriverInterrupts {
         notify: () => port.notify(this.queueIndex.freePage, this.nowNs),
         cmdIdActiveGpa: kernelMemory.allocate(CMD_ID_BYTES, 4),
         cmdIdStopGpa: kernelMemory.allocate(CMD_ID_BYTES, 4),
+        initOnAlloc: this.options.initOnAlloc ? this.deps.pages : undefined,
+        pacing: this.options.hintPacing ?? undefined,
+        cpuShare: this.options.cpuShare ?? undefined,
       });
     }
     if (this.has(B.VIRTIO_BALLOON_F_PAGE_POISON)) {
@@ -221,7 +238,7 @@ export class BalloonDriver implements DriverInterrupts {
       this.statsWorkQueued = false;
       if (this.statsQueue.getUsed() !== null) this.sendStats(this.statsQueue);
     }
-    this.hint?.step(hintBlockBudget);
+    this.hint?.step(hintBlockBudget, this.nowNs);
   }
 
   /** Whether work is queued or waiting (the guest has something to do). */

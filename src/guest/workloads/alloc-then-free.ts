@@ -8,7 +8,8 @@
  * byte at an offset derived from the page number.
  *
  * Phases: fill (allocate a block, touch its pages at the rate, repeat until the target is
- * reached or an allocation fails) → hold → idle (entered by freeing every block in one step).
+ * reached or an allocation fails even after direct reclaim) → hold → idle (entered by
+ * freeing every block in one step).
  */
 import { TARGET_PAGE_SIZE } from '../../lib/units.ts';
 import { MAX_PAGE_ORDER } from '../allocator/buddy.ts';
@@ -118,7 +119,7 @@ export class AllocThenFreeWorkload implements Workload {
   /** Allocates the next block; false when the target is reached or memory ran out. */
   private allocBlock(): boolean {
     if (this.blockCount === this.blockPfns.length) return false;
-    const pfn = this.allocator.alloc(this.order);
+    const pfn = this.allocator.allocReclaiming(this.order);
     if (pfn < 0) return false;
     this.blockPfns[this.blockCount++] = pfn;
     this.touchNext = pfn;

@@ -7,8 +7,9 @@
  * untouched page of the newest block; a new block, when below the target (its pages are then
  * touched); otherwise a rewrite of a random page of a random live block (uniform over blocks,
  * not pages). Block lifetimes are uniform in [0.5, 1.5] × lifetimeMeanNs from allocation.
- * When the allocator has no block of the wanted order, the failure is counted and no new
- * block is tried until some block is freed (no reclaim, no compaction).
+ * Allocations may reclaim (BuddyAllocator.allocReclaiming: the balloon's hint shrinker gives
+ * held blocks back). When even that finds no block of the wanted order, the failure is counted
+ * and no new block is tried until some block is freed (no compaction).
  */
 import type { Prng } from '../../lib/prng.ts';
 import { NS_PER_S, TARGET_PAGE_SIZE } from '../../lib/units.ts';
@@ -189,7 +190,7 @@ export class ChurnWorkload implements Workload {
     const pick = this.prng.float() * this.weightSums[MAX_PAGE_ORDER];
     let order = 0;
     while (order < MAX_PAGE_ORDER && this.weightSums[order] <= pick) order++;
-    const pfn = this.allocator.alloc(order);
+    const pfn = this.allocator.allocReclaiming(order);
     if (pfn < 0) {
       this.allocFailures++;
       this.allocBlocked = true;

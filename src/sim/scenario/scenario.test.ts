@@ -60,7 +60,7 @@ test('--set writes dotted paths, creating objects, with YAML scalar values', () 
     parseOverride('workload.rate=200M')!,
     parseOverride('seed=7')!,
   ]);
-  assert.deepEqual(s.balloon, { freePageHint: true, postcopyPolicy: 'track' });
+  assert.deepEqual({ freePageHint: s.balloon?.freePageHint, postcopyPolicy: s.balloon?.postcopyPolicy }, { freePageHint: true, postcopyPolicy: 'track' });
   assert.deepEqual(s.postcopySwitch, { kind: 'after-syncs', syncCount: 2 });
   assert.equal(s.parameters.downtimeLimitMs, 500);
   assert.equal((s.workload as { rateBytesPerS: number }).rateBytesPerS, 200 * MiB);
@@ -93,4 +93,29 @@ test('problems are reported with the path of their field', () => {
   ]);
   assert.deepEqual(problems('guest: { memory: 1G }\nswitch: { postcopy: { after-syncs: 2 } }'), ['switch.postcopy: needs capabilities.postcopy-ram: true']);
   assert.match(problems('guest: [1, 2')[0], /^YAML: /);
+});
+
+test('the hinting × postcopy knobs: hint batch, kick delay, stop latency and the pressure phase', () => {
+  const s = loadScenario(HOT_SET, [
+    parseOverride('devices.balloon.free-page-hint=true')!,
+    parseOverride('devices.balloon.hint-batch=4')!,
+    parseOverride('devices.balloon.kick-delay=2ms')!,
+    parseOverride('migration.stop-latency=500us')!,
+    parseOverride('pressure.size=64M')!,
+    parseOverride('pressure.start.after-resume=2ms')!,
+  ]);
+  assert.equal(s.balloon?.hintBatch, 4);
+  assert.equal(s.balloon?.kickDelayNs, 2_000_000);
+  assert.equal(s.stopLatencyNs, 500_000);
+  assert.deepEqual(s.pressure, { sizeBytes: 64 * MiB, rateBytesPerS: GiB, holdNs: null, start: { kind: 'after-resume', delayNs: 2_000_000 } });
+  const defaults = loadScenario(HOT_SET, [parseOverride('devices.balloon.free-page-hint=true')!]);
+  assert.equal(defaults.balloon?.hintBatch, 32);
+  assert.equal(defaults.balloon?.kickDelayNs, 0);
+  assert.equal(defaults.stopLatencyNs, 0);
+  assert.equal(defaults.pressure, null);
+  const at = loadScenario(HOT_SET, [parseOverride('pressure.size=8M')!, parseOverride('pressure.hold=10ms')!, parseOverride('pressure.start.at=30ms')!]);
+  assert.deepEqual(at.pressure?.start, { kind: 'at', afterStartNs: 30_000_000 });
+  assert.equal(at.pressure?.holdNs, 10_000_000);
+  assert.throws(() => loadScenario(HOT_SET, [parseOverride('pressure.size=1G')!, parseOverride('pressure.start.at=1ms')!]), /pressure.size: must be > 0 and fit/);
+  assert.throws(() => loadScenario(HOT_SET, [parseOverride('devices.balloon.hint-batch=0')!]), /devices.balloon.hint-batch/);
 });

@@ -14,6 +14,8 @@ import { applyCapabilities, defaultCapabilities, isMigrationCapability, type Mig
 import { DEFAULT_PARAMETERS, PARAMETER_FIELDS, type MigrationParameters } from '../../core/params.ts';
 import { migrateSetParameters } from '../../core/params-schema.ts';
 import type { FreePageHintPostcopyPolicy } from '../../devices/balloon/postcopy-policy.ts';
+import type { HintPacing } from '../../guest/drivers/free-page-hint-worker.ts';
+import { GUEST_VRING_WINDOW_BYTES_DEFAULT } from '../../guest/guest.ts';
 import type { WorkloadSpec } from '../../guest/workloads/index.ts';
 import { GiB, TARGET_PAGE_SIZE } from '../../lib/units.ts';
 import type { LinkDirectionConfig } from '../link.ts';
@@ -30,6 +32,23 @@ export type PostcopySwitchRule =
   | { readonly kind: 'after-syncs'; readonly syncCount: number }
   /** At this time after `migrate`. */
   | { readonly kind: 'at'; readonly afterStartNs: number };
+
+/**
+ * A memory-hungry phase: the guest allocates `sizeBytes` in single pages and touches them at
+ * `rateBytesPerS`, reclaiming (the hint shrinker) when it runs short, and keeps them (for
+ * `holdNs`, then frees them all at once, when given).
+ */
+export interface PressureRule {
+  readonly sizeBytes: number;
+  readonly rateBytesPerS: number;
+  /** Time the memory is kept once touched, then freed at once; null: kept to the end. */
+  readonly holdNs: number | null;
+  readonly start:
+    /** This long after the guest starts on the destination. */
+    | { readonly kind: 'after-resume'; readonly delayNs: number }
+    /** At this time after `migrate`. */
+    | { readonly kind: 'at'; readonly afterStartNs: number };
+}
 
 /** A scenario ready to run: every quantity in the unit its name ends with. */
 export interface Scenario {
@@ -50,6 +69,14 @@ export interface Scenario {
     readonly tickNs: number;
     /** Boot RAM the guest kernel keeps for itself (never free, never hinted). */
     readonly reservedBytes: number;
+    /** Bytes of reserved memory holding data at boot (non-zero pages from page 0). */
+    readonly kernelDataBytes: number;
+    /** Memory the kernel keeps at the top of boot RAM, all holding data (e.g. struct pages). */
+    readonly reservedTopBytes: number;
+    /** Free memory in blocks below 4 MiB, lowest first above reserved (not hintable). */
+    readonly fragmentedBytes: number;
+    /** Linux's init_on_alloc: blocks the hint driver allocates are zeroed (guest writes). */
+    readonly initOnAlloc: boolean;
   };
   /** What the guest runs (guest/workloads spec). */
   readonly workload: WorkloadSpec;
@@ -58,6 +85,14 @@ export interface Scenario {
   readonly balloon: {
     readonly freePageHint: boolean;
     readonly postcopyPolicy: FreePageHintPostcopyPolicy;
+    /** Hint blocks the guest driver reports per guest step (its round's increment). */
+    readonly hintBatch: number;
+    /** Delay from a driver kick to the host processing the queue; 0: inside the kick. */
+    readonly kickDelayNs: number;
+    /** The driver's time per hint block (replaces hintBatch), or null. */
+    readonly hintPacing: HintPacing | null;
+    /** When the source applies a hint: at once, or between iterations (hint-gate.ts). */
+    readonly hintApply: 'immediate' | 'between-iterations';
   } | null;
   readonly virtioMem: {
     readonly regionBytes: number;
@@ -72,7 +107,16 @@ export interface Scenario {
   readonly parameters: MigrationParameters;
   /** Time of `migrate` after the guest boots. */
   readonly migrationStartNs: number;
+  /**
+   * From the source deciding to stop the guest (completion, postcopy switch) to the guest
+   * stopping; the guest, and the balloon's iothread, keep running meanwhile.
+   */
+  readonly stopLatencyNs: number;
   readonly postcopySwitch: PostcopySwitchRule;
+  /** A memory-hungry phase of the guest, or null. */
+  readonly pressure: PressureRule | null;
+  /** The host (host-cpu.ts): cores shared by the migration and a hinting vCPU, rescan and switchover costs. */
+  readonly host: { readonly cores: number; readonly rescanCostNsPerPage: number | null; readonly switchoverNs: number } | null;
   /** The final source status the scenario expects. */
   readonly expectedStatus: 'completed' | 'cancelled' | 'failed';
 }
@@ -157,6 +201,10 @@ export function resolveScenario(doc: ScenarioDocument): Scenario {
   if (memoryBytes <= 0 || memoryBytes % TARGET_PAGE_SIZE !== 0) problems.push(`guest.memory: ${memoryBytes} is not a positive multiple of 4096`);
   if (doc.guest.reserved >= memoryBytes) problems.push('guest.reserved: must be smaller than guest.memory');
   if (doc.guest.tick <= 0) problems.push('guest.tick: must be > 0');
+  if (doc.guest['kernel-data'] > doc.guest.reserved - GUEST_VRING_WINDOW_BYTES_DEFAULT) problems.push('guest.kernel-data: must leave the last MiB of guest.reserved (the rings) free');
+  if (doc.guest['reserved-top'] % TARGET_PAGE_SIZE !== 0 || doc.guest['reserved-top'] + doc.guest.reserved >= memoryBytes) {
+    problems.push('guest.reserved-top: must be a multiple of 4096 and leave memory for the allocator');
+  }
   const vmem = doc.devices['virtio-mem'];
   if (vmem !== undefined) {
     if (vmem.plugged > vmem.size) problems.push('devices.virtio-mem.plugged: larger than size');
@@ -174,6 +222,10 @@ export function resolveScenario(doc: ScenarioDocument): Scenario {
     problems.push('switch.postcopy: needs capabilities.postcopy-ram: true');
   }
   if (doc.link.bandwidth <= 0) problems.push('link.bandwidth: must be > 0');
+  if (doc.pressure !== null && !(doc.pressure.size > 0 && doc.pressure.size <= memoryBytes - doc.guest.reserved)) {
+    problems.push('pressure.size: must be > 0 and fit in the guest memory outside guest.reserved');
+  }
+  if (doc.pressure !== null && doc.pressure.rate <= 0) problems.push('pressure.rate: must be > 0');
   if (problems.length > 0) throw new ScenarioError(problems);
   const backing = doc.guest.backing === 'auto' ? (memoryBytes <= AUTO_BYTES_BACKING_MAX_BYTES ? 'bytes' : 'compact') : doc.guest.backing;
   const stream: LinkDirectionConfig = {
@@ -189,12 +241,28 @@ export function resolveScenario(doc: ScenarioDocument): Scenario {
     seed: doc.seed,
     timeLimitNs: doc['time-limit'],
     settleNs: doc.settle,
-    guest: { memoryBytes, backing, tickNs: doc.guest.tick, reservedBytes: doc.guest.reserved },
+    guest: {
+      memoryBytes,
+      backing,
+      tickNs: doc.guest.tick,
+      reservedBytes: doc.guest.reserved,
+      kernelDataBytes: doc.guest['kernel-data'],
+      reservedTopBytes: doc.guest['reserved-top'],
+      fragmentedBytes: doc.guest.fragmented,
+      initOnAlloc: doc.guest['init-on-alloc'],
+    },
     workload: toWorkloadSpec(doc.workload, memoryBytes),
     workloadKind: doc.workload.kind,
     balloon: doc.devices.balloon === undefined
       ? null
-      : { freePageHint: doc.devices.balloon['free-page-hint'], postcopyPolicy: doc.devices.balloon['free-page-hint-postcopy'] },
+      : {
+          freePageHint: doc.devices.balloon['free-page-hint'],
+          postcopyPolicy: doc.devices.balloon['free-page-hint-postcopy'],
+          hintBatch: doc.devices.balloon['hint-batch'],
+          kickDelayNs: doc.devices.balloon['kick-delay'],
+          hintPacing: hintPacingOf(doc.devices.balloon['hint-pace']),
+          hintApply: doc.devices.balloon['hint-apply'],
+        },
     virtioMem: vmem === undefined ? null : { regionBytes: vmem.size, pluggedBytes: vmem.plugged, blockBytes: vmem['block-size'] },
     link: {
       stream,
@@ -207,9 +275,25 @@ export function resolveScenario(doc: ScenarioDocument): Scenario {
     capabilities,
     parameters,
     migrationStartNs: doc.migration.start,
+    stopLatencyNs: doc.migration['stop-latency'],
     postcopySwitch,
+    pressure: pressureOf(doc.pressure),
+    host: doc.host === null ? null : { cores: doc.host.cores, rescanCostNsPerPage: doc.host['rescan-cost'] ?? null, switchoverNs: doc.host.switchover },
     expectedStatus: doc.expect.status,
   };
+}
+
+function pressureOf(p: ScenarioDocument['pressure']): PressureRule | null {
+  if (p === null) return null;
+  const start = 'after-resume' in p.start
+    ? { kind: 'after-resume' as const, delayNs: p.start['after-resume'] }
+    : { kind: 'at' as const, afterStartNs: p.start.at };
+  return { sizeBytes: p.size, rateBytesPerS: p.rate, holdNs: p.hold, start };
+}
+
+function hintPacingOf(pace: { block: number; 'zero-touched-page': number; 'zero-fresh-page': number } | undefined): HintPacing | null {
+  if (pace === undefined) return null;
+  return { blockNs: pace.block, zeroTouchedPageNs: pace['zero-touched-page'], zeroFreshPageNs: pace['zero-fresh-page'] };
 }
 
 /** The guest workload spec of a document workload (kernel-build: churn over 60% of RAM). */

@@ -58,6 +58,15 @@ export const workloadSchema = z.discriminatedUnion('kind', [
 const balloonSchema = z.strictObject({
   'free-page-hint': z.boolean().default(false),
   'free-page-hint-postcopy': z.enum(FREE_PAGE_HINT_POSTCOPY_POLICIES).default('refuse'),
+  'hint-batch': z.number().int().min(1).max(4096).default(32),
+  'kick-delay': durationSchema.default(0),
+  // Fidelity (src/sim/hint-gate.ts): when the source applies a hint: at once, or, as QEMU 7.2
+  // under its bitmap_mutex, only between migration iterations.
+  'hint-apply': z.enum(['immediate', 'between-iterations']).default('immediate'),
+  // Fidelity (src/sim/calibration.ts): the guest driver's time per hint block; absent: hint-batch.
+  'hint-pace': z
+    .strictObject({ block: durationSchema, 'zero-touched-page': durationSchema.default(0), 'zero-fresh-page': durationSchema.default(0) })
+    .optional(),
 });
 
 const virtioMemSchema = z.strictObject({
@@ -79,6 +88,13 @@ const linkSchema = z.strictObject({
   'return-path': directionSchema.optional(),
 });
 
+const pressureSchema = z.strictObject({
+  size: sizeSchema,
+  rate: rateSchema.default(1024 * 1024 * 1024),
+  hold: durationSchema.nullable().default(null),
+  start: z.union([z.strictObject({ 'after-resume': durationSchema }), z.strictObject({ at: durationSchema })]),
+});
+
 const postcopySwitchSchema = z.union([
   z.strictObject({ 'after-syncs': z.number().int().min(1) }),
   z.strictObject({ at: durationSchema }),
@@ -96,6 +112,16 @@ export const scenarioDocumentSchema = z.strictObject({
     backing: z.enum(['auto', 'bytes', 'compact']).default('auto'),
     tick: durationSchema.default(1_000_000),
     reserved: sizeSchema.default(16 * 1024 * 1024),
+    // Fidelity (src/sim/calibration.ts): reserved memory the kernel wrote at boot (non-zero
+    // pages from page 0, around the rings), and Linux's init_on_alloc (hint blocks are zeroed).
+    'kernel-data': sizeSchema.default(0),
+    // Memory the kernel keeps at the top of boot RAM (memblock's top-down allocations, such as
+    // the struct page array), all holding data.
+    'reserved-top': sizeSchema.default(0),
+    // Free memory in blocks smaller than 4 MiB (one kernel page pinned per 4 MiB block), lowest
+    // first above reserved: the allocator can use it, the hint driver cannot take it.
+    fragmented: sizeSchema.default(0),
+    'init-on-alloc': z.boolean().default(false),
   }),
   workload: workloadSchema.prefault({ kind: 'idle' }),
   devices: z
@@ -107,8 +133,19 @@ export const scenarioDocumentSchema = z.strictObject({
   link: linkSchema.prefault({}),
   capabilities: z.record(z.string(), z.boolean()).default({}),
   parameters: z.record(z.string(), z.unknown()).default({}),
-  migration: z.strictObject({ start: durationSchema.default(0) }).prefault({}),
+  migration: z.strictObject({ start: durationSchema.default(0), 'stop-latency': durationSchema.default(0) }).prefault({}),
   switch: z.strictObject({ postcopy: postcopySwitchSchema.nullable().default(null) }).prefault({}),
+  pressure: pressureSchema.nullable().default(null),
+  // Fidelity (src/sim/host-cpu.ts): the host's cores, shared by the migration threads and a
+  // hinting vCPU; the scan cost of pages the guest wrote again; the switchover's fixed cost.
+  host: z
+    .strictObject({
+      cores: z.number().positive().default(Number.POSITIVE_INFINITY),
+      'rescan-cost': durationSchema.optional(),
+      switchover: durationSchema.default(0),
+    })
+    .nullable()
+    .default(null),
   expect: z.strictObject({ status: z.enum(['completed', 'cancelled', 'failed']).default('completed') }).prefault({}),
 });
 

@@ -1,0 +1,86 @@
+/**
+ * `livemig compare FILE [--seed N] [--set key=value]... [--json | --markdown]`: runs the five
+ * free-page-hint × postcopy policies (refuse, overrule, legacy, ignore-after-switch, track) on
+ * the same seeded scenario and prints one table (sim/compare.ts): postcopy allowed?, total
+ * time, downtime, bytes sent, pages hinted, hinted memory held after migration, the longest
+ * fault stall and each invariant's verdict; with --json one object per policy with
+ * `livemig sim --json`'s fields (for `refuse` also its error texts).
+ *
+ * Exit codes: 0 when the five runs ran (a refused start or a failed invariant is data, not an
+ * error); 2 on a usage error (missing file, bad option, invalid scenario); a crash of a run
+ * propagates.
+ */
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { compareJson, compareMarkdown, comparePolicies, compareText } from '../sim/compare.ts';
+import { loadScenario, parseOverride, ScenarioError, type ScenarioOverride } from '../sim/scenario/scenario.ts';
+import { EXIT_OK, UsageError, toJson } from './io.ts';
+import type { CliIo } from './io.ts';
+
+export interface CompareOptions {
+  readonly seed?: string;
+  readonly set?: string[];
+  readonly json?: boolean;
+  readonly markdown?: boolean;
+}
+
+function parseSeed(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const seed = Number(text);
+  if (!Number.isSafeInteger(seed) || seed < 0 || seed > 0xffffffff) throw new UsageError(`--seed: '${text}' is not an integer in 0..4294967295`);
+  return seed;
+}
+
+/** Runs `livemig compare`; returns the exit code. */
+export function runCompare(file: string, options: CompareOptions, io: CliIo): number {
+  if (options.json === true && options.markdown === true) throw new UsageError('--json and --markdown exclude each other');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new UsageError(`cannot read scenario ${file}: ${(error as Error).message}`);
+  }
+  const overrides: ScenarioOverride[] = [];
+  for (const item of options.set ?? []) {
+    const override = parseOverride(item);
+    if (override === null) throw new UsageError(`--set: '${item}' is not key=value`);
+    overrides.push(override);
+  }
+  const seed = parseSeed(options.seed);
+  try {
+    const scenario = loadScenario(text, overrides);
+    if (scenario.balloon === null || !scenario.balloon.freePageHint) {
+      io.err('livemig compare: free-page-hint is off in this scenario, so the policies can only differ in refusing postcopy (--set devices.balloon.free-page-hint=true)\n');
+    }
+    const rows = comparePolicies({ text, overrides, seed });
+    if (options.json === true) io.out(`${toJson(compareJson(rows))}\n`);
+    else if (options.markdown === true) io.out(compareMarkdown(rows));
+    else io.out(compareText(rows));
+  } catch (error) {
+    if (error instanceof ScenarioError) throw new UsageError(`${file}: ${error.message}`);
+    throw error;
+  }
+  return EXIT_OK;
+}
+
+/** Commander accumulator for the repeatable --set. */
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** Adds the `compare` command to the program (main.ts calls this once). */
+export function registerCompareCommand(program: Command, io: CliIo, setCode: (code: number) => void): void {
+  program
+    .command('compare')
+    .description('run the five free-page-hint × postcopy policies on one seeded scenario and print one table (exit 0 unless a run crashed: failed invariants are data)')
+    .argument('<file>', 'scenario file (YAML, as for livemig sim)')
+    .option('--seed <n>', "every run's seed (default: the scenario's)")
+    .option('--set <key=value>', 'override a scenario field by its dotted path (repeatable)', collect, [])
+    .option('--json', 'print one JSON object per policy (livemig sim --json fields plus policy)')
+    .option('--markdown', 'print the table in Markdown')
+    .addHelpText(
+      'after',
+      '\nExit status: 0 when the five runs ran, whatever their verdicts (a refused postcopy or a failed\ninvariant is what this command shows, not an error); 2 on a usage error.\n',
+    )
+    .action((file: string, options: CompareOptions) => setCode(runCompare(file, options, io)));
+}

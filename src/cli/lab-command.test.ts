@@ -1,0 +1,26 @@
+// `npm run lab` argument handling that needs no QEMU: lab case ids parse to their knobs, and a
+// bad option or case id is a usage error (exit 2) before anything is built.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { DEFAULT_LAB_CASE, parseCaseId, runLabCommand } from './lab-command.ts';
+
+test('lab case ids', () => {
+  assert.deepEqual(parseCaseId(DEFAULT_LAB_CASE), { memMib: 1024, wl: 'alloc', bw: '128m', hint: true, pc: false, initOnAlloc: true });
+  assert.deepEqual(parseCaseId('m2048-idle-1g-hint-off-pc-ioa0'), { memMib: 2048, wl: 'idle', bw: '1g', hint: false, pc: true, initOnAlloc: false });
+  assert.equal(parseCaseId('m1024-alloc-3g-hint-on'), null);
+  assert.equal(parseCaseId('alloc'), null);
+});
+
+test('bad arguments exit 2 before measuring', async () => {
+  const errors: string[] = [];
+  const original = console.error;
+  console.error = (...a: unknown[]) => { errors.push(a.join(' ')); };
+  try {
+    assert.equal(await runLabCommand(['--case', 'nope'], { root: '.' }), 2);
+    assert.equal(await runLabCommand(['--frobnicate'], { root: '.' }), 2);
+  } finally {
+    console.error = original;
+  }
+  assert.match(errors.join('\n'), /not a lab case id/);
+  assert.match(errors.join('\n'), /unknown option/);
+});

@@ -1,0 +1,155 @@
+/**
+ * `npm run lab` (scripts/lab.ts): the guest lab from livemig's side (docs/fidelity.md).
+ *
+ *   npm run lab                            measure one case with a real guest under the local QEMU
+ *                                          (default m1024-alloc-128m-hint-on, 1 run) and print it
+ *                                          next to the simulator's prediction
+ *   npm run lab -- --case ID... [--reps N] [--out FILE.jsonl] [--logs DIR] [--post S]
+ *   npm run lab -- --table [FILE.jsonl...] lab medians against the simulator, for the committed
+ *                                          results or the given files (no QEMU needed)
+ *   npm run lab -- --write-scenarios       regenerate scenarios/lab/*.yaml from testdata/guest-lab
+ *
+ * A case id is the lab's: m<MiB>-<idle|alloc>-<bw>-hint-<on|off>[-pc][-ioa0] (pc: postcopy-ram
+ * on, never started; ioa0: the guest boots with init_on_alloc=0).
+ *
+ * Measuring needs qemu-system-x86_64 (QEMU 7.2 was used), apt-get, apt-cache and dpkg-deb
+ * (Debian's kernel and busybox-static packages, about 72 MB, downloaded once into a cache), and
+ * network access for apt. Without them it says what is missing and exits 2. Each run takes
+ * 20-40 s on 2 cores; the timings mean something only on an otherwise idle host.
+ */
+import { appendFileSync, mkdirSync, readFileSync, readdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { qemuAvailability } from '../harness/qemu.ts';
+import { buildLabArtifacts, LabUnavailableError, missingTool } from '../harness/lab/artifacts.ts';
+import { LAB_BW, labRun } from '../harness/lab/lab-run.ts';
+import { compareCase } from '../sim/fidelity/compare.ts';
+import { LAB_DATA_DIR, LAB_DATA_FILES, LAB_SCENARIO_DIR, parseLabJsonl, type LabRow } from '../sim/fidelity/lab-data.ts';
+import { labScenarioFiles, type LabSource } from '../sim/fidelity/lab-scenario.ts';
+import { fidelityTable } from '../sim/fidelity/table.ts';
+import { loadScenario } from '../sim/scenario/scenario.ts';
+
+export const DEFAULT_LAB_CASE = 'm1024-alloc-128m-hint-on';
+const EXIT_UNAVAILABLE = 2;
+
+interface LabArgs {
+  readonly cases: string[];
+  readonly reps: number;
+  readonly out: string | null;
+  readonly logs: string | null;
+  readonly postS: number;
+}
+
+/** A case id's knobs, or null when it is not one. */
+export function parseCaseId(id: string): { memMib: number; wl: 'idle' | 'alloc'; bw: string; hint: boolean; pc: boolean; initOnAlloc: boolean } | null {
+  const m = /^m(\d+)-(idle|alloc)-(\w+)-hint-(on|off)(-pc)?(-ioa0)?$/.exec(id);
+  if (m === null || LAB_BW[m[3]] === undefined) return null;
+  return { memMib: Number(m[1]), wl: m[2] as 'idle' | 'alloc', bw: m[3], hint: m[4] === 'on', pc: m[5] !== undefined, initOnAlloc: m[6] === undefined };
+}
+
+function committedSources(root: string): LabSource[] {
+  return LAB_DATA_FILES.map((f) => ({ source: `${LAB_DATA_DIR}/${f}`, rows: parseLabJsonl(readFileSync(join(root, LAB_DATA_DIR, f), 'utf8')) }));
+}
+
+function writeScenarios(root: string): number {
+  const dir = join(root, LAB_SCENARIO_DIR);
+  mkdirSync(dir, { recursive: true });
+  const files = labScenarioFiles(committedSources(root));
+  const keep = new Set(files.map((f) => f.file));
+  for (const name of readdirSync(dir)) if (name.endsWith('.yaml') && !keep.has(name)) unlinkSync(join(dir, name));
+  for (const f of files) writeFileSync(join(dir, f.file), f.yaml);
+  console.log(`wrote ${files.length} scenarios to ${LAB_SCENARIO_DIR}/`);
+  return 0;
+}
+
+function printTable(sources: readonly LabSource[], derivation: readonly LabRow[]): void {
+  const rows = labScenarioFiles(sources, derivation).map((f) => compareCase(f.labCase, loadScenario(f.yaml)));
+  console.log(fidelityTable(rows));
+}
+
+function parseArgs(argv: readonly string[]): LabArgs {
+  const cases: string[] = [];
+  let reps = 1;
+  let out: string | null = null;
+  let logs: string | null = null;
+  let postS = 6;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--case') cases.push(value());
+    else if (a === '--reps') reps = Number(value());
+    else if (a === '--out') out = value();
+    else if (a === '--logs') logs = value();
+    else if (a === '--post') postS = Number(value());
+    else throw new Error(`unknown option ${a} (see src/cli/lab-command.ts)`);
+  }
+  for (const c of cases) if (parseCaseId(c) === null) throw new Error(`--case ${c}: not a lab case id (m1024-alloc-128m-hint-on[-pc][-ioa0])`);
+  if (!(Number.isInteger(reps) && reps >= 1)) throw new Error('--reps: a positive integer');
+  return { cases: cases.length > 0 ? cases : [DEFAULT_LAB_CASE], reps, out, logs, postS };
+}
+
+async function measure(root: string, args: LabArgs): Promise<number> {
+  const qemu = qemuAvailability();
+  if (!qemu.ok) {
+    console.error(`npm run lab: QEMU is needed to measure (${qemu.reason}). Install qemu-system-x86 (Debian), or set QEMU=/path.`);
+    return EXIT_UNAVAILABLE;
+  }
+  const tool = missingTool();
+  if (tool !== null) {
+    console.error(`npm run lab: ${tool} is needed to fetch the Debian kernel and busybox-static packages (apt-get download, dpkg-deb).`);
+    return EXIT_UNAVAILABLE;
+  }
+  let artifacts;
+  try {
+    artifacts = buildLabArtifacts(readFileSync(new URL('../harness/lab/guest-init.sh', import.meta.url)));
+  } catch (error) {
+    if (!(error instanceof LabUnavailableError)) throw error;
+    console.error(`npm run lab: cannot build the guest (it needs the Debian archive over the network, through apt): ${error.message}`);
+    return EXIT_UNAVAILABLE;
+  }
+  console.log(`${qemu.version.split('\n')[0]}; kernel ${artifacts.kernelVersion} (${artifacts.kernelPackage}), initramfs ${artifacts.initrd}`);
+  const out = args.out ?? join(tmpdir(), `livemig-lab-${process.pid}.jsonl`);
+  const rows: LabRow[] = [];
+  for (let rep = 0; rep < args.reps; rep++) {
+    for (const id of args.cases) {
+      const k = parseCaseId(id)!;
+      const row = await labRun({
+        vmlinuz: artifacts.vmlinuz, initrd: artifacts.initrd, kernelVersion: artifacts.kernelVersion,
+        memMib: k.memMib, wl: k.wl, hint: k.hint, bw: k.bw, pc: k.pc, rep, appendExtra: k.initOnAlloc ? '' : 'init_on_alloc=0',
+        postS: args.postS, logDir: args.logs ?? undefined,
+      });
+      appendFileSync(out, `${JSON.stringify(row)}\n`);
+      rows.push(row as unknown as LabRow);
+      console.log(`${id} rep ${rep}: ${row.status}, total ${String(row.total_time_ms)} ms, downtime ${String(row.downtime_ms)} ms, ` +
+        `transferred ${((Number(row.transferred) || 0) / 1048576).toFixed(1)} MiB, syncs ${String(row.dirty_sync_count)}${row.error ? `, error ${String(row.error)}` : ''}`);
+    }
+  }
+  console.log(`results: ${out}\n`);
+  const committed = committedSources(root);
+  printTable([{ source: out, rows }], [...rows, ...committed.flatMap((s) => s.rows)]);
+  return rows.every((r) => r.status === 'completed') ? 0 : 1;
+}
+
+/** Runs `npm run lab` with `argv`; returns the exit code. */
+export async function runLabCommand(argv: readonly string[], options: { readonly root: string }): Promise<number> {
+  if (argv.includes('--write-scenarios')) return writeScenarios(options.root);
+  if (argv.includes('--table')) {
+    const paths = argv.filter((a) => a !== '--table');
+    const committed = committedSources(options.root);
+    const sources = paths.length === 0 ? committed : paths.map((p) => ({ source: p, rows: parseLabJsonl(readFileSync(p, 'utf8')) }));
+    printTable(sources, [...sources.flatMap((s) => s.rows), ...committed.flatMap((s) => s.rows)]);
+    return 0;
+  }
+  let args: LabArgs;
+  try {
+    args = parseArgs(argv);
+  } catch (error) {
+    console.error(`npm run lab: ${(error as Error).message}`);
+    return EXIT_UNAVAILABLE;
+  }
+  return measure(options.root, args);
+}

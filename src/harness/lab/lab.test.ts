@@ -1,0 +1,44 @@
+// The guest lab's pure parts: the newc cpio writer (byte layout, padding, trailer, determinism),
+// module dependency order from modinfo, and lab case ids. Acceptance criteria: headers as the
+// kernel's initramfs unpacker reads them; dependencies before dependents; cycles and missing
+// modules refused.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CpioWriter } from './cpio.ts';
+import { insmodOrder, modinfoDepends } from './artifacts.ts';
+
+const text = (b: Uint8Array, from: number, len: number): string => new TextDecoder().decode(b.subarray(from, from + len));
+
+test('newc entries: 110-byte header, NUL-terminated name, 4-byte padding, trailer, 512-byte total', () => {
+  const c = new CpioWriter();
+  c.file('init', new TextEncoder().encode('#!/bin/sh\n'), 0o755);
+  const out = c.finish();
+  assert.equal(out.length % 512, 0);
+  assert.equal(text(out, 0, 6), '070701');
+  const field = (i: number): number => parseInt(text(out, 6 + i * 8, 8), 16);
+  assert.equal(field(1), 0o100755, 'mode');
+  assert.equal(field(6), 10, 'file size');
+  assert.equal(field(11), 5, 'name size with NUL');
+  assert.equal(text(out, 110, 4), 'init');
+  assert.equal(out[114], 0);
+  // 110 + 5 = 115, padded to 116; the data follows.
+  assert.equal(text(out, 116, 10), '#!/bin/sh\n');
+  assert.ok(text(out, 0, out.length).includes('TRAILER!!!'));
+  const again = new CpioWriter();
+  again.file('init', new TextEncoder().encode('#!/bin/sh\n'), 0o755);
+  assert.deepEqual(again.finish(), out, 'deterministic (mtime 0, root-owned)');
+});
+
+test('modules load after their dependencies; cycles and missing modules are refused', () => {
+  const ko = (deps: string): Uint8Array => new TextEncoder().encode(`\0license=GPL\0depends=${deps}\0vermagic=6.1\0`);
+  assert.deepEqual(modinfoDepends(ko('virtio,virtio_ring')), ['virtio', 'virtio_ring']);
+  const kos = new Map([
+    ['virtio_ring', ko('')],
+    ['virtio', ko('virtio_ring')],
+    ['virtio_balloon', ko('virtio,virtio_ring')],
+  ]);
+  assert.deepEqual(insmodOrder(['virtio_balloon'], kos, new Set()), ['virtio_ring', 'virtio', 'virtio_balloon']);
+  assert.deepEqual(insmodOrder(['virtio_balloon'], kos, new Set(['virtio_ring'])), ['virtio', 'virtio_balloon']);
+  assert.throws(() => insmodOrder(['x'], new Map([['x', ko('y')], ['y', ko('x')]]), new Set()), /cycle/);
+  assert.throws(() => insmodOrder(['nope'], kos, new Set()), /neither built in/);
+});

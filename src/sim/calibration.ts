@@ -1,0 +1,129 @@
+/**
+ * Calibrated constants: how a real Debian 6.1 guest under QEMU 7.2 (TCG, one vCPU, q35) and
+ * QEMU 7.2's migration over loopback TCP behave on the guest lab's machine kind (2 host cores),
+ * measured by the guest lab (testdata/guest-lab/*.jsonl; docs/fidelity.md). The lab scenarios
+ * (scenarios/lab/*.yaml, written by src/sim/fidelity/lab-scenario.ts) spell these values, so
+ * `livemig sim scenarios/lab/X.yaml` is the simulator's prediction of lab case X.
+ *
+ * Every constant says which measurement it comes from. "Lab" figures are medians of 3 runs;
+ * "samples" are the query-migrate samples run-matrix.py takes every 250 ms (transferred,
+ * remaining, duplicate, normal). Until the second dirty sync, the bytes hints made the source
+ * skip are total − (duplicate + normal) × 4096 − remaining ("hinted ahead" below).
+ *
+ * What it deliberately doesn't do: model the host's scheduler in detail, or the guest's
+ * physical layout (KASLR moves the kernel's data at every boot, which is a good part of the
+ * lab's run-to-run spread). The constants fold the host in: they hold for this machine kind.
+ */
+import { NS_PER_MS } from '../lib/units.ts';
+
+// ---- the link: QEMU's migration thread over loopback TCP --------------------------------------
+
+/**
+ * What one normal page costs the source at full speed, as a wire rate (bytes/s): QEMU 7.2
+ * copying pages into its QEMUFile, the kernel's loopback TCP and the destination taking them.
+ * From the hint-off runs at max-bandwidth 1 GiB/s (never rate limited: this is below it):
+ *   1024 MiB alloc: 198,002 normal + 64,461 zero pages in 1,013 ms;
+ *   2048 MiB alloc: 387,064 normal + 137,461 zero pages in 2,019 ms;
+ *   1024 / 2048 MiB idle: 23,729 + 238,756 pages in 210 ms; 28,108 + 496,501 in 316 ms.
+ * A least-squares fit of time = normal × t_n + zero × t_z + c gives t_n ≈ 5.0 µs per normal
+ * page, t_z ≈ 0.33 µs per zero page, c ≈ 10 ms. t_n = (4096 + 8) B / rate + t_z, so the rate
+ * is 4104 B / 4.67 µs ≈ 879 MB/s (838 MiB/s), 82% of the 1 GiB/s limit: the 1 GiB/s runs are
+ * bound by the host, the 128 MiB/s runs by QEMU's rate limit (6,021 ms for 776.6 MiB).
+ */
+export const LAB_LINK_BYTES_PER_SEC = 879_000_000;
+
+/**
+ * Sender time per page examined in the first pass, ns: QEMU's zero test and bitmap walk on
+ * memory the guest never wrote (the host maps it to its shared zero page, always in cache).
+ * From the same fit (t_z ≈ 0.33 µs): the idle 2048 MiB guest sends 257,745 more zero pages than
+ * the 1024 MiB one and takes 106 ms longer, 22 ms of it for its 4,379 extra normal pages. QEMU
+ * here spends about as much time scanning an idle guest's zero pages as sending its data
+ * (idle 1024 MiB at 1 GiB/s: 79 ms of scanning, 119 ms of data).
+ */
+export const LAB_SCAN_NS_PER_PAGE = 330;
+
+/**
+ * Sender time per page examined again (a page the guest wrote after it was sent or skipped:
+ * host-backed memory, so the zero test reads 4 KiB from memory), ns. From the samples between
+ * the 2nd and 3rd dirty sync of the hinting runs, which re-send the blocks init_on_alloc zeroed
+ * as zero pages: 183K pages in 255 ms (1024 MiB, 1 GiB/s), 276-346K in 256 ms (2048 MiB),
+ * 119K in under 155 ms (1024 MiB, 128 MiB/s): 0.75-1.4 µs per page with the guest still
+ * hinting, i.e. at the 2/3 host share of LAB_HOST_CORES; 0.7 µs at full speed.
+ */
+export const LAB_RESCAN_NS_PER_PAGE = 700;
+
+/**
+ * Source time from stopping the guest to sending the device state, ns (vm_stop, the devices'
+ * pre_save, the final sync), besides RAM. From the runs whose downtime carried almost no RAM:
+ * hinting at 128 MiB/s left 0.05-1 MB for the downtime, which took 1-3 ms (1024 MiB: 3, 1,
+ * 2 ms; 2048 MiB: 2, 1, 2 ms).
+ */
+export const LAB_SWITCHOVER_NS = 2_000_000;
+
+/** One-way latency of loopback TCP, ns (tens of µs; it hardly matters here). */
+export const LAB_LINK_LATENCY_NS = 25_000;
+
+// ---- the host ------------------------------------------------------------------------------------
+
+/**
+ * Cores of the lab's host (the guest lab README's "this 2-core VM"). Both QEMUs run on it:
+ * while the stream flows two threads are busy (the source's migration thread, the destination's
+ * receiver); a guest zeroing hint blocks under TCG makes three, and each then runs at 2/3 speed
+ * (src/sim/host-cpu.ts). The lab shows both sides. At 1 GiB/s with hinting, the source sent data
+ * at 540-590 MiB/s in the first pass (samples, 2048 MiB alloc; 742 MiB/s without hinting), and
+ * the guest hinted at 1.3-1.6 GB/s, not the 2.0 GB/s it manages at 128 MiB/s, where the
+ * migration thread sleeps most of each 100 ms window. The idle guest's migration took 347 ms
+ * instead of 210 ms (1024 MiB) and 627 ms instead of 316 ms (2048 MiB) for the same bytes.
+ */
+export const LAB_HOST_CORES = 2;
+
+// ---- the guest: Debian 6.1's virtio-balloon driver under TCG ----------------------------------
+
+/**
+ * Guest time per hint block besides zeroing, ns: an order-10 allocation, the virtqueue add and
+ * kick, QEMU's iothread popping the element. From the init_on_alloc=0 suite: at 128 MiB/s the
+ * guest had hinted 893-914 MB (all it could) by the first sample at 0.26 s, so faster than
+ * 3.5 GB/s (1.2 ms per block); 0.25 ms per block makes that 0.06 s.
+ */
+export const LAB_HINT_BLOCK_NS = 250_000;
+
+/**
+ * With init_on_alloc=1 (Debian's default) the allocator zeroes every hint block: time per page
+ * that held data (host-backed), ns. From the alloc suite at 128 MiB/s: hinted ahead grew by
+ * 470-525 MB per 250 ms sample on the 2048 MiB guest (1.9-2.1 GB/s) and by 260-470 MB on the
+ * 1024 MiB guest; at 1 GiB/s by 0.8-2 GB/s. With the block time, 1.5 µs per page gives 4 MiB
+ * in 1.79 ms: 2.35 GB/s at full speed, 1.57 GB/s at the 2/3 share.
+ */
+export const LAB_ZERO_TOUCHED_PAGE_NS = 1_500;
+
+/**
+ * The same for a page still zero since boot: the host has never backed it, so the guest's first
+ * write faults it in (host page allocation and zeroing) on top of TCG's dirty-tracking slow
+ * path. From the idle suite: MemFree fell by 320-444 MiB within 0.73-0.77 s at 128 MiB/s (0.46-
+ * 0.6 GB/s) and by 136-204 MiB within 0.31-0.33 s at 1 GiB/s (at the 2/3 share). 7.3 µs per
+ * page gives 0.54 GB/s at full speed, 0.36 GB/s at the 2/3 share.
+ */
+export const LAB_ZERO_FRESH_PAGE_NS = 7_300;
+
+// ---- the guest's memory layout ------------------------------------------------------------------
+
+/**
+ * Bytes of struct page per 4 KiB page (x86-64 Linux): memblock allocates the array top-down, so
+ * the top mem / 64 of RAM holds data (16 MiB per GiB). The lab shows it: a hint-off idle
+ * migration at 128 MiB/s converges with 18.1 MiB (1024 MiB guest) or 28.7 MiB (2048 MiB) of data
+ * left for the downtime, the last the scan meets. What is left of the boot data (the normal
+ * pages of a hint-off idle migration, 92.7 and 109.8 MiB) is 76.7 and 77.8 MiB for both sizes:
+ * the kernel image, the initramfs and its page cache, low in memory.
+ */
+export const LAB_STRUCT_PAGE_BYTES = 64;
+
+/** The alloc workload's staging files (init.sh: s1 is 1 MiB, s16 is 16 MiB), also freed. */
+export const LAB_ALLOC_STAGING_MIB = 17;
+
+// ---- the scenarios' fixed choices -------------------------------------------------------------
+
+/** Rate of the simulated alloc workload: fast, so it is done long before `migrate`. */
+export const LAB_ALLOC_RATE_BYTES_PER_SEC = 8 * 1024 * 1024 * 1024;
+
+/** When `migrate` is issued in the lab scenarios (the alloc workload is done by then). */
+export const LAB_MIGRATION_START_NS = 500 * NS_PER_MS;

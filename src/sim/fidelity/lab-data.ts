@@ -1,0 +1,213 @@
+/**
+ * The guest lab's measurements (testdata/guest-lab/*.jsonl, written by guest-lab's
+ * run-matrix.py or by `npm run lab`) as lab cases: one case per (guest size, workload,
+ * max-bandwidth, free-page-hint, postcopy-ram, init_on_alloc), with the medians of its runs,
+ * as run-matrix.py's table prints them.
+ *
+ * A row is one migration of a real Debian 6.1 guest under QEMU 7.2 TCG over loopback TCP:
+ * boot, workload, `migrate` with the given capabilities and max-bandwidth, query-migrate until
+ * completed. Only the members used here are typed; the rest is ignored.
+ *
+ * Pure: the caller reads the files.
+ */
+
+/** One run as the lab wrote it (the members this module reads). */
+export interface LabRow {
+  readonly mem_mib: number;
+  readonly wl: string;
+  readonly hint: boolean;
+  readonly bw: string;
+  readonly pc: boolean;
+  readonly rep: number;
+  readonly append?: string;
+  readonly append_extra?: string;
+  readonly status: string;
+  readonly total_time_ms?: number | null;
+  readonly downtime_ms?: number | null;
+  readonly transferred?: number | null;
+  readonly total?: number | null;
+  readonly duplicate?: number | null;
+  readonly normal?: number | null;
+  readonly dirty_sync_count?: number | null;
+  readonly downtime_bytes?: number | null;
+  readonly memtotal_kb?: number | null;
+  readonly src_memfree_before_kb?: number | null;
+  readonly src_memfree_min_kb?: number | null;
+  readonly wl_lines?: readonly string[];
+  readonly params?: { readonly 'max-bandwidth'?: number; readonly 'downtime-limit'?: number };
+}
+
+/** What a lab case is: the knobs run-matrix.py turns. */
+export interface LabCaseKey {
+  readonly memMib: number;
+  readonly workload: 'idle' | 'alloc';
+  /** run-matrix.py's bandwidth name: '1g' or '128m'. */
+  readonly bw: string;
+  readonly hint: boolean;
+  readonly postcopyRam: boolean;
+  /** Debian's default is 1; the lab's third suite boots with init_on_alloc=0. */
+  readonly initOnAlloc: boolean;
+}
+
+/** The medians of a case's completed runs. */
+export interface LabMedians {
+  readonly totalTimeMs: number;
+  readonly downtimeMs: number;
+  readonly transferredBytes: number;
+  readonly normalPages: number;
+  readonly duplicatePages: number;
+  readonly dirtySyncCount: number;
+  readonly memfreeBeforeKb: number;
+  readonly memfreeMinKb: number;
+}
+
+/** One lab case: its key, its runs, their medians. */
+export interface LabCase extends LabCaseKey {
+  /** File-name friendly id, e.g. `m1024-alloc-128m-hint-on`, `...-pc`, `...-ioa0`. */
+  readonly id: string;
+  readonly runs: readonly LabRow[];
+  /** Runs that completed (the medians are over these). */
+  readonly completed: number;
+  readonly medians: LabMedians;
+  /** max-bandwidth and downtime-limit as QEMU reported them (bytes/s, ms). */
+  readonly maxBandwidthBytesPerSec: number;
+  readonly downtimeLimitMs: number;
+  /** MemTotal of the guest, kB. */
+  readonly memtotalKb: number;
+  /** alloc: MiB the workload filled (its `GL wl alloc-filled mib=N` line); 0 for idle. */
+  readonly allocFilledMib: number;
+}
+
+/** The lab's committed results, relative to the repository root, in the order they were measured. */
+export const LAB_DATA_DIR = 'testdata/guest-lab';
+export const LAB_DATA_FILES: readonly string[] = ['main.jsonl', 'postcopy.jsonl', 'no-init-on-alloc.jsonl'];
+/** Where the lab scenarios live, relative to the repository root. */
+export const LAB_SCENARIO_DIR = 'scenarios/lab';
+
+/** run-matrix.py's bandwidth names. */
+export const LAB_BANDWIDTHS: Readonly<Record<string, number>> = {
+  '1g': 1 << 30,
+  '512m': 512 << 20,
+  '256m': 256 << 20,
+  '128m': 128 << 20,
+  '64m': 64 << 20,
+  '32m': 32 << 20,
+};
+
+/** Parses JSON lines (blank lines skipped). */
+export function parseLabJsonl(text: string): LabRow[] {
+  return text.split('\n').filter((line) => line.trim() !== '').map((line) => JSON.parse(line) as LabRow);
+}
+
+/** The median as run-matrix.py computes it (mean of the middle two for an even count). */
+export function median(values: readonly number[]): number {
+  const xs = [...values].sort((a, b) => a - b);
+  if (xs.length === 0) return Number.NaN;
+  const mid = xs.length >> 1;
+  return xs.length % 2 === 1 ? xs[mid] : (xs[mid - 1] + xs[mid]) / 2;
+}
+
+/** Whether a row's guest ran with init_on_alloc=1 (no init_on_alloc=0 on its command line). */
+export function initOnAllocOf(row: LabRow): boolean {
+  return !/\binit_on_alloc=0\b/.test(`${row.append ?? ''} ${row.append_extra ?? ''}`);
+}
+
+/** The case key of a row. */
+export function keyOf(row: LabRow): LabCaseKey {
+  return {
+    memMib: row.mem_mib,
+    workload: row.wl === 'alloc' ? 'alloc' : 'idle',
+    bw: row.bw,
+    hint: row.hint,
+    postcopyRam: row.pc,
+    initOnAlloc: initOnAllocOf(row),
+  };
+}
+
+/** The file-name friendly id of a case key. */
+export function caseId(key: LabCaseKey): string {
+  return `m${key.memMib}-${key.workload}-${key.bw}-hint-${key.hint ? 'on' : 'off'}${key.postcopyRam ? '-pc' : ''}${key.initOnAlloc ? '' : '-ioa0'}`;
+}
+
+/** MiB the alloc workload reports it filled (`GL wl alloc-filled ... mib=N`), or 0. */
+export function allocFilledMib(row: LabRow): number {
+  for (const line of row.wl_lines ?? []) {
+    const m = /alloc-filled .*\bmib=(\d+)/.exec(line);
+    if (m !== null) return Number(m[1]);
+  }
+  return 0;
+}
+
+function num(value: number | null | undefined): number | null {
+  return typeof value === 'number' && Number.isFinite(value) ? value : null;
+}
+
+function medianOf(rows: readonly LabRow[], pick: (row: LabRow) => number | null | undefined): number {
+  return median(rows.map((r) => num(pick(r))).filter((x): x is number => x !== null));
+}
+
+/** Groups rows into cases, in a stable order (size, workload, bandwidth down, pc, ioa, hint on first). */
+export function labCases(rows: readonly LabRow[]): LabCase[] {
+  const groups = new Map<string, LabRow[]>();
+  for (const row of rows) {
+    const id = caseId(keyOf(row));
+    const list = groups.get(id);
+    if (list === undefined) groups.set(id, [row]);
+    else list.push(row);
+  }
+  const cases: LabCase[] = [];
+  for (const [id, runs] of groups) {
+    const key = keyOf(runs[0]);
+    const ok = runs.filter((r) => r.status === 'completed');
+    cases.push({
+      ...key,
+      id,
+      runs,
+      completed: ok.length,
+      medians: {
+        totalTimeMs: medianOf(ok, (r) => r.total_time_ms),
+        downtimeMs: medianOf(ok, (r) => r.downtime_ms),
+        transferredBytes: medianOf(ok, (r) => r.transferred),
+        normalPages: medianOf(ok, (r) => r.normal),
+        duplicatePages: medianOf(ok, (r) => r.duplicate),
+        dirtySyncCount: medianOf(ok, (r) => r.dirty_sync_count),
+        memfreeBeforeKb: medianOf(runs, (r) => r.src_memfree_before_kb),
+        memfreeMinKb: medianOf(ok, (r) => r.src_memfree_min_kb),
+      },
+      maxBandwidthBytesPerSec: runs[0].params?.['max-bandwidth'] ?? LAB_BANDWIDTHS[key.bw] ?? Number.NaN,
+      downtimeLimitMs: runs[0].params?.['downtime-limit'] ?? 300,
+      memtotalKb: medianOf(runs, (r) => r.memtotal_kb),
+      allocFilledMib: median(runs.map(allocFilledMib).filter((m) => m > 0)) || 0,
+    });
+  }
+  return cases.sort(compareCases);
+}
+
+function compareCases(a: LabCase, b: LabCase): number {
+  return a.memMib - b.memMib
+    || Number(b.initOnAlloc) - Number(a.initOnAlloc)
+    || a.workload.localeCompare(b.workload)
+    || (LAB_BANDWIDTHS[b.bw] ?? 0) - (LAB_BANDWIDTHS[a.bw] ?? 0)
+    || Number(a.postcopyRam) - Number(b.postcopyRam)
+    || Number(b.hint) - Number(a.hint);
+}
+
+/**
+ * The guest's boot data, pages: what a hint-off migration of the idle guest of this size
+ * sends as normal pages (the kernel, its data, the initramfs' page cache). Null when the
+ * rows have no such run.
+ */
+export function kernelDataPages(rows: readonly LabRow[], memMib: number): number | null {
+  const idle = rows.filter((r) => r.mem_mib === memMib && r.wl === 'idle' && !r.hint && r.status === 'completed');
+  return idle.length === 0 ? null : medianOf(idle, (r) => r.normal);
+}
+
+/**
+ * Free memory the hint driver cannot take, kB: the least MemFree the guest showed while it
+ * hinted with all the time it needed (alloc guest, 128 MiB/s, hinting on: every 4 MiB block was
+ * taken). Null when the rows have no such run.
+ */
+export function unhintableFreeKb(rows: readonly LabRow[], memMib: number): number | null {
+  const runs = rows.filter((r) => r.mem_mib === memMib && r.wl === 'alloc' && r.hint && !r.pc && r.bw === '128m' && r.status === 'completed' && initOnAllocOf(r));
+  return runs.length === 0 ? null : medianOf(runs, (r) => r.src_memfree_min_kb);
+}
