@@ -27,12 +27,12 @@
  * is kept for the host's `takeEvents()`. A host that calls the BalloonDevice directly calls
  * `deliverEvents()` afterwards; the wrappers below do it themselves.
  */
+import { CoreBackedTransport } from '../virtio/core-transport.ts';
 import { assert } from '../../lib/assert.ts';
 import type { GuestMemory } from '../../memory/guest-memory.ts';
 import type { ElementEffect, QueueElement } from '../element-io.ts';
-import { VirtioDeviceCore, type VirtioTransport } from '../virtio/device-core.ts';
+import { VirtioDeviceCore } from '../virtio/device-core.ts';
 import { VIRTIO_ERR, VirtioError } from '../virtio/errors.ts';
-import type { SplitQueueLayout } from '../virtio/ring-layout.ts';
 import type { SplitQueueElement } from '../virtio/split-queue.ts';
 import type { BalloonDevice } from './balloon-device.ts';
 import type { BalloonEvent, PrecopyNotifyContext } from './balloon-types.ts';
@@ -175,11 +175,11 @@ export interface BalloonVirtioOptions {
   readonly transportFeatures?: bigint;
 }
 
-export class BalloonVirtio implements VirtioTransport {
+export class BalloonVirtio extends CoreBackedTransport {
   /** The balloon's device logic. */
   readonly device: BalloonDevice;
   /** Status, features and the split queues. */
-  readonly core: VirtioDeviceCore;
+  override readonly core: VirtioDeviceCore;
   /** When kicks are processed. */
   readonly kickMode: KickMode;
   /** Carries out effects on the queues. */
@@ -202,6 +202,7 @@ export class BalloonVirtio implements VirtioTransport {
   kicks = 0;
 
   constructor(memory: GuestMemory, device: BalloonDevice, options: BalloonVirtioOptions = {}) {
+    super();
     this.device = device;
     this.kickMode = options.kickMode ?? 'immediate';
     this.core = new VirtioDeviceCore(memory, {
@@ -229,36 +230,6 @@ export class BalloonVirtio implements VirtioTransport {
 
   // ---- the transport, as the guest driver sees it ----------------------------------------
 
-  readDeviceFeatures(): bigint {
-    return this.core.readDeviceFeatures();
-  }
-
-  writeDriverFeatures(features: bigint): VirtioError | null {
-    return this.core.writeDriverFeatures(features);
-  }
-
-  readStatus(): number {
-    return this.core.readStatus();
-  }
-
-  writeStatus(status: number): VirtioError | null {
-    const result = this.core.writeStatus(status);
-    this.syncDevice();
-    this.deliverEvents();
-    return result;
-  }
-
-  queueSizeMax(queueIndex: number): number {
-    return this.core.queueSizeMax(queueIndex);
-  }
-
-  configureQueue(queueIndex: number, layout: SplitQueueLayout): VirtioError | null {
-    return this.core.configureQueue(queueIndex, layout);
-  }
-
-  readConfig(offsetBytes: number, lengthBytes: number): number {
-    return this.core.readConfig(offsetBytes, lengthBytes);
-  }
 
   writeConfig(offsetBytes: number, lengthBytes: number, value: number): void {
     this.core.writeConfig(offsetBytes, lengthBytes, value);
@@ -343,7 +314,7 @@ export class BalloonVirtio implements VirtioTransport {
   }
 
   /** Moves the device's pending events to the core (interrupts, errors) and the host's list. */
-  deliverEvents(): void {
+  override deliverEvents(): void {
     const events = this.device.takeEvents();
     for (let i = 0; i < events.length; i++) {
       const event = events[i];
@@ -360,7 +331,7 @@ export class BalloonVirtio implements VirtioTransport {
   // ---- internals --------------------------------------------------------------------------
 
   /** Tells the device the status and features the core now holds. */
-  private syncDevice(): void {
+  protected syncDevice(): void {
     this.device.setDriverStatus(this.core.status);
     this.device.setNegotiatedFeatures(this.core.negotiatedFeatures);
   }

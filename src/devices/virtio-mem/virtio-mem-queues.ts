@@ -11,15 +11,15 @@
  * Feature check (QEMU 7.2 virtio_mem_validate_features): when the device offers
  * UNPLUGGED_INACCESSIBLE the driver must accept it, or FEATURES_OK is refused.
  */
+import { CoreBackedTransport } from '../virtio/core-transport.ts';
 import type { GuestMemory } from '../../memory/guest-memory.ts';
 import {
   QueueEffectRunner, forwardBroken, readConfigLe, type DriverInterrupts, type ElementHandler, type KickMode,
 } from '../balloon/balloon-queues.ts';
 import { QEMU_72_BALLOON_TRANSPORT_FEATURES } from '../balloon/constants.ts';
 import { hasFeature } from '../virtio/constants.ts';
-import { VirtioDeviceCore, type VirtioTransport } from '../virtio/device-core.ts';
+import { VirtioDeviceCore } from '../virtio/device-core.ts';
 import { VIRTIO_ERR, VirtioError } from '../virtio/errors.ts';
-import type { SplitQueueLayout } from '../virtio/ring-layout.ts';
 import { VIRTIO_ID_MEM, VIRTIO_MEM_F_UNPLUGGED_INACCESSIBLE, VIRTIO_MEM_QUEUE_SIZE } from './constants.ts';
 import type { VirtioMemDevice, VirtioMemEvent } from './virtio-mem-device.ts';
 
@@ -36,11 +36,11 @@ export interface VirtioMemVirtioOptions {
 /** The only queue: guest requests. */
 const REQUEST_QUEUE = 0;
 
-export class VirtioMemVirtio implements VirtioTransport {
+export class VirtioMemVirtio extends CoreBackedTransport {
   /** The device logic. */
   readonly device: VirtioMemDevice;
   /** Status, features and the queue. */
-  readonly core: VirtioDeviceCore;
+  override readonly core: VirtioDeviceCore;
   /** When kicks are processed. */
   readonly kickMode: KickMode;
   /** Carries out effects on the queue. */
@@ -55,6 +55,7 @@ export class VirtioMemVirtio implements VirtioTransport {
   elementsHandled = 0;
 
   constructor(memory: GuestMemory, device: VirtioMemDevice, options: VirtioMemVirtioOptions = {}) {
+    super();
     this.device = device;
     this.kickMode = options.kickMode ?? 'immediate';
     this.core = new VirtioDeviceCore(memory, {
@@ -84,36 +85,6 @@ export class VirtioMemVirtio implements VirtioTransport {
 
   // ---- the transport, as the guest driver sees it ----------------------------------------
 
-  readDeviceFeatures(): bigint {
-    return this.core.readDeviceFeatures();
-  }
-
-  writeDriverFeatures(features: bigint): VirtioError | null {
-    return this.core.writeDriverFeatures(features);
-  }
-
-  readStatus(): number {
-    return this.core.readStatus();
-  }
-
-  writeStatus(status: number): VirtioError | null {
-    const result = this.core.writeStatus(status);
-    this.syncDevice();
-    this.deliverEvents();
-    return result;
-  }
-
-  queueSizeMax(queueIndex: number): number {
-    return this.core.queueSizeMax(queueIndex);
-  }
-
-  configureQueue(queueIndex: number, layout: SplitQueueLayout): VirtioError | null {
-    return this.core.configureQueue(queueIndex, layout);
-  }
-
-  readConfig(offsetBytes: number, lengthBytes: number): number {
-    return this.core.readConfig(offsetBytes, lengthBytes);
-  }
 
   /** The config space is read-only; a write is dropped. */
   writeConfig(_offsetBytes: number, _lengthBytes: number, _value: number): void {}
@@ -158,7 +129,7 @@ export class VirtioMemVirtio implements VirtioTransport {
   }
 
   /** Moves the device's pending events to the core (interrupts, errors) and the host's list. */
-  deliverEvents(): void {
+  override deliverEvents(): void {
     const events = this.device.takeEvents();
     for (let i = 0; i < events.length; i++) {
       const event = events[i];
@@ -172,7 +143,7 @@ export class VirtioMemVirtio implements VirtioTransport {
     }
   }
 
-  private syncDevice(): void {
+  protected syncDevice(): void {
     this.device.setDriverStatus(this.core.status);
     this.device.setNegotiatedFeatures(this.core.negotiatedFeatures);
   }
