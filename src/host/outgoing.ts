@@ -115,6 +115,22 @@ export class OutgoingMigration {
     return this.engine.status;
   }
 
+  /**
+   * Resolves once the channel has closed (a completed migration's last bytes handed over, an
+   * exec: command exited), or after `timeoutMs`. QEMU reports `completed` only after its
+   * blocking writes returned; here the status turns first and the channel ends after it, so
+   * a `quit` right after `completed` waits for this before the process exits (otherwise
+   * `exec:cat > FILE` would be cut short).
+   */
+  async whenDelivered(timeoutMs: number): Promise<void> {
+    const channel = this.channel;
+    if (channel === null || channel.closed) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+    await Promise.race([channel.whenClosed().then(() => undefined), timeout]);
+    clearTimeout(timer);
+  }
+
   private async connect(open: OpenOptions): Promise<void> {
     let channel: Channel;
     try {

@@ -97,3 +97,60 @@ test('(g) livemig migrates live over TCP to QEMU 7.2 -M none; QEMU pmemsave equa
     await source.close();
   }
 });
+
+// (h) Postcopy, QEMU 7.2 source → livemig-qemu destination: precopy starts throttled, the
+//     source switches with migrate-start-postcopy while pages remain, both sides pass through
+//     postcopy-active to completed, and the destination's RAM is the pattern page for page.
+test('(h) QEMU 7.2 postcopy to livemig-qemu: postcopy-active then completed; pmemsave shows the pattern', async (t) => {
+  if (requireQemu(t) === null) return;
+  const size = 64 * MiB;
+  const dir = makeTempDir('livemig-interop-postcopy-');
+  const started: QemuProcess[] = [];
+  try {
+    const pattern = join(dir, 'pattern.ram');
+    writePatternFile(pattern, size);
+    const dest = await startQemu({
+      name: 'livemig-qemu', qemuPath: LIVEMIG_QEMU, watchdogMs: 120_000,
+      args: ['-M', 'none,memory-backend=mem', '-m', '64M', ...BASE, '-object', `memory-backend-ram,id=mem,size=${size}`, '-incoming', 'defer'],
+    });
+    started.push(dest);
+    const source = await startQemu({
+      name: 'qemu-source', watchdogMs: 120_000,
+      args: ['-M', 'none,memory-backend=mem', '-m', '64M', ...BASE, '-object', `memory-backend-file,id=mem,size=${size},mem-path=${pattern},share=on,prealloc=on`],
+    });
+    started.push(source);
+    const capabilities = [{ capability: 'events', state: true }, { capability: 'postcopy-ram', state: true }];
+    for (const q of [dest, source]) await q.qmp.execute('migrate-set-capabilities', { capabilities });
+    // 16 MiB/s: a quarter of the RAM at most goes before the switch.
+    await source.qmp.execute('migrate-set-parameters', { 'max-bandwidth': 16 * MiB });
+    await dest.qmp.execute('migrate-incoming', { uri: 'tcp:127.0.0.1:0' });
+    await source.qmp.execute('migrate', { uri: await listeningUri(dest) });
+    await source.qmp.waitMigration(['active'], 10_000);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await source.qmp.execute('migrate-start-postcopy');
+    const seen = new Set<string>();
+    const deadline = Date.now() + 60_000;
+    let src: MigrationInfo;
+    let dst: MigrationInfo;
+    for (;;) {
+      src = await source.qmp.execute<MigrationInfo>('query-migrate');
+      dst = await dest.qmp.execute<MigrationInfo>('query-migrate');
+      seen.add(`src:${src.status}`).add(`dst:${dst.status}`);
+      if (['completed', 'failed', 'cancelled'].includes(src.status ?? '') && ['completed', 'failed'].includes(dst.status ?? '')) break;
+      assert.ok(Date.now() < deadline, `postcopy did not finish: ${JSON.stringify({ src, dst })}`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.equal(src.status, 'completed', JSON.stringify(src));
+    assert.equal(dst.status, 'completed', dest.stderr);
+    assert.ok(seen.has('src:postcopy-active') && seen.has('dst:postcopy-active'), [...seen].join(' '));
+    const ram = src.ram as { 'postcopy-bytes': number; 'precopy-bytes': number };
+    assert.ok(ram['postcopy-bytes'] > 0, JSON.stringify(ram));
+    assert.equal((await dest.qmp.execute<{ status: string }>('query-status')).status, 'running');
+    const bytes = await dest.pmemsave(0, size);
+    assert.deepEqual(mismatchedPages(bytes, 0, 'pattern'), []);
+    t.diagnostic(`QEMU → livemig postcopy: ${src['total-time']} ms, precopy ${ram['precopy-bytes']} B, postcopy ${ram['postcopy-bytes']} B`);
+  } finally {
+    for (const q of started.reverse()) await q.stop();
+    removeTempDir(dir);
+  }
+});

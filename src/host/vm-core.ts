@@ -27,6 +27,9 @@ import type { VmCommandLine } from './vm-args.ts';
 import { buildMachine, type VmMachine } from './vm-machine.ts';
 import type { RunState, VmEvent, VmEventListener } from './vm-types.ts';
 
+/** How long closing waits for a completed migration's channel to deliver its last bytes. */
+const DELIVERY_WAIT_MS = 10_000;
+
 /** How often the guest's drivers and the balloon's queues are stepped. */
 export const DRIVER_STEP_MS = 2;
 /** 32-bit words per guest page. */
@@ -292,6 +295,7 @@ export class VmCore {
       if (this.driverTimer !== null) clearInterval(this.driverTimer);
       this.driverTimer = null;
       this.outgoing?.cancel();
+      if (this.outgoing?.status === 'completed') await this.outgoing.whenDelivered(DELIVERY_WAIT_MS);
       await this.incoming?.close();
       await this.vcpus?.close();
       writeBackBackendFile(this.config.memoryBackend, this.machine.backing);
