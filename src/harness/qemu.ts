@@ -332,7 +332,11 @@ export class QemuProcess {
         if (last.status === 'failed' || last.status === 'cancelled') break;
         const runstate = (await this.qmp.execute<{ status: string }>('query-status')).status;
         if (last.status === 'completed') return { migration: last, runstate };
-        if (runstate !== 'inmigrate' && last.status !== 'active' && last.status !== 'setup') return { migration: last, runstate };
+        if (runstate !== 'inmigrate' && last.status !== 'active' && last.status !== 'setup') {
+          // The load can finish between the two queries (a small stream loads in a few ms):
+          // ask again so the caller sees the status that goes with this runstate.
+          return { migration: await this.qmp.execute<MigrationInfo>('query-migrate'), runstate };
+        }
         if (last.status === undefined && Date.now() >= startDeadline) {
           throw new QemuMigrationError(`${this.name}: incoming migration never started (query-migrate still {} after ${NEVER_STARTED_MS} ms)`, null, null, this.stderr);
         }
