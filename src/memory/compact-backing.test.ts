@@ -209,7 +209,9 @@ test('a 64 GiB compact guest (16M pages) costs 4 bytes per page', (t) => {
   mem.bumpPage(pageCount - 1);
   const measured = process.memoryUsage().arrayBuffers - before;
   assert.equal(mem.bookkeepingBytes() / pageCount, 4);
-  assert.ok(measured >= pageCount * 4 && measured < pageCount * 4 * 1.1, `measured ${measured} bytes`);
+  // The process-wide counter can only bound from above: a garbage collection during the
+  // measurement frees buffers of earlier tests and makes the difference smaller (seen in CI).
+  assert.ok(measured < pageCount * 4 * 1.1, `measured ${measured} bytes`);
   t.diagnostic(`CompactBacking 16M pages: ${mem.bookkeepingBytes()} bytes counted, ${measured} bytes of array buffers measured, ${(measured / pageCount).toFixed(3)} B/page`);
   const small = new CompactBacking(pageCount, { versionBits: 16 });
   assert.equal(small.bookkeepingBytes() / pageCount, 2);
