@@ -55,3 +55,23 @@ test('compare --markdown, --help and usage errors', async () => {
   assert.equal((await cli('compare', pressure, '--seed', '-1')).code, 2);
   assert.equal((await cli('compare', pressure, '--json', '--markdown')).code, 2);
 });
+
+test('compare --report writes one HTML report whose table equals the printed runs', async () => {
+  const { mkdtempSync, readFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'livemig-compare-'));
+  try {
+    const out = join(dir, 'compare.html');
+    const plain = await cli('compare', pressure, ...small);
+    const r = await cli('compare', pressure, ...small, '--report', out);
+    assert.equal(r.code, 0, r.stderr);
+    // Watching the runs for the report does not change them: the table is the same.
+    assert.equal(r.stdout.replace(/^report: .*\n/m, ''), plain.stdout);
+    const html = readFileSync(out, 'utf8');
+    assert.match(html, /^<!doctype html>/i);
+    assert.match(html, /livemig compare: hint-postcopy-pressure, seed 1/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

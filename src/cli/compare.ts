@@ -12,7 +12,12 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { compareJson, compareMarkdown, comparePolicies, compareText } from '../sim/compare.ts';
+import { compareJson, compareMarkdown, comparePolicies, compareText, type CompareRow } from '../sim/compare.ts';
+import { FREE_PAGE_HINT_POSTCOPY_POLICIES } from '../devices/balloon/postcopy-policy.ts';
+import { runObserved } from '../web/observer.ts';
+import { compareEntryOf } from '../web/result-summary.ts';
+import type { CompareEntry, RunView } from '../web/api-types.ts';
+import { simReportRecorder, writeCompareReport } from './report-command.ts';
 import { loadScenario, parseOverride, ScenarioError, type ScenarioOverride } from '../sim/scenario/scenario.ts';
 import { EXIT_OK, UsageError, toJson } from './io.ts';
 import type { CliIo } from './io.ts';
@@ -22,6 +27,8 @@ export interface CompareOptions {
   readonly set?: string[];
   readonly json?: boolean;
   readonly markdown?: boolean;
+  /** Also write one self-contained HTML report: comparison bars and each policy's run. */
+  readonly report?: string;
 }
 
 function parseSeed(text: string | undefined): number | undefined {
@@ -52,10 +59,24 @@ export function runCompare(file: string, options: CompareOptions, io: CliIo): nu
     if (scenario.balloon === null || !scenario.balloon.freePageHint) {
       io.err('livemig compare: free-page-hint is off in this scenario, so the policies can only differ in refusing postcopy (--set devices.balloon.free-page-hint=true)\n');
     }
-    const rows = comparePolicies({ text, overrides, seed });
+    const reported: { entry: CompareEntry; view: RunView }[] = [];
+    const rows: CompareRow[] = options.report === undefined
+      ? comparePolicies({ text, overrides, seed })
+      : FREE_PAGE_HINT_POSTCOPY_POLICIES.map((policy) => {
+          // The same runs as comparePolicies, watched by a recorder (which does not change them).
+          const policyScenario = loadScenario(text, [...overrides, { path: 'devices.balloon.free-page-hint-postcopy', valueText: policy }]);
+          const recorder = simReportRecorder(false);
+          const result = runObserved(policyScenario, seed, recorder.observer);
+          reported.push({ entry: compareEntryOf(policy, result), view: recorder.view() });
+          return { policy, result };
+        });
     if (options.json === true) io.out(`${toJson(compareJson(rows))}\n`);
     else if (options.markdown === true) io.out(compareMarkdown(rows));
     else io.out(compareText(rows));
+    if (options.report !== undefined) {
+      const title = `livemig compare: ${scenario.name}, seed ${seed ?? scenario.seed}`;
+      writeCompareReport(options.report, title, reported, `livemig compare ${file} --report`, io);
+    }
   } catch (error) {
     if (error instanceof ScenarioError) throw new UsageError(`${file}: ${error.message}`);
     throw error;
@@ -78,6 +99,7 @@ export function registerCompareCommand(program: Command, io: CliIo, setCode: (co
     .option('--set <key=value>', 'override a scenario field by its dotted path (repeatable)', collect, [])
     .option('--json', 'print one JSON object per policy (livemig sim --json fields plus policy)')
     .option('--markdown', 'print the table in Markdown')
+    .option('--report <out.html>', 'also write a self-contained HTML report: comparison bars and each policy\'s run')
     .addHelpText(
       'after',
       '\nExit status: 0 when the five runs ran, whatever their verdicts (a refused postcopy or a failed\ninvariant is what this command shows, not an error); 2 on a usage error.\n',
