@@ -71,8 +71,35 @@ function buildProgram(io: CliIo, setCode: (code: number) => void): Command {
   registerDashboardCommand(program, io, setCode);
   registerVmCommand(program, io, setCode);
   registerVoprCommand(program, io, setCode);
+  for (const command of program.commands) {
+    const examples = HELP_EXAMPLES[command.name()];
+    if (examples !== undefined) command.addHelpText('after', `\nExamples:\n${examples.map((e) => `  $ ${e}`).join('\n')}\n`);
+  }
   return program;
 }
+
+/** Worked examples shown at the end of each command's --help (all runnable from a clone). */
+const HELP_EXAMPLES: Readonly<Record<string, readonly string[]>> = {
+  analyze: [
+    'livemig analyze testdata/qemu-7.2/pattern-16M.stream.gz',
+    'livemig analyze testdata/qemu-7.2/postcopy-4M/conn0.src2dst.bin.gz --return-path testdata/qemu-7.2/postcopy-4M/conn0.dst2src.bin.gz',
+    'livemig analyze guest.stream --json --extract-ram /tmp/ram',
+  ],
+  encode: ['livemig encode --ram-image guest.ram --block mem -o guest.stream'],
+  start: ['livemig start', 'livemig start --memory 512M --json'],
+  sim: [
+    'livemig sim scenarios/hot-set-converges.yaml',
+    'livemig sim scenarios/hint-idle-8g.yaml --set parameters.max-bandwidth=128M --json',
+    'livemig sim scenarios/postcopy-after-2-syncs.yaml --trace run.jsonl --report run.html',
+  ],
+  compare: [
+    'livemig compare scenarios/hint-postcopy-pressure.yaml',
+    'livemig compare scenarios/hint-idle-8g.yaml --set capabilities.postcopy-ram=true --markdown --report compare.html',
+  ],
+  report: ['livemig sim scenarios/hint-idle-8g.yaml --trace run.jsonl && livemig report run.jsonl -o run.html --svg charts/'],
+  dashboard: ['livemig dashboard', 'livemig dashboard --trace run.jsonl --port 8080'],
+  vopr: ['livemig vopr --seeds 1000', 'livemig vopr --seed 4242 --seeds 1 --verbose'],
+};
 
 /**
  * Runs the CLI. `argv` is process.argv-shaped (node, script, args...) unless `from` is
