@@ -10,7 +10,6 @@
  * error); 2 on a usage error (missing file, bad option, invalid scenario); a crash of a run
  * propagates.
  */
-import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { compareJson, compareMarkdown, comparePolicies, compareText, type CompareRow } from '../sim/compare.ts';
 import { FREE_PAGE_HINT_POSTCOPY_POLICIES } from '../devices/balloon/postcopy-policy.ts';
@@ -18,8 +17,9 @@ import { runObserved } from '../web/observer.ts';
 import { compareEntryOf } from '../web/result-summary.ts';
 import type { CompareEntry, RunView } from '../web/api-types.ts';
 import { simReportRecorder, writeCompareReport } from './report-command.ts';
-import { loadScenario, parseOverride, ScenarioError, type ScenarioOverride } from '../sim/scenario/scenario.ts';
+import { loadScenario, ScenarioError } from '../sim/scenario/scenario.ts';
 import { EXIT_OK, UsageError, toJson } from './io.ts';
+import { collect, parseSeed, readScenarioArgs } from './scenario-args.ts';
 import type { CliIo } from './io.ts';
 
 export interface CompareOptions {
@@ -31,31 +31,12 @@ export interface CompareOptions {
   readonly report?: string;
 }
 
-function parseSeed(text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  const seed = Number(text);
-  if (!Number.isSafeInteger(seed) || seed < 0 || seed > 0xffffffff) throw new UsageError(`--seed: '${text}' is not an integer in 0..4294967295`);
-  return seed;
-}
-
 /** Runs `livemig compare`; returns the exit code. */
 export function runCompare(file: string, options: CompareOptions, io: CliIo): number {
   if (options.json === true && options.markdown === true) throw new UsageError('--json and --markdown exclude each other');
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new UsageError(`cannot read scenario ${file}: ${(error as Error).message}`);
-  }
-  const overrides: ScenarioOverride[] = [];
-  for (const item of options.set ?? []) {
-    const override = parseOverride(item);
-    if (override === null) throw new UsageError(`--set: '${item}' is not key=value`);
-    overrides.push(override);
-  }
   const seed = parseSeed(options.seed);
+  const { text, overrides, scenario } = readScenarioArgs(file, options.set);
   try {
-    const scenario = loadScenario(text, overrides);
     if (scenario.balloon === null || !scenario.balloon.freePageHint) {
       io.err('livemig compare: free-page-hint is off in this scenario, so the policies can only differ in refusing postcopy (--set devices.balloon.free-page-hint=true)\n');
     }
@@ -82,11 +63,6 @@ export function runCompare(file: string, options: CompareOptions, io: CliIo): nu
     throw error;
   }
   return EXIT_OK;
-}
-
-/** Commander accumulator for the repeatable --set. */
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
 }
 
 /** Adds the `compare` command to the program (main.ts calls this once). */

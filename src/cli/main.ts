@@ -11,6 +11,7 @@ import { runAnalyze } from './analyze-command.ts';
 import type { AnalyzeOptions } from './analyze-command.ts';
 import { runEncode } from './encode-command.ts';
 import type { EncodeOptions } from './encode-command.ts';
+import { collect } from './scenario-args.ts';
 import { runStart, type StartOptions } from './start-command.ts';
 import { registerSimCommand } from './sim.ts';
 import { registerCompareCommand } from './compare.ts';
@@ -21,11 +22,6 @@ import { registerVoprCommand } from './vopr-command.ts';
 import { GzipError } from './byte-source.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, processIo } from './io.ts';
 import type { CliIo } from './io.ts';
-
-/** Commander accumulator for repeatable options. */
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
 
 function buildProgram(io: CliIo, setCode: (code: number) => void): Command {
   const program = new Command('livemig');

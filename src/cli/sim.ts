@@ -8,15 +8,16 @@
  * 1 when an invariant failed or the migration did not end as expected, 2 on a usage error
  * (missing file, bad option, invalid scenario).
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { loadScenario, parseOverride, ScenarioError, type ScenarioOverride } from '../sim/scenario/scenario.ts';
+import { ScenarioError } from '../sim/scenario/scenario.ts';
 import { runScenario } from '../sim/runner.ts';
 import { jsonReport, progressTable, summaryText } from '../sim/report.ts';
 import { TraceWriter } from '../sim/trace.ts';
 import { runObserved } from '../web/observer.ts';
 import { simReportRecorder, writeSimReport } from './report-command.ts';
 import { EXIT_FAILURE, EXIT_OK, UsageError, toJson } from './io.ts';
+import { collect, parseSeed, readScenarioArgs } from './scenario-args.ts';
 import type { CliIo } from './io.ts';
 
 export interface SimOptions {
@@ -27,35 +28,10 @@ export interface SimOptions {
   readonly report?: string;
 }
 
-function parseSeed(text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  const seed = Number(text);
-  if (!Number.isSafeInteger(seed) || seed < 0 || seed > 0xffffffff) throw new UsageError(`--seed: '${text}' is not an integer in 0..4294967295`);
-  return seed;
-}
-
 /** Runs `livemig sim`; returns the exit code. */
 export function runSim(file: string, options: SimOptions, io: CliIo): number {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new UsageError(`cannot read scenario ${file}: ${(error as Error).message}`);
-  }
-  const overrides: ScenarioOverride[] = [];
-  for (const item of options.set ?? []) {
-    const override = parseOverride(item);
-    if (override === null) throw new UsageError(`--set: '${item}' is not key=value`);
-    overrides.push(override);
-  }
   const seed = parseSeed(options.seed);
-  let scenario;
-  try {
-    scenario = loadScenario(text, overrides);
-  } catch (error) {
-    if (error instanceof ScenarioError) throw new UsageError(`${file}: ${error.message}`);
-    throw error;
-  }
+  const { scenario } = readScenarioArgs(file, options.set);
   // --report watches the run (web/observer.ts: reads only, the trace is the same).
   const recorder = options.report === undefined ? null : simReportRecorder(options.trace !== undefined);
   const trace = recorder?.observer.trace ?? new TraceWriter({ keepLines: options.trace !== undefined });
@@ -71,11 +47,6 @@ export function runSim(file: string, options: SimOptions, io: CliIo): number {
   if (options.json === true) io.out(`${toJson(jsonReport(result))}\n`);
   else io.out(progressTable(result) + summaryText(result));
   return result.ok ? EXIT_OK : EXIT_FAILURE;
-}
-
-/** Commander accumulator for the repeatable --set. */
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
 }
 
 /** Adds the `sim` command to the program (main.ts calls this once). */
