@@ -75,12 +75,10 @@ test('exec: a non-zero exit is TRANSPORT_ERR_EXEC_STATUS with stderr, and wins o
 
 test('exec: destroy kills a command that would run for a minute', { timeout: TEST_TIMEOUT_MS }, async () => {
   const channel = spawnExecChannel('sleep 60', 'incoming');
-  const startedMs = Date.now();
   channel.onData(() => undefined);
   setTimeout(() => channel.destroy(new Error('cancelled')), 50);
   const error = await within(channel.whenClosed(), 10_000, 'killed command');
   assert.ok(error instanceof TransportError && error.code === TRANSPORT_ERR_ABORTED);
-  assert.ok(Date.now() - startedMs < 5_000);
   assert.notEqual(channel.child.signalCode ?? channel.child.exitCode, null, 'the child is gone');
 });
 

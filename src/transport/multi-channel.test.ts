@@ -81,9 +81,9 @@ test('multi-channel: a silent preempt channel next to multifd is known once the 
     await send(listener.address, multifdInit(0)),
     await send(listener.address, multifdInit(1)),
   ];
-  const startedMs = Date.now();
-  const set = await acceptMigrationChannels(listener, { multifdChannels: 2, postcopyPreempt: true, timeoutMs: 20_000 });
-  assert.ok(Date.now() - startedMs < 5_000, 'no waiting for the 20 s deadline');
+  // The deadline is longer than the test's own timeout: waiting for it would fail the test,
+  // so classification must come from the other channels, not from the clock.
+  const set = await acceptMigrationChannels(listener, { multifdChannels: 2, postcopyPreempt: true, timeoutMs: 10 * TEST_TIMEOUT_MS });
   assert.ok(set.preempt !== null);
   // The preempt channel can still be read normally after the abandoned peek.
   const preemptData = collect(set.preempt);
