@@ -77,8 +77,8 @@ export class TraceEvents {
     this.writer.write({ t, ev: 'event', side, name });
   }
 
-  mark(t: number, side: Side, name: string): void {
-    this.writer.write({ t, ev: 'mark', side, name });
+  mark(t: number, side: Side, name: string, detail?: string): void {
+    this.writer.write(detail === undefined ? { t, ev: 'mark', side, name } : { t, ev: 'mark', side, name, detail });
   }
 
   done(t: number, side: Side, dones: number): void {

@@ -360,7 +360,7 @@ export class World {
       case 'event':
         return this.trace.event(nowNs, 'source', effect.name);
       case 'mark':
-        return this.trace.mark(nowNs, 'source', effect.name);
+        return this.trace.mark(nowNs, 'source', effect.name, effect.detail);
       case 'throttle':
         return this.trace.mark(nowNs, 'source', `throttle ${effect.percent}%`);
       case 'page-ready':
@@ -420,7 +420,7 @@ export class World {
       case 'event':
         return this.trace.event(nowNs, 'destination', effect.name);
       case 'mark':
-        return this.trace.mark(nowNs, 'destination', effect.name);
+        return this.trace.mark(nowNs, 'destination', effect.name, effect.detail);
       case 'stop-guest':
       case 'throttle':
         return assert(false, `the destination emitted ${effect.kind}`);
