@@ -59,6 +59,7 @@ function buildProgram(io: CliIo, setCode: (code: number) => void): Command {
     .option('--memory <size>', 'guest RAM, QEMU spelling', '2G')
     .option('--max-bandwidth <bytes/s>', 'max-bandwidth for the migration', String(1024 ** 3))
     .option('--json', 'print query-migrate and the verdicts as one JSON object')
+    .option('--report <file>', 'write a self-contained HTML report (charts, page-state map) of the run to FILE')
     .action(async (options: StartOptions) => setCode(await runStart(options, io)));
 
   registerSimCommand(program, io, setCode);
@@ -82,7 +83,7 @@ const HELP_EXAMPLES: Readonly<Record<string, readonly string[]>> = {
     'livemig analyze guest.stream --json --extract-ram /tmp/ram',
   ],
   encode: ['livemig encode --ram-image guest.ram --block mem -o guest.stream'],
-  start: ['livemig start', 'livemig start --memory 512M --json'],
+  start: ['livemig start', 'livemig start --memory 512M --json', 'livemig start --memory 512M --report start.html'],
   sim: [
     'livemig sim scenarios/hot-set-converges.yaml',
     'livemig sim scenarios/hint-idle-8g.yaml --set parameters.max-bandwidth=128M --json',

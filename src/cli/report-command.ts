@@ -100,6 +100,11 @@ export function writeSimReport(path: string, recorder: ReportRecorder, scenarioF
   writeOut(path, renderReport(reportData(title, `livemig sim ${basename(scenarioFile)} --report`, [view])), 'report', io);
 }
 
+/** For `livemig start --report`: a real run watched by web/real-observer.ts (wall-clock times). */
+export function writeRealReport(path: string, view: RunView, generatedBy: string, io: CliIo): void {
+  writeOut(path, renderReport(reportData(`livemig report: ${view.info.scenario}`, generatedBy, [view], null, 'wall')), 'report', io);
+}
+
 /** For `livemig compare --report`: one report with the comparison bars and each run's panel. */
 export function writeCompareReport(path: string, title: string, runs: readonly { entry: CompareEntry; view: RunView }[], generatedBy: string, io: CliIo): void {
   const data = reportData(title, generatedBy, runs.map((r) => r.view), runs.map((r) => r.entry));

@@ -19,7 +19,10 @@ import { VCPU_STATE_PAGE, VCPU_STATE_SLOT_BYTES } from '../host/vcpu-control.ts'
 import { regionPage } from '../host/vcpu-worker.ts';
 import { interpretVmArgs } from '../host/vm-args.ts';
 import { LivemigVm } from '../host/vm.ts';
+import { RealRunObserver } from '../web/real-observer.ts';
+import { RunViewBuilder } from '../web/run-view.ts';
 import { EXIT_FAILURE, EXIT_OK, UsageError } from './io.ts';
+import { writeRealReport } from './report-command.ts';
 import type { CliIo } from './io.ts';
 
 export interface StartOptions {
@@ -28,11 +31,15 @@ export interface StartOptions {
   /** max-bandwidth in bytes/s (QMP migrate-set-parameters). */
   readonly maxBandwidth?: string;
   readonly json?: boolean;
+  /** Write an HTML report of the run here (web/real-observer.ts). */
+  readonly report?: string;
   /** Whether to draw a progress bar (default: stdout is a terminal). */
   readonly tty?: boolean;
 }
 
 const POLL_MS = 100;
+/** With --report the run is sampled more often (a 2 GiB run can take under a second). */
+const REPORT_POLL_MS = 20;
 const BAR_WIDTH = 30;
 
 /** The incrementer walks an eighth of RAM (split between the vCPUs) at 256 MiB/s. */
@@ -108,6 +115,9 @@ export async function runStart(options: StartOptions, io: CliIo): Promise<number
     source.migrateSetParameters({ maxBandwidthBytesPerSec: BigInt(options.maxBandwidth ?? String(1024 ** 3)), downtimeLimitMs: 300n });
     await sleep(300); // let the guest run first, as a real one would
     say(`migrating ${formatBytes(totalBytes)} from the source to ${dest.incoming!.uri} (max-bandwidth ${formatBytes(Number(options.maxBandwidth ?? 1024 ** 3))}/s)\n`);
+    const builder = options.report === undefined ? null : new RunViewBuilder();
+    const observer = builder === null ? null : new RealRunObserver(builder, source, dest, { name: 'livemig start', description: `two livemig VMs on loopback, ${memory} each`, seed: 1 });
+    observer?.start();
     const startedMs = Date.now();
     source.migrate({ uri: dest.incoming!.uri });
     const finished = source.outgoing!.whenFinished();
@@ -115,7 +125,8 @@ export async function runStart(options: StartOptions, io: CliIo): Promise<number
     void finished.then(() => (settled = true));
     let lastLineMs = 0;
     while (!settled) {
-      await sleep(POLL_MS);
+      await sleep(observer === null ? POLL_MS : REPORT_POLL_MS);
+      observer?.poll();
       const line = progressLine(source, startedMs, totalBytes);
       if (tty) io.out(`\r${line}`);
       else if (Date.now() - lastLineMs >= 1000) {
@@ -127,10 +138,15 @@ export async function runStart(options: StartOptions, io: CliIo): Promise<number
     if (tty) io.out(`\r${progressLine(source, startedMs, totalBytes)}\n`);
     const deadline = Date.now() + 10_000;
     while (dest.incoming?.status !== 'completed' && dest.incoming?.status !== 'failed' && Date.now() < deadline) await sleep(10);
+    observer?.poll();
     const info = source.queryMigrate();
     const counters = source.outgoing!.engine.counters();
     const checks = status === 'completed' ? verdicts(source, dest) : [{ name: 'migration', ok: false, detail: `status ${status}: ${source.outgoing!.error?.message ?? ''}` }];
     const ok = checks.every((c) => c.ok);
+    if (observer !== null && builder !== null && options.report !== undefined) {
+      observer.finish(checks, status === 'completed' ? null : source.outgoing!.error?.message ?? status);
+      writeRealReport(options.report, builder.view()!, `livemig start --memory ${memory} --report`, options.json === true ? { out: (t) => io.err(t), err: (t) => io.err(t) } : io);
+    }
     if (options.json === true) {
       io.out(`${JSON.stringify({ ...info, balloon: { 'hinted-pages': counters.hintedPages }, invariants: checks, ok })}\n`);
     } else {

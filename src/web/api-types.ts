@@ -181,6 +181,8 @@ export interface ReportData {
   readonly generatedBy: string;
   readonly runs: readonly RunView[];
   readonly compare: readonly CompareEntry[] | null;
+  /** What the times are: the simulator's virtual time (default) or wall time of a real run. */
+  readonly clock?: 'virtual' | 'wall';
 }
 
 /** A batch of progress, pushed at most a few times a second. */

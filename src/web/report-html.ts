@@ -26,8 +26,8 @@ export function reportView(view: RunView): RunView {
 }
 
 /** Report data of one or more runs and an optional comparison. */
-export function reportData(title: string, generatedBy: string, runs: readonly RunView[], compare: readonly CompareEntry[] | null = null): ReportData {
-  return { title, generatedBy, runs: runs.map(reportView), compare };
+export function reportData(title: string, generatedBy: string, runs: readonly RunView[], compare: readonly CompareEntry[] | null = null, clock: 'virtual' | 'wall' = 'virtual'): ReportData {
+  return { title, generatedBy, runs: runs.map(reportView), compare, clock };
 }
 
 /** The data as the page reads it: gzip'd JSON in base64. */
@@ -38,7 +38,7 @@ export function encodeReportData(data: ReportData): string {
 /** The whole HTML file. */
 export function renderReport(data: ReportData): string {
   const script = clientBundle('report');
-  const footer = `Made by ${data.generatedBy}. Self-contained (uPlot and the data are inlined). Times are the simulator's virtual time.`;
+  const footer = `Made by ${data.generatedBy}. Self-contained (uPlot and the data are inlined). ${data.clock === 'wall' ? 'Times are wall-clock time of a real run.' : "Times are the simulator's virtual time."}`;
   return reportHtml(data.title, footer, uplotCss(), script, encodeReportData(data));
 }
 
