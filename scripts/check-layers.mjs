@@ -19,7 +19,7 @@ const ALLOWED = {
   harness: ['lib', 'format', 'memory', 'transport'],
   qmp: ['lib', 'format', 'memory', 'devices', 'guest', 'core', 'sim', 'transport', 'host'],
   web: ['lib', 'format', 'memory', 'devices', 'guest', 'core', 'sim', 'transport', 'host', 'qmp'],
-  cli: ['lib', 'format', 'memory', 'devices', 'guest', 'core', 'sim', 'transport', 'host', 'qmp', 'web', 'harness'],
+  cli: ['lib', 'format', 'memory', 'devices', 'guest', 'core', 'sim', 'transport', 'host', 'qmp', 'web', 'harness', 'bench'],
   bench: ['lib', 'format', 'memory', 'devices', 'guest', 'core', 'sim', 'transport', 'host', 'qmp', 'harness'],
   testing: ['lib', 'format', 'memory', 'devices', 'guest', 'core', 'sim', 'transport', 'host', 'qmp', 'harness'],
 };

@@ -68,6 +68,16 @@ function buildProgram(io: CliIo, setCode: (code: number) => void): Command {
   registerDashboardCommand(program, io, setCode);
   registerVmCommand(program, io, setCode);
   registerVoprCommand(program, io, setCode);
+  program
+    .command('bench')
+    .description('run the benchmarks side by side with QEMU 7.2 and the machine\'s limits (npm run bench); `livemig bench --help-groups` lists the groups')
+    .helpOption(false)
+    .allowUnknownOption(true)
+    .argument('[args...]', 'the bench\'s own flags: --json, --quick, --only GROUP, --list, --help')
+    .action(async (args: string[]) => {
+      const { runBench } = await import('../bench/main.ts');
+      setCode(await runBench(args.map((a) => (a === '--help-groups' ? '--list' : a)), io));
+    });
   for (const command of program.commands) {
     const examples = HELP_EXAMPLES[command.name()];
     if (examples !== undefined) command.addHelpText('after', `\nExamples:\n${examples.map((e) => `  $ ${e}`).join('\n')}\n`);
@@ -83,6 +93,7 @@ const HELP_EXAMPLES: Readonly<Record<string, readonly string[]>> = {
     'livemig analyze guest.stream --json --extract-ram /tmp/ram',
   ],
   encode: ['livemig encode --ram-image guest.ram --block mem -o guest.stream'],
+  bench: ['livemig bench --list', 'livemig bench --quick --only codec,limits', 'livemig bench --json > bench.json'],
   start: ['livemig start', 'livemig start --memory 512M --json', 'livemig start --memory 512M --report start.html'],
   sim: [
     'livemig sim scenarios/hot-set-converges.yaml',
