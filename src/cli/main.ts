@@ -60,6 +60,7 @@ function buildProgram(io: CliIo, setCode: (code: number) => void): Command {
     .option('--max-bandwidth <bytes/s>', 'max-bandwidth for the migration', String(1024 ** 3))
     .option('--json', 'print query-migrate and the verdicts as one JSON object')
     .option('--report <file>', 'write a self-contained HTML report (charts, page-state map) of the run to FILE')
+    .option('--events', 'print the run\'s dashboard events as JSON lines on stdout, everything else on stderr (livemig dashboard runs it so)')
     .action(async (options: StartOptions) => setCode(await runStart(options, io)));
 
   registerSimCommand(program, io, setCode);

@@ -20,6 +20,7 @@ import { regionPage } from '../host/vcpu-worker.ts';
 import { interpretVmArgs } from '../host/vm-args.ts';
 import { LivemigVm } from '../host/vm.ts';
 import { RealRunObserver } from '../web/real-observer.ts';
+import type { DashboardEvents } from '../web/api-types.ts';
 import { RunViewBuilder } from '../web/run-view.ts';
 import { EXIT_FAILURE, EXIT_OK, UsageError } from './io.ts';
 import { writeRealReport } from './report-command.ts';
@@ -33,6 +34,8 @@ export interface StartOptions {
   readonly json?: boolean;
   /** Write an HTML report of the run here (web/real-observer.ts). */
   readonly report?: string;
+  /** Print the run's dashboard events as JSON lines on stdout (the rest goes to stderr). */
+  readonly events?: boolean;
   /** Whether to draw a progress bar (default: stdout is a terminal). */
   readonly tty?: boolean;
 }
@@ -103,9 +106,33 @@ function verdicts(source: LivemigVm, dest: LivemigVm): Verdict[] {
   return out;
 }
 
-export async function runStart(options: StartOptions, io: CliIo): Promise<number> {
+/** `--events`: each DashboardEvents call as one JSON line `{event, args}` (the dashboard's real runs read them). */
+function eventLines(out: (text: string) => void): DashboardEvents {
+  const line = (event: keyof DashboardEvents, args: unknown[]): void => out(`${JSON.stringify({ event, args })}\n`);
+  return {
+    runStarted: (...args) => line('runStarted', args),
+    progress: (...args) => line('progress', args),
+    pageMap: (...args) => line('pageMap', args),
+    finished: (...args) => line('finished', args),
+  };
+}
+
+/** Hands every event to each sink. */
+function fanOut(sinks: readonly DashboardEvents[]): DashboardEvents {
+  return {
+    runStarted: (...args) => sinks.forEach((s) => s.runStarted(...args)),
+    progress: (...args) => sinks.forEach((s) => s.progress(...args)),
+    pageMap: (...args) => sinks.forEach((s) => s.pageMap(...args)),
+    finished: (...args) => sinks.forEach((s) => s.finished(...args)),
+  };
+}
+
+export async function runStart(options: StartOptions, cliIo: CliIo): Promise<number> {
+  const events = options.events === true;
+  // With --events stdout carries only the event lines; what a person reads goes to stderr.
+  const io: CliIo = events ? { out: (t) => cliIo.err(t), err: (t) => cliIo.err(t) } : cliIo;
   const memory = options.memory ?? '2G';
-  const tty = options.tty ?? (process.stdout.isTTY === true && options.json !== true);
+  const tty = options.tty ?? (process.stdout.isTTY === true && options.json !== true && !events);
   const say = (text: string): void => (options.json === true ? io.err(text) : io.out(text));
   say(`livemig start: two livemig VMs on loopback, ${memory} each, 2 incrementer vCPUs, virtio-balloon free page hinting (policy track)\n`);
   const source = await startVm(guestArgs(memory));
@@ -116,7 +143,8 @@ export async function runStart(options: StartOptions, io: CliIo): Promise<number
     await sleep(300); // let the guest run first, as a real one would
     say(`migrating ${formatBytes(totalBytes)} from the source to ${dest.incoming!.uri} (max-bandwidth ${formatBytes(Number(options.maxBandwidth ?? 1024 ** 3))}/s)\n`);
     const builder = options.report === undefined ? null : new RunViewBuilder();
-    const observer = builder === null ? null : new RealRunObserver(builder, source, dest, { name: 'livemig start', description: `two livemig VMs on loopback, ${memory} each`, seed: 1 });
+    const sinks = [...(builder === null ? [] : [builder]), ...(events ? [eventLines((t) => cliIo.out(t))] : [])];
+    const observer = sinks.length === 0 ? null : new RealRunObserver(fanOut(sinks), source, dest, { name: 'livemig start', description: `two livemig VMs on loopback, ${memory} each`, seed: 1 });
     observer?.start();
     const startedMs = Date.now();
     source.migrate({ uri: dest.incoming!.uri });
@@ -143,8 +171,8 @@ export async function runStart(options: StartOptions, io: CliIo): Promise<number
     const counters = source.outgoing!.engine.counters();
     const checks = status === 'completed' ? verdicts(source, dest) : [{ name: 'migration', ok: false, detail: `status ${status}: ${source.outgoing!.error?.message ?? ''}` }];
     const ok = checks.every((c) => c.ok);
-    if (observer !== null && builder !== null && options.report !== undefined) {
-      observer.finish(checks, status === 'completed' ? null : source.outgoing!.error?.message ?? status);
+    observer?.finish(checks, status === 'completed' ? null : source.outgoing!.error?.message ?? status);
+    if (builder !== null && options.report !== undefined) {
       writeRealReport(options.report, builder.view()!, `livemig start --memory ${memory} --report`, options.json === true ? { out: (t) => io.err(t), err: (t) => io.err(t) } : io);
     }
     if (options.json === true) {

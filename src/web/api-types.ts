@@ -203,6 +203,11 @@ export interface StartRunRequest {
   readonly overrides?: readonly string[];
 }
 
+export interface RealRunRequest {
+  /** Guest RAM of each of the two VMs, QEMU spelling (`256M`, `2G`); 64M..4G. */
+  readonly memory: string;
+}
+
 export interface ReplayRequest {
   /** The trace given to `livemig dashboard --trace` (null), or trace text the user picked. */
   readonly text: string | null;
@@ -224,6 +229,8 @@ export interface ServerHello {
 export interface DashboardHandlers {
   hello(): ServerHello;
   startRun(request: StartRunRequest): RunInfo;
+  /** A real run: `livemig start` (two livemig VMs migrating over loopback TCP). */
+  startRealRun(request: RealRunRequest): RunInfo;
   replay(request: ReplayRequest): RunInfo;
   /** Stops the current run or replay; false when nothing runs. */
   cancel(): boolean;

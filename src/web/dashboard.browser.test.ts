@@ -86,6 +86,29 @@ test('dashboard: a small live migration reaches completed and the page map chang
   }
 });
 
+test('dashboard: a real run (two livemig VMs over loopback TCP) reaches completed with every verdict ok', { skip: missing ?? false, timeout: 180_000 }, async () => {
+  const server = await DashboardServer.start({ port: 0, scenariosDir: join(root, 'scenarios') });
+  try {
+    const page = await openPage();
+    await page.goto(server.url);
+    await page.waitForSelector('body[data-ready="true"]');
+    await page.selectOption('#real-memory', '256M');
+    await page.click('#start-real');
+    await page.waitForSelector('.run-status[data-finished="true"]', { timeout: 150_000 });
+    assert.equal(await page.getAttribute('.run-status', 'data-status'), 'completed');
+    const totals = JSON.parse((await page.getAttribute('#page-map canvas', 'data-totals')) ?? '{}') as Record<string, number>;
+    assert.equal(totals.sent + totals.hinted, 65536, 'every page is on the destination or was hinted free');
+    assert.ok(totals.hinted > 0, 'the balloon hinted free memory');
+    assert.ok((await page.$$('.uplot')).length >= 4, 'the four charts');
+    mkdirSync(shots, { recursive: true });
+    await page.screenshot({ path: join(shots, 'dashboard-real.png'), fullPage: true });
+    await page.close();
+    assert.deepEqual(pageErrors, []);
+  } finally {
+    await server.close();
+  }
+});
+
 test('report: a livemig sim --report file draws its map and charts offline', { skip: missing ?? false, timeout: 120_000 }, async () => {
   const recorder = new ReportRecorder(false);
   runObserved(loadScenario(TINY_POSTCOPY), undefined, recorder.observer);

@@ -81,6 +81,8 @@ export function dashboardHtml(token: string, version: string): string {
   <label>seed <input id="seed" type="number" min="0" placeholder="scenario's" style="width:110px"></label>
   <label>--set overrides (one per line) <textarea id="overrides" placeholder="guest.memory=256M"></textarea></label>
   <button type="button" id="start" class="primary">Run</button>
+  <label>real run, RAM per VM <select id="real-memory"><option>256M</option><option selected>1G</option><option>2G</option></select></label>
+  <button type="button" id="start-real">Run livemig start</button>
   <label>replay pace <select id="replay-seconds"><option value="0">at once</option><option value="4">4 s</option><option value="8" selected>8 s</option><option value="20">20 s</option></select></label>
   <button type="button" id="replay-file" hidden>Replay</button>
   <label>replay a trace file <input type="file" id="trace-upload" accept=".jsonl,.json,.txt"></label>

@@ -82,7 +82,7 @@ export class RealRunObserver {
         this.syncs = syncs;
       }
     }
-    this.sink.progress({ samples, iterations, statuses, marks: [], latency: null });
+    if (samples.length + iterations.length + statuses.length > 0) this.sink.progress({ samples, iterations, statuses, marks: [], latency: null });
     const moment = statuses.length > 0 || iterations.length > 0;
     if (moment || t - this.lastMapNs >= MAP_INTERVAL_NS) this.snapshot(t, statuses.length > 0 ? `${statuses[0].side} ${statuses[0].to}` : iterations.length > 0 ? 'sync' : 'time');
   }

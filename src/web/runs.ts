@@ -1,9 +1,13 @@
 /**
  * The dashboard server's one run at a time: a live simulation in a worker thread
- * (sim-worker.ts) or a trace replayed at a chosen pace. Either way its events go to every
+ * (sim-worker.ts), a real run (`livemig start` in a child process), or a trace replayed at a
+ * chosen pace. Either way its events go to every
  * connected page (`broadcast`) and into the server's RunViewBuilder, so a page that connects
  * later gets the run so far. Starting a run stops the one before; `cancel` stops it too.
  */
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { DashboardEvents, RunInfo, RunSummary } from './api-types.ts';
 import { RunViewBuilder } from './run-view.ts';
@@ -95,6 +99,70 @@ export class RunManager {
         end();
         if (!started) reject(new Error('the run ended before it started'));
         else this.emit('finished', stoppedSummary(0, `the run's worker exited (code ${code}) before the run ended`));
+      });
+    });
+  }
+
+  /**
+   * Starts a real run: `livemig start --memory MEMORY --events` in a child process (two livemig
+   * VMs on loopback TCP, their vCPU threads and sockets kept out of the server's process). Its
+   * stdout carries the run's events as JSON lines; stderr is kept for the error text.
+   */
+  startReal(memory: string): Promise<RunInfo> {
+    this.cancel();
+    const runId = this.nextId++;
+    const bin = fileURLToPath(new URL('../../bin/livemig.js', import.meta.url));
+    const child = spawn(process.execPath, [bin, 'start', '--memory', memory, '--events'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let ended = false;
+    let stderr = '';
+    const end = (): void => {
+      ended = true;
+      if (this.stopCurrent === stop) this.stopCurrent = null;
+    };
+    const stop = (): void => {
+      if (ended) return;
+      end();
+      child.kill('SIGTERM');
+      this.emit('finished', stoppedSummary(this.view.view()?.samples.at(-1)?.tNs ?? 0, 'stopped from the dashboard'));
+    };
+    this.stopCurrent = stop;
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (text: string) => {
+      stderr = (stderr + text).slice(-4096);
+    });
+    return new Promise((resolve, reject) => {
+      let started = false;
+      const lines = createInterface({ input: child.stdout });
+      lines.on('line', (line) => {
+        if (ended) return;
+        let message: { event: keyof DashboardEvents; args: unknown[] };
+        try {
+          message = JSON.parse(line) as typeof message;
+        } catch {
+          return;
+        }
+        if (message.event === 'runStarted') {
+          const info = { ...(message.args[0] as RunInfo), id: runId, kind: 'live' as const };
+          started = true;
+          this.emit('runStarted', info);
+          resolve(info);
+          return;
+        }
+        (this.emit as (name: string, ...a: unknown[]) => void)(message.event, ...message.args);
+        if (message.event === 'finished') end(); // the run is over; the child closes its VMs and exits
+      });
+      child.on('error', (error) => {
+        if (ended) return;
+        end();
+        if (!started) reject(error);
+        else this.emit('finished', stoppedSummary(0, `livemig start failed: ${error.message}`));
+      });
+      child.on('close', (code) => {
+        if (ended) return;
+        end();
+        const why = `livemig start exited with code ${code}${stderr.trim() === '' ? '' : `: ${stderr.trim().split('\n').at(-1)}`}`;
+        if (!started) reject(new Error(why));
+        else this.emit('finished', stoppedSummary(this.view.view()?.samples.at(-1)?.tNs ?? 0, why));
       });
     });
   }

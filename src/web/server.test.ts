@@ -100,6 +100,28 @@ test('a live run streams maps and finishes completed; /report.html then has it',
   }
 });
 
+test('a real run (livemig start in a child process) streams its events and finishes with every verdict ok', async () => {
+  const client = await connect(`?token=${server.token}`, { Origin: `http://127.0.0.1:${server.port}` });
+  try {
+    await assert.rejects(client.api.startRealRun({ memory: '8G' }), /expected 64M\.\.4G/);
+    await assert.rejects(client.api.startRealRun({ memory: 'lots' }), /expected a size/);
+    const info = await client.api.startRealRun({ memory: '128M' });
+    assert.equal(info.kind, 'live');
+    assert.equal(info.pageCount, 32768);
+    const summary = await client.finished;
+    assert.equal(summary.status, 'completed', summary.error ?? '');
+    assert.equal(summary.ok, true);
+    assert.ok(summary.invariants !== null && summary.invariants.some((v) => v.name === 'memory-equality'));
+    const end = client.maps.at(-1)!;
+    assert.equal(end.reason, 'end');
+    assert.equal(end.totals.sent + end.totals.hinted, 32768, 'every page reached the destination or was hinted free');
+    const view = (await client.api.hello()).current!;
+    assert.ok(view.statuses.some((s) => s.side === 'source' && s.to === 'completed'));
+  } finally {
+    client.close();
+  }
+});
+
 test('usage errors come back as rejections; a trace replays at once', async () => {
   const client = await connect(`?token=${server.token}`);
   try {

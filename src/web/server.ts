@@ -208,6 +208,13 @@ export class DashboardServer {
         if (seed !== null && !(Number.isSafeInteger(seed) && seed >= 0 && seed <= 0xffffffff)) throw new Error(`seed ${seed} is not an integer in 0..4294967295`);
         return this.runs.startLive(file, readFileSync(join(this.options.scenariosDir, file), 'utf8'), seed, request.overrides ?? []);
       },
+      startRealRun: (request) => {
+        const memory = String(request.memory);
+        if (!/^\d+[MG]$/.test(memory)) throw new Error(`memory '${memory}': expected a size such as 256M or 2G`);
+        const mib = Number(memory.slice(0, -1)) * (memory.endsWith('G') ? 1024 : 1);
+        if (mib < 64 || mib > 4096) throw new Error(`memory ${memory}: expected 64M..4G`);
+        return this.runs.startReal(memory);
+      },
       replay: (request) => {
         const seconds = Math.min(600, Math.max(0, request.seconds ?? 8));
         if (request.text !== null) return this.runs.replay(request.text, request.label ?? 'uploaded trace', seconds);

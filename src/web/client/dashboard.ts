@@ -1,7 +1,7 @@
 /// <reference lib="dom" />
 /**
- * The dashboard page: controls to run a scenario in the server (seed and `--set` overrides)
- * or replay a trace (the one given to `livemig dashboard --trace`, or a file picked here),
+ * The dashboard page: controls to run a scenario in the server (seed and `--set` overrides),
+ * run `livemig start` for real (two livemig VMs over loopback TCP), or replay a trace (the one given to `livemig dashboard --trace`, or a file picked here),
  * and the run panel, fed by the server's events through one store (RunViewBuilder) whether
  * the run is live or replayed. Redraws at most once per animation frame.
  */
@@ -66,6 +66,7 @@ function controls(hello: ServerHello, connection: DashboardConnection): void {
     const overrides = byId<HTMLTextAreaElement>('overrides').value.split('\n').map((l) => l.trim()).filter((l) => l !== '');
     return connection.api.startRun({ scenario: select.value, seed: seedText === '' ? undefined : Number(seedText), overrides });
   });
+  byId('start-real').onclick = () => void run('real run', () => connection.api.startRealRun({ memory: byId<HTMLSelectElement>('real-memory').value }));
   fileButton.onclick = () => void run('replay', () => connection.api.replay({ text: null, seconds: seconds() }));
   byId<HTMLInputElement>('trace-upload').onchange = (e) => {
     const file = (e.target as HTMLInputElement).files?.[0];
