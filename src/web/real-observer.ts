@@ -9,10 +9,10 @@
  * taken at every status change and sync and at most every MAP_INTERVAL_NS otherwise.
  */
 import { Bitmap } from '../lib/bitmap.ts';
-import { formatBytes } from '../lib/units.ts';
 import type { LivemigVm } from '../host/vm.ts';
 import type { DashboardEvents, IterationRow, ProgressSample, RunSummary, StatusChange, Verdict } from './api-types.ts';
 import { snapshotOf } from './page-map.ts';
+import { ramFigures } from './result-summary.ts';
 
 /** Least wall time between two timed page maps. */
 const MAP_INTERVAL_NS = 250_000_000;
@@ -130,15 +130,7 @@ export class RealRunObserver {
       ['total-time', info['total-time'] === undefined ? '-' : `${info['total-time']} ms`],
       ['downtime', info.downtime === undefined ? '-' : `${info.downtime} ms`],
     ];
-    if (ram !== undefined) {
-      figures.push(
-        ['transferred', formatBytes(ram.transferred)],
-        ['normal pages', ram.normal.toLocaleString('en-US')],
-        ['zero pages', ram.duplicate.toLocaleString('en-US')],
-        ['dirty syncs', String(ram['dirty-sync-count'])],
-        ['throughput', `${ram.mbps.toFixed(0)} Mbit/s`],
-      );
-    }
+    if (ram !== undefined) figures.push(...ramFigures(ram), ['throughput', `${ram.mbps.toFixed(0)} Mbit/s`]);
     const hinted = this.source.outgoing?.engine.counters().hintedPages ?? 0;
     if (hinted > 0) figures.push(['hinted pages', hinted.toLocaleString('en-US')]);
     const summary: RunSummary = {

@@ -4,11 +4,22 @@
  * invariant verdicts.
  */
 import { formatBytes, NS_PER_MS } from '../lib/units.ts';
+import type { MigrationStatsQmp } from '../core/stats.ts';
 import type { SimRunResult } from '../sim/world-report.ts';
 import type { CompareEntry, RunSummary } from './api-types.ts';
 
 function ms(value: number | undefined | null): string {
   return value === undefined || value === null ? '-' : `${value} ms`;
+}
+
+/** The RAM figures of a summary, from query-migrate's `ram` (simulated and real runs alike). */
+export function ramFigures(ram: MigrationStatsQmp): [string, string][] {
+  return [
+    ['transferred', formatBytes(ram.transferred)],
+    ['normal pages', ram.normal.toLocaleString('en-US')],
+    ['zero pages', ram.duplicate.toLocaleString('en-US')],
+    ['dirty syncs', String(ram['dirty-sync-count'])],
+  ];
 }
 
 /** The summary of a finished run. */
@@ -21,14 +32,7 @@ export function summaryOfResult(result: SimRunResult): RunSummary {
     ['total-time', ms(s['total-time'])],
     ['downtime', ms(s.downtime)],
   ];
-  if (ram !== undefined) {
-    figures.push(
-      ['transferred', formatBytes(ram.transferred)],
-      ['normal pages', ram.normal.toLocaleString('en-US')],
-      ['zero pages', ram.duplicate.toLocaleString('en-US')],
-      ['dirty syncs', String(ram['dirty-sync-count'])],
-    );
-  }
+  if (ram !== undefined) figures.push(...ramFigures(ram));
   if (result.balloon.hintedPages > 0) figures.push(['hinted pages', result.balloon.hintedPages.toLocaleString('en-US')]);
   const p = result.postcopy;
   if (p.switched || p.faults > 0) {

@@ -47,6 +47,52 @@ export class RunManager {
     return this.stopCurrent !== null;
   }
 
+  /**
+   * The lifecycle a simulated and a real run share: the run becomes the current one (Stop and a
+   * new run end it through `kill`), the first `runStarted` resolves the promise, and a failure
+   * before it rejects; after it, a failure ends the run with a stopped summary.
+   */
+  private liveRun(kill: () => void): { promise: Promise<RunInfo>; active: () => boolean; event: (name: keyof DashboardEvents, args: readonly unknown[]) => void; end: () => void; fail: (why: Error) => void } {
+    let ended = false;
+    let started = false;
+    let settle: { resolve: (info: RunInfo) => void; reject: (error: Error) => void } | null = null;
+    const promise = new Promise<RunInfo>((resolve, reject) => (settle = { resolve, reject }));
+    const end = (): void => {
+      ended = true;
+      if (this.stopCurrent === stop) this.stopCurrent = null;
+    };
+    const stop = (): void => {
+      if (ended) return;
+      end();
+      kill();
+      this.emit('finished', stoppedSummary(this.lastTNs(), 'stopped from the dashboard'));
+    };
+    this.stopCurrent = stop;
+    return {
+      promise,
+      active: () => !ended,
+      end,
+      event: (name, args) => {
+        if (ended) return;
+        if (name === 'runStarted') {
+          started = true;
+          settle!.resolve(args[0] as RunInfo);
+        }
+        (this.emit as (n: string, ...a: unknown[]) => void)(name, ...args);
+      },
+      fail: (why) => {
+        if (ended) return;
+        end();
+        if (!started) settle!.reject(why);
+        else this.emit('finished', stoppedSummary(this.lastTNs(), why.message));
+      },
+    };
+  }
+
+  private lastTNs(): number {
+    return this.view.view()?.samples.at(-1)?.tNs ?? 0;
+  }
+
   /** Starts a live run; resolves with its info once the world is built (or rejects with why it cannot run). */
   startLive(file: string, scenarioText: string, seed: number | null, overrides: readonly string[]): Promise<RunInfo> {
     this.cancel();
@@ -57,50 +103,18 @@ export class RunManager {
       moduleUrl: new URL('./sim-worker.ts', import.meta.url).href,
     };
     const worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(BOOTSTRAP)}`), { workerData: data, name: `sim-run-${runId}` });
-    let ended = false;
-    const end = (): void => {
-      ended = true;
-      if (this.stopCurrent === stop) this.stopCurrent = null;
-    };
-    const stop = (): void => {
-      if (ended) return;
-      end();
-      void worker.terminate();
-      this.emit('finished', stoppedSummary(this.view.view()?.samples.at(-1)?.tNs ?? 0, 'stopped from the dashboard'));
-    };
-    this.stopCurrent = stop;
-    return new Promise((resolve, reject) => {
-      let started = false;
-      worker.on('message', (message: SimWorkerMessage) => {
-        if (ended) return;
-        if ('event' in message) {
-          if (message.event === 'runStarted') {
-            started = true;
-            resolve(message.args[0] as RunInfo);
-          }
-          (this.emit as (name: string, ...a: unknown[]) => void)(message.event, ...message.args);
-        } else if ('error' in message) {
-          end();
-          if (!started) reject(new Error(message.error));
-          else this.emit('finished', stoppedSummary(0, message.error));
-        } else {
-          end();
-          void worker.terminate();
-        }
-      });
-      worker.on('error', (error) => {
-        if (ended) return;
-        end();
-        if (!started) reject(error);
-        else this.emit('finished', stoppedSummary(0, `the run's worker failed: ${error.message}`));
-      });
-      worker.on('exit', (code) => {
-        if (ended) return;
-        end();
-        if (!started) reject(new Error('the run ended before it started'));
-        else this.emit('finished', stoppedSummary(0, `the run's worker exited (code ${code}) before the run ended`));
-      });
+    const run = this.liveRun(() => void worker.terminate());
+    worker.on('message', (message: SimWorkerMessage) => {
+      if ('event' in message) run.event(message.event, message.args);
+      else if ('error' in message) run.fail(new Error(message.error));
+      else {
+        run.end();
+        void worker.terminate();
+      }
     });
+    worker.on('error', (error) => run.fail(new Error(`the run's worker failed: ${error.message}`)));
+    worker.on('exit', (code) => run.fail(new Error(`the run's worker exited (code ${code}) before the run ended`)));
+    return run.promise;
   }
 
   /**
@@ -113,58 +127,29 @@ export class RunManager {
     const runId = this.nextId++;
     const bin = fileURLToPath(new URL('../../bin/livemig.js', import.meta.url));
     const child = spawn(process.execPath, [bin, 'start', '--memory', memory, '--events'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let ended = false;
+    const run = this.liveRun(() => child.kill('SIGTERM'));
     let stderr = '';
-    const end = (): void => {
-      ended = true;
-      if (this.stopCurrent === stop) this.stopCurrent = null;
-    };
-    const stop = (): void => {
-      if (ended) return;
-      end();
-      child.kill('SIGTERM');
-      this.emit('finished', stoppedSummary(this.view.view()?.samples.at(-1)?.tNs ?? 0, 'stopped from the dashboard'));
-    };
-    this.stopCurrent = stop;
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (text: string) => {
       stderr = (stderr + text).slice(-4096);
     });
-    return new Promise((resolve, reject) => {
-      let started = false;
-      const lines = createInterface({ input: child.stdout });
-      lines.on('line', (line) => {
-        if (ended) return;
-        let message: { event: keyof DashboardEvents; args: unknown[] };
-        try {
-          message = JSON.parse(line) as typeof message;
-        } catch {
-          return;
-        }
-        if (message.event === 'runStarted') {
-          const info = { ...(message.args[0] as RunInfo), id: runId, kind: 'live' as const };
-          started = true;
-          this.emit('runStarted', info);
-          resolve(info);
-          return;
-        }
-        (this.emit as (name: string, ...a: unknown[]) => void)(message.event, ...message.args);
-        if (message.event === 'finished') end(); // the run is over; the child closes its VMs and exits
-      });
-      child.on('error', (error) => {
-        if (ended) return;
-        end();
-        if (!started) reject(error);
-        else this.emit('finished', stoppedSummary(0, `livemig start failed: ${error.message}`));
-      });
-      child.on('close', (code) => {
-        if (ended) return;
-        end();
-        const why = `livemig start exited with code ${code}${stderr.trim() === '' ? '' : `: ${stderr.trim().split('\n').at(-1)}`}`;
-        if (!started) reject(new Error(why));
-        else this.emit('finished', stoppedSummary(this.view.view()?.samples.at(-1)?.tNs ?? 0, why));
-      });
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      let message: { event: keyof DashboardEvents; args: unknown[] };
+      try {
+        message = JSON.parse(line) as typeof message;
+      } catch {
+        return;
+      }
+      const args = message.event === 'runStarted' ? [{ ...(message.args[0] as RunInfo), id: runId, kind: 'live' }] : message.args;
+      run.event(message.event, args);
+      if (message.event === 'finished') run.end(); // the child closes its VMs and exits
     });
+    child.on('error', (error) => run.fail(new Error(`livemig start failed: ${error.message}`)));
+    child.on('close', (code) => {
+      const last = stderr.trim().split('\n').at(-1) ?? '';
+      run.fail(new Error(`livemig start exited with code ${code}${last === '' ? '' : `: ${last}`}`));
+    });
+    return run.promise;
   }
 
   /** Replays a trace over `seconds` of wall time (0: at once). */
