@@ -237,7 +237,7 @@ test('a broken chain breaks the queue until reset, and nothing is written', () =
 });
 
 test('segment copies cross segment boundaries and never pass the end', () => {
-  const mem = new ArrayGuestMemory(0x100);
+  const mem = new ArrayGuestMemory(0x1000);
   const segments = [{ gpa: 0x10, lengthBytes: 3 }, { gpa: 0x40, lengthBytes: 2 }, { gpa: 0x80, lengthBytes: 4 }];
   const written = writeToSegments(mem, segments, Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]), 1);
   assert.equal(written, 8);

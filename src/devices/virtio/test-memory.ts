@@ -1,87 +1,15 @@
 /**
- * Test helpers for the virtio tests: a small GuestMemory over an ArrayBuffer, and a wrapper
+ * Test helpers for the virtio tests: flat guest memory (memory/bytes-backing.ts), and a wrapper
  * that records every access so tests can prove a device never touched memory it had no
- * business touching. Kept here so the virtio tests do not depend on memory/ backings that
- * are built elsewhere; production code never imports this file.
+ * business touching. Production code never imports this file.
  */
-import { GuestMemoryError, type GuestMemory } from '../../memory/guest-memory.ts';
+import type { GuestMemory } from '../../memory/guest-memory.ts';
 
-const TWO_32 = 4294967296;
-
-/** Flat guest memory over one ArrayBuffer, bounds-checked like the real backings. */
-export class ArrayGuestMemory implements GuestMemory {
-  /** Total bytes of guest RAM. */
-  readonly sizeBytes: number;
-  /** The guest's bytes. */
-  readonly bytes: Uint8Array;
-  /** Little-endian view of `bytes`. */
-  private readonly view: DataView;
-
-  constructor(sizeBytes: number) {
-    this.sizeBytes = sizeBytes;
-    this.bytes = new Uint8Array(sizeBytes);
-    this.view = new DataView(this.bytes.buffer);
-  }
-
-  private check(gpa: number, lengthBytes: number): void {
-    if (!Number.isInteger(gpa) || gpa < 0 || lengthBytes < 0 || gpa + lengthBytes > this.sizeBytes) {
-      throw new GuestMemoryError(gpa, lengthBytes, this.sizeBytes);
-    }
-  }
-
-  readU8(gpa: number): number {
-    this.check(gpa, 1);
-    return this.bytes[gpa];
-  }
-
-  readLe16(gpa: number): number {
-    this.check(gpa, 2);
-    return this.view.getUint16(gpa, true);
-  }
-
-  readLe32(gpa: number): number {
-    this.check(gpa, 4);
-    return this.view.getUint32(gpa, true);
-  }
-
-  readLe64(gpa: number): number {
-    this.check(gpa, 8);
-    const high = this.view.getUint32(gpa + 4, true);
-    if (high > 0x1fffff) throw new RangeError(`64-bit value at 0x${gpa.toString(16)} exceeds 2^53 - 1`);
-    return high * TWO_32 + this.view.getUint32(gpa, true);
-  }
-
-  writeU8(gpa: number, value: number): void {
-    this.check(gpa, 1);
-    this.bytes[gpa] = value;
-  }
-
-  writeLe16(gpa: number, value: number): void {
-    this.check(gpa, 2);
-    this.view.setUint16(gpa, value, true);
-  }
-
-  writeLe32(gpa: number, value: number): void {
-    this.check(gpa, 4);
-    this.view.setUint32(gpa, value >>> 0, true);
-  }
-
-  writeLe64(gpa: number, value: number): void {
-    this.check(gpa, 8);
-    this.view.setUint32(gpa, value >>> 0, true);
-    this.view.setUint32(gpa + 4, Math.floor(value / TWO_32) >>> 0, true);
-  }
-
-  read(gpa: number, lengthBytes: number): Uint8Array {
-    this.check(gpa, lengthBytes);
-    return this.bytes.slice(gpa, gpa + lengthBytes);
-  }
-
-  write(gpa: number, bytes: Uint8Array): void {
-    this.check(gpa, bytes.length);
-    this.bytes.set(bytes, gpa);
-  }
-}
+/**
+ * Flat guest memory for the virtio tests: the production bytes backing (bounds-checked, little
+ * endian), under the name the tests use.
+ */
+export { BytesBacking as ArrayGuestMemory } from '../../memory/bytes-backing.ts';
 
 /** One recorded access: [gpa, gpa + lengthBytes). */
 export interface AccessRecord {
