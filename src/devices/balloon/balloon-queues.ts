@@ -139,16 +139,6 @@ export class QueueEffectRunner {
   }
 }
 
-/**
- * Turns a device 'broken' event into the core's virtio_error. Returns true when the event
- * after it is the config change the device raised for the same error, which the core raises
- * itself and must not be raised twice.
- */
-export function forwardBroken(core: VirtioDeviceCore, message: string, next: { kind: string } | undefined): boolean {
-  core.virtioError(new VirtioError(VIRTIO_ERR.DEVICE_PROTOCOL, message));
-  return next?.kind === 'config-change';
-}
-
 /** Little-endian read of `lengthBytes` (1, 2 or 4) at `offsetBytes` of a config image; 0 past its end. */
 export function readConfigLe(config: Uint8Array, offsetBytes: number, lengthBytes: number): number {
   if (offsetBytes < 0 || offsetBytes + lengthBytes > config.length) return 0;
@@ -175,9 +165,9 @@ export interface BalloonVirtioOptions {
   readonly transportFeatures?: bigint;
 }
 
-export class BalloonVirtio extends CoreBackedTransport {
+export class BalloonVirtio extends CoreBackedTransport<BalloonEvent> {
   /** The balloon's device logic. */
-  readonly device: BalloonDevice;
+  override readonly device: BalloonDevice;
   /** Status, features and the split queues. */
   override readonly core: VirtioDeviceCore;
   /** When kicks are processed. */
@@ -194,8 +184,6 @@ export class BalloonVirtio extends CoreBackedTransport {
   private freePagePolling = false;
   /** The latest time the host or driver gave (stats timestamps). */
   private nowNs = 0;
-  /** Device events not yet taken by the host. */
-  private events: BalloonEvent[] = [];
   /** Elements handled, all queues. */
   elementsHandled = 0;
   /** Kicks received. */
@@ -305,36 +293,10 @@ export class BalloonVirtio extends CoreBackedTransport {
     this.deliverEvents();
   }
 
-  /** Removes and returns the device events seen since the last call (all kinds). */
-  takeEvents(): BalloonEvent[] {
-    this.deliverEvents();
-    const out = this.events;
-    this.events = [];
-    return out;
-  }
 
-  /** Moves the device's pending events to the core (interrupts, errors) and the host's list. */
-  override deliverEvents(): void {
-    const events = this.device.takeEvents();
-    for (let i = 0; i < events.length; i++) {
-      const event = events[i];
-      this.events.push(event);
-      if (event.kind === 'config-change') {
-        this.core.notifyConfigChange();
-      } else if (event.kind === 'broken') {
-        if (forwardBroken(this.core, event.error.message, events[i + 1])) this.events.push(events[++i]);
-        this.syncDevice();
-      }
-    }
-  }
 
   // ---- internals --------------------------------------------------------------------------
 
-  /** Tells the device the status and features the core now holds. */
-  protected syncDevice(): void {
-    this.device.setDriverStatus(this.core.status);
-    this.device.setNegotiatedFeatures(this.core.negotiatedFeatures);
-  }
 
   /** Handles what queue `queueIndex` holds; returns the number of elements handled. */
   private process(queueIndex: number): number {

@@ -14,7 +14,7 @@
 import { CoreBackedTransport } from '../virtio/core-transport.ts';
 import type { GuestMemory } from '../../memory/guest-memory.ts';
 import {
-  QueueEffectRunner, forwardBroken, readConfigLe, type DriverInterrupts, type ElementHandler, type KickMode,
+  QueueEffectRunner, readConfigLe, type DriverInterrupts, type ElementHandler, type KickMode,
 } from '../balloon/balloon-queues.ts';
 import { QEMU_72_BALLOON_TRANSPORT_FEATURES } from '../balloon/constants.ts';
 import { hasFeature } from '../virtio/constants.ts';
@@ -36,9 +36,9 @@ export interface VirtioMemVirtioOptions {
 /** The only queue: guest requests. */
 const REQUEST_QUEUE = 0;
 
-export class VirtioMemVirtio extends CoreBackedTransport {
+export class VirtioMemVirtio extends CoreBackedTransport<VirtioMemEvent> {
   /** The device logic. */
-  readonly device: VirtioMemDevice;
+  override readonly device: VirtioMemDevice;
   /** Status, features and the queue. */
   override readonly core: VirtioDeviceCore;
   /** When kicks are processed. */
@@ -49,8 +49,6 @@ export class VirtioMemVirtio extends CoreBackedTransport {
   private driver: DriverInterrupts | null = null;
   /** A kick not yet processed (deferred mode). */
   private pendingKick = false;
-  /** Device events not yet taken by the host. */
-  private events: VirtioMemEvent[] = [];
   /** Requests handled. */
   elementsHandled = 0;
 
@@ -120,33 +118,8 @@ export class VirtioMemVirtio extends CoreBackedTransport {
     return error;
   }
 
-  /** Removes and returns the device events seen since the last call. */
-  takeEvents(): VirtioMemEvent[] {
-    this.deliverEvents();
-    const out = this.events;
-    this.events = [];
-    return out;
-  }
 
-  /** Moves the device's pending events to the core (interrupts, errors) and the host's list. */
-  override deliverEvents(): void {
-    const events = this.device.takeEvents();
-    for (let i = 0; i < events.length; i++) {
-      const event = events[i];
-      this.events.push(event);
-      if (event.kind === 'config-change') {
-        this.core.notifyConfigChange();
-      } else if (event.kind === 'broken') {
-        if (forwardBroken(this.core, event.error.message, events[i + 1])) this.events.push(events[++i]);
-        this.syncDevice();
-      }
-    }
-  }
 
-  protected syncDevice(): void {
-    this.device.setDriverStatus(this.core.status);
-    this.device.setNegotiatedFeatures(this.core.negotiatedFeatures);
-  }
 
   private process(): number {
     const handler: ElementHandler = (m, e) => this.device.handleRequest(m, e);

@@ -7,17 +7,62 @@
  */
 import type { SplitQueueLayout } from './ring-layout.ts';
 import type { VirtioDeviceCore, VirtioTransport } from './device-core.ts';
-import type { VirtioError } from './errors.ts';
+import { VIRTIO_ERR, VirtioError } from './errors.ts';
 
-export abstract class CoreBackedTransport implements VirtioTransport {
+/** What the transport needs of a device's logic. */
+export interface DeviceLogic<E extends { readonly kind: string }> {
+  takeEvents(): E[];
+  setDriverStatus(status: number): void;
+  setNegotiatedFeatures(features: bigint): void;
+}
+
+/**
+ * Turns a device 'broken' event into the core's virtio_error. Returns true when the event
+ * after it is the config change the device raised for the same error, which the core raises
+ * itself and must not be raised twice.
+ */
+export function forwardBroken(core: VirtioDeviceCore, message: string, next: { kind: string } | undefined): boolean {
+  core.virtioError(new VirtioError(VIRTIO_ERR.DEVICE_PROTOCOL, message));
+  return next?.kind === 'config-change';
+}
+
+export abstract class CoreBackedTransport<E extends { readonly kind: string } = { readonly kind: string }> implements VirtioTransport {
   /** Status, features and the split queues. */
   abstract readonly core: VirtioDeviceCore;
+  /** The device logic. */
+  abstract readonly device: DeviceLogic<E>;
+  /** Device events not yet taken by the host. */
+  private events: E[] = [];
 
   /** Tells the device logic the status and features the core now holds. */
-  protected abstract syncDevice(): void;
+  protected syncDevice(): void {
+    this.device.setDriverStatus(this.core.status);
+    this.device.setNegotiatedFeatures(this.core.negotiatedFeatures);
+  }
 
-  /** Delivers pending device events (interrupts) to the driver. */
-  abstract deliverEvents(): void;
+  /** Moves the device's pending events to the core (interrupts, errors) and the host's list. */
+  deliverEvents(): void {
+    const events = this.device.takeEvents();
+    for (let i = 0; i < events.length; i++) {
+      const event = events[i];
+      this.events.push(event);
+      if (event.kind === 'config-change') {
+        this.core.notifyConfigChange();
+      } else if (event.kind === 'broken') {
+        const message = (event as unknown as { readonly error: { readonly message: string } }).error.message;
+        if (forwardBroken(this.core, message, events[i + 1])) this.events.push(events[++i]);
+        this.syncDevice();
+      }
+    }
+  }
+
+  /** Removes and returns the device events seen since the last call (all kinds). */
+  takeEvents(): E[] {
+    this.deliverEvents();
+    const out = this.events;
+    this.events = [];
+    return out;
+  }
 
   readDeviceFeatures(): bigint {
     return this.core.readDeviceFeatures();
