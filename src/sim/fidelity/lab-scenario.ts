@@ -6,7 +6,9 @@
  * How the guest is rebuilt:
  * - guest.reserved: guest RAM minus the guest's MemFree before `migrate` (the kernel, its data,
  *   the initramfs; the 64 MiB or so below MemTotal included), minus reserved-top;
- * - guest.reserved-top: the struct page array at the top of RAM (mem / 64, all data);
+ * - guest.reserved-top: the data at the top of RAM (the struct page array, memblock's other
+ *   top-down allocations): the downtime-bytes of the hint-off idle 128 MiB/s runs of this size
+ *   and init_on_alloc (lab-data.ts topDataBytes), mem / 64 when there are none;
  * - guest.kernel-data: the rest of the pages holding data after boot: the normal pages a
  *   hint-off migration of the idle guest of the same size sends, minus reserved-top (written
  *   from page 0 of reserved);
@@ -28,7 +30,7 @@
 import * as C from '../calibration.ts';
 import { GUEST_VRING_WINDOW_BYTES_DEFAULT } from '../../guest/guest.ts';
 import { MiB, TARGET_PAGE_SIZE } from '../../lib/units.ts';
-import { initOnAllocOf, kernelDataPages, labCases, unhintableFreeKb, type LabCase, type LabRow } from './lab-data.ts';
+import { initOnAllocOf, kernelDataPages, labCases, topDataBytes, unhintableFreeKb, type LabCase, type LabRow } from './lab-data.ts';
 
 /** What the generator needs besides the case. */
 export interface LabScenarioInputs {
@@ -37,6 +39,8 @@ export interface LabScenarioInputs {
   readonly kernelDataPages: number;
   /** Free memory the hint driver cannot take, kB (lab-data.ts unhintableFreeKb). */
   readonly unhintableFreeKb: number;
+  /** Data at the top of RAM, bytes (lab-data.ts topDataBytes), or null for mem / 64 (struct pages). */
+  readonly topDataBytes: number | null;
   /** Where the case's rows come from, for the header (e.g. testdata/guest-lab/main.jsonl). */
   readonly source: string;
 }
@@ -63,7 +67,9 @@ export function labGuestOf(inputs: LabScenarioInputs): {
   const c = inputs.labCase;
   const memoryBytes = c.memMib * MiB;
   const freeBytes = c.medians.memfreeBeforeKb * KiB;
-  const reservedTopBytes = memoryBytes / TARGET_PAGE_SIZE * C.LAB_STRUCT_PAGE_BYTES;
+  const reservedTopBytes = inputs.topDataBytes === null
+    ? memoryBytes / TARGET_PAGE_SIZE * C.LAB_STRUCT_PAGE_BYTES
+    : pagesFloor(inputs.topDataBytes) * TARGET_PAGE_SIZE;
   const reservedBytes = pagesFloor(memoryBytes - freeBytes - reservedTopBytes) * TARGET_PAGE_SIZE;
   const kernelDataMax = reservedBytes - GUEST_VRING_WINDOW_BYTES_DEFAULT;
   const kernelDataBytes = Math.min(inputs.kernelDataPages * TARGET_PAGE_SIZE - reservedTopBytes, kernelDataMax);
@@ -141,7 +147,8 @@ export function labScenarioFiles(sources: readonly LabSource[], derivation?: rea
       const sameBoot = all.filter((r) => initOnAllocOf(r) === labCase.initOnAlloc);
       const kd = kernelDataPages(sameBoot, labCase.memMib) ?? kernelDataPages(all, labCase.memMib);
       if (kd === null) throw new Error(`lab case ${labCase.id}: no idle hint-off run of a ${labCase.memMib} MiB guest to take its boot data from`);
-      const inputs = { labCase, kernelDataPages: kd, unhintableFreeKb: unhintableFreeKb(all, labCase.memMib) ?? 0, source: src.source };
+      const top = topDataBytes(sameBoot, labCase.memMib) ?? topDataBytes(all, labCase.memMib);
+      const inputs = { labCase, kernelDataPages: kd, unhintableFreeKb: unhintableFreeKb(all, labCase.memMib) ?? 0, topDataBytes: top, source: src.source };
       out.push({ labCase, file: labScenarioFile(labCase), yaml: labScenarioYaml(inputs) });
     }
   }
