@@ -13,7 +13,7 @@ import { StreamEncoder } from '../format/stream-encoder.ts';
 import { writePrecopyStream } from '../format/precopy-stream.ts';
 import { isZeroPage } from '../lib/bytes.ts';
 import { TARGET_PAGE_SIZE } from '../lib/units.ts';
-import { EXIT_OK, UsageError, bytesText, groupDigits } from './io.ts';
+import { EXIT_OK, UsageError, bytesText, groupDigits, toJson } from './io.ts';
 import type { CliIo } from './io.ts';
 
 export interface EncodeOptions {
@@ -21,6 +21,7 @@ export interface EncodeOptions {
   readonly block?: string;
   readonly output?: string;
   readonly machine?: string;
+  readonly json?: boolean;
 }
 
 export interface EncodeSummary {
@@ -153,6 +154,7 @@ export function renderEncodeSummary(s: EncodeSummary): string[] {
 
 export function runEncode(options: EncodeOptions, io: CliIo): number {
   const summary = encodeRamImage(options);
-  io.out(`${renderEncodeSummary(summary).join('\n')}\n`);
+  if (options.json === true) io.out(`${toJson({ ...summary, qemuLoadCommand: qemuLoadCommand(summary) })}\n`);
+  else io.out(`${renderEncodeSummary(summary).join('\n')}\n`);
   return EXIT_OK;
 }

@@ -37,6 +37,14 @@ test('encode then analyze: same RAM, ZERO records for the zero pages, summary co
     assert.match(enc.stdout, new RegExp(`pages: 512: ${512 - zero} normal \\(PAGE records\\), ${zero} zero \\(ZERO records\\)`));
     assert.match(enc.stdout, new RegExp(`written: ${written.toLocaleString('en-US')} bytes`));
     assert.match(enc.stdout, new RegExp(`sha256 ${sha256(ram)}`));
+    const encJson = await cli('encode', '--ram-image', image, '--block', 'lm.blk-1', '-o', out, '--json');
+    assert.equal(encJson.code, 0, encJson.stderr);
+    const summary = JSON.parse(encJson.stdout) as Record<string, unknown>;
+    assert.deepEqual(
+      [summary.normalPages, summary.zeroPages, summary.bytesWritten, summary.ramSha256, summary.block],
+      [512 - zero, zero, written, sha256(ram), 'lm.blk-1'],
+    );
+    assert.match(String(summary.qemuLoadCommand), /^qemu-system-x86_64 -M none,memory-backend=lm\.blk-1 /);
 
     const an = await cli('analyze', '--json', out);
     assert.equal(an.code, 0, an.stdout);

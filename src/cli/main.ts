@@ -51,6 +51,7 @@ function buildProgram(io: CliIo, setCode: (code: number) => void): Command {
     .requiredOption('--block <name>', 'RAM block name (e.g. ram for -M none -m SIZE)')
     .requiredOption('-o, --output <file>', 'where to write the stream')
     .option('--machine <type>', 'machine type for the CONFIGURATION record', 'none')
+    .option('--json', 'print what was written as one JSON object')
     .action((options: EncodeOptions) => setCode(runEncode(options, io)));
 
   program

@@ -23,6 +23,8 @@ export const QEMU_PROGRAM = 'qemu-system-x86_64';
 
 export const QEMU_COMPAT_FLAVOUR: VmFlavour = {
   program: QEMU_PROGRAM,
+  // QEMU exits 1 on a bad command line; scripts driving it expect that.
+  usageExitCode: 1,
   options: QEMU_OPTIONS,
   versionText: 'QEMU emulator version 7.2.0 (livemig 0.1.0)\nCopyright (c) 2003-2022 Fabrice Bellard and the QEMU Project developers\n',
   helpText: [

@@ -57,3 +57,17 @@ test('report: usage errors exit 2', async () => {
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /not a livemig trace/);
 });
+
+test('report TRACE --json: one object on stdout (files written, run summary), file lines on stderr', async () => {
+  const sim = await cli('sim', scenarioFile, '--trace', join(dir, 'j.jsonl'), '--json');
+  const r = await cli('report', join(dir, 'j.jsonl'), '--json', '-o', join(dir, 'j.html'), '--svg', join(dir, 'j-svg'));
+  assert.equal(r.code, 0, r.stderr);
+  const json = JSON.parse(r.stdout) as { report: string; svg: string[]; skipped: string[]; scenario: string; seed: number; summary: { status: string; traceHash: string | null } | null };
+  assert.equal(json.report, join(dir, 'j.html'));
+  assert.ok(existsSync(json.report));
+  assert.deepEqual([...json.svg].sort(), readdirSync(join(dir, 'j-svg')).map((f) => join(dir, 'j-svg', f)).sort());
+  assert.deepEqual([json.scenario, json.seed, json.skipped], ['tiny', 1, []]);
+  const simJson = JSON.parse(sim.stdout) as { status: string; 'trace-hash': string };
+  assert.deepEqual([json.summary?.status, json.summary?.traceHash], [simJson.status, simJson['trace-hash']]);
+  assert.match(r.stderr, /^report: .*j\.html/m);
+});

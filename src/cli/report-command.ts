@@ -17,13 +17,14 @@ import type { CompareEntry, RunView } from '../web/api-types.ts';
 import { reportData, renderReport, ReportRecorder } from '../web/report-html.ts';
 import { compareChartsSvg, runChartsSvg } from '../web/svg-charts.ts';
 import { runViewFromTrace } from '../web/trace-model.ts';
-import { EXIT_OK, UsageError } from './io.ts';
+import { EXIT_OK, UsageError, toJson } from './io.ts';
 import type { CliIo } from './io.ts';
 
 export interface ReportOptions {
   readonly output?: string;
   readonly svg?: string;
   readonly title?: string;
+  readonly json?: boolean;
 }
 
 function readTraceText(file: string): string {
@@ -80,11 +81,17 @@ export function runReport(traceFile: string, options: ReportOptions, io: CliIo):
   }
   for (const e of result.errors) io.err(`livemig report: ${traceFile}: skipped ${e}\n`);
   const output = options.output ?? (options.svg === undefined ? `${traceFile.replace(/\.(jsonl|json|txt)(\.gz)?$/, '')}.html` : undefined);
+  // With --json the file lines go to stderr and stdout holds one object.
+  const say: CliIo = options.json === true ? { out: (t) => io.err(t), err: (t) => io.err(t) } : io;
   if (output !== undefined) {
     const title = options.title ?? `livemig report: ${result.view.info.scenario} (trace ${basename(traceFile)})`;
-    writeOut(output, renderReport(reportData(title, `livemig report ${basename(traceFile)}`, [result.view])), 'report', io);
+    writeOut(output, renderReport(reportData(title, `livemig report ${basename(traceFile)}`, [result.view])), 'report', say);
   }
-  if (options.svg !== undefined) writeSvgCharts(options.svg, [result.view], null, io);
+  const svg = options.svg === undefined ? [] : writeSvgCharts(options.svg, [result.view], null, say);
+  if (options.json === true) {
+    const { scenario, seed } = result.view.info;
+    io.out(`${toJson({ report: output ?? null, svg, skipped: result.errors, scenario, seed, summary: result.view.summary })}\n`);
+  }
   return EXIT_OK;
 }
 
@@ -120,5 +127,6 @@ export function registerReportCommand(program: Command, io: CliIo, setCode: (cod
     .option('-o, --output <file>', 'where to write the HTML (default: TRACE with .html)')
     .option('--svg <dir>', 'also write each chart as DIR/<name>.svg')
     .option('--title <text>', "the report's title")
+    .option('--json', 'print one JSON object: the files written, skipped trace lines, the run summary')
     .action((trace: string, options: ReportOptions) => setCode(runReport(trace, options, io)));
 }

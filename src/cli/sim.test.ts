@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fnv1a64Hex } from '../sim/trace.ts';
 import { cli } from './cli.test-util.ts';
+import { CapturedIo } from './io.ts';
+import { runSim } from './sim.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'livemig-sim-'));
 const scenarioFile = join(dir, 'tiny.yaml');
@@ -84,4 +86,18 @@ test('exit 2 on usage errors', async () => {
   assert.match(invalid.stderr, /guest\.memory: 'lots' is not a size/);
   assert.equal((await cli('sim', scenarioFile, '--seed', '-1')).code, 2);
   assert.equal((await cli('sim')).code, 2);
+});
+
+test('sim on a terminal draws a progress bar on the simulated clock; the run is the same without it', async () => {
+  const withBar = new CapturedIo();
+  assert.equal(runSim(scenarioFile, { tty: true }, withBar), 0);
+  const plain = await cli('sim', scenarioFile);
+  assert.ok(!plain.stdout.includes('\r'), 'no progress bar when stdout is not a terminal');
+  const [bar, rest] = [withBar.stdout.slice(0, withBar.stdout.indexOf('\n') + 1), withBar.stdout.slice(withBar.stdout.indexOf('\n') + 1)];
+  assert.equal(rest, plain.stdout, 'the report after the bar is the one printed without it');
+  const lines = bar.split('\r').slice(1);
+  assert.ok(lines.length >= 2, bar);
+  const totalMs = Number(/total-time (\d+) ms/.exec(plain.stdout)![1]);
+  const syncs = /dirty-sync-count (\d+)/.exec(plain.stdout)![1];
+  assert.match(lines.at(-1)!, new RegExp(`^\\[#{30}\\] completed +pass ${syncs}  remaining +0 B .* at ${(totalMs / 1000).toFixed(1)} s\\n$`));
 });

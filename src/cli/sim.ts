@@ -2,16 +2,23 @@
  * `livemig sim FILE [--seed N] [--set key=value]... [--json] [--trace OUT]`: runs a scenario
  * (docs/scenarios.md) in the deterministic simulator and reports a per-iteration progress
  * table and each invariant's verdict (DESIGN §4), or with --json one object with
- * query-migrate's names.
+ * query-migrate's names. On a terminal (and without --json) a progress bar (progress.ts) shows
+ * the simulated migration as it runs, on the simulated clock.
  *
  * Exit codes: 0 when every invariant held and the migration ended as the scenario expects,
  * 1 when an invariant failed or the migration did not end as expected, 2 on a usage error
  * (missing file, bad option, invalid scenario).
  */
 import { writeFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import type { Command } from 'commander';
+import { TARGET_PAGE_SIZE } from '../lib/units.ts';
 import { ScenarioError } from '../sim/scenario/scenario.ts';
+import { REAL_ENGINES } from '../sim/engines.ts';
+import type { EngineFactory, SourcePort } from '../sim/engine-ports.ts';
 import { runScenario } from '../sim/runner.ts';
+import { watchSource } from '../sim/watched-engines.ts';
+import type { SimRunResult } from '../sim/world-report.ts';
 import { jsonReport, progressTable, summaryText } from '../sim/report.ts';
 import { TraceWriter } from '../sim/trace.ts';
 import { runObserved } from '../web/observer.ts';
@@ -19,6 +26,7 @@ import { simReportRecorder, writeSimReport } from './report-command.ts';
 import { EXIT_FAILURE, EXIT_OK, UsageError, toJson } from './io.ts';
 import { collect, parseSeed, readScenarioArgs } from './scenario-args.ts';
 import type { CliIo } from './io.ts';
+import { ProgressBar, progressSampleOf } from './progress.ts';
 
 export interface SimOptions {
   readonly seed?: string;
@@ -26,6 +34,8 @@ export interface SimOptions {
   readonly json?: boolean;
   readonly trace?: string;
   readonly report?: string;
+  /** Whether to draw a progress bar (default: stdout is a terminal and no --json). */
+  readonly tty?: boolean;
 }
 
 /** Runs `livemig sim`; returns the exit code. */
@@ -35,18 +45,43 @@ export function runSim(file: string, options: SimOptions, io: CliIo): number {
   // --report watches the run (web/observer.ts: reads only, the trace is the same).
   const recorder = options.report === undefined ? null : simReportRecorder(options.trace !== undefined);
   const trace = recorder?.observer.trace ?? new TraceWriter({ keepLines: options.trace !== undefined });
-  let result;
+  const tty = options.tty ?? (process.stdout.isTTY === true && options.json !== true);
+  const bar = new ProgressBar(io, { tty, wallNowMs: () => performance.now() });
+  const engines = bar.active ? progressEngines(bar) : REAL_ENGINES;
+  let result: SimRunResult;
   try {
-    result = recorder === null ? runScenario(scenario, { seed, trace }) : runObserved(scenario, seed, recorder.observer);
+    result = recorder === null ? runScenario(scenario, { seed, trace, engines }) : runObserved(scenario, seed, recorder.observer, engines);
   } catch (error) {
     if (error instanceof ScenarioError) throw new UsageError(`${file}: ${error.message}`);
     throw error;
   }
+  const total = result.source.ram?.total ?? 0;
+  bar.finish(progressSampleOf(result.source, total, (result.source['total-time'] ?? 0) / 1000));
   if (options.trace !== undefined) writeFileSync(options.trace, trace.text());
   if (recorder !== null && options.report !== undefined) writeSimReport(options.report, recorder, file, options.json === true ? { out: (t) => io.err(t), err: (t) => io.err(t) } : io);
   if (options.json === true) io.out(`${toJson(jsonReport(result))}\n`);
   else io.out(progressTable(result) + summaryText(result));
   return result.ok ? EXIT_OK : EXIT_FAILURE;
+}
+
+/** The real engines, with the bar updated after each source step (on the simulated clock). */
+function progressEngines(bar: ProgressBar): EngineFactory {
+  let port: SourcePort | null = null;
+  let totalBytes = 0;
+  return watchSource(REAL_ENGINES, {
+    built: (p, machine) => {
+      port = p;
+      totalBytes = machine.pageCount * TARGET_PAGE_SIZE;
+    },
+    stepped: (nowNs) => {
+      const p = port;
+      if (p === null || p.status === 'none') return;
+      bar.update(() => {
+        const info = p.queryMigrate(nowNs);
+        return progressSampleOf(info, totalBytes, (info['total-time'] ?? 0) / 1000);
+      });
+    },
+  });
 }
 
 /** Adds the `sim` command to the program (main.ts calls this once). */

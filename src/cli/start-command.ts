@@ -25,6 +25,7 @@ import { RunViewBuilder } from '../web/run-view.ts';
 import { EXIT_FAILURE, EXIT_OK, UsageError } from './io.ts';
 import { writeRealReport } from './report-command.ts';
 import type { CliIo } from './io.ts';
+import { ProgressBar, progressSampleOf, type ProgressSample } from './progress.ts';
 
 export interface StartOptions {
   /** Guest RAM, QEMU spelling (`2G`). */
@@ -41,9 +42,10 @@ export interface StartOptions {
 }
 
 const POLL_MS = 100;
-/** With --report the run is sampled more often (a 2 GiB run can take under a second). */
+/** With --report or --events the run is sampled more often (a 2 GiB run can take under a second). */
 const REPORT_POLL_MS = 20;
-const BAR_WIDTH = 30;
+/** Not on a terminal: a progress line this often, for logs of long runs. */
+const PROGRESS_LINE_EVERY_MS = 1000;
 
 /** The incrementer walks an eighth of RAM (split between the vCPUs) at 256 MiB/s. */
 function guestArgs(memory: string): string[] {
@@ -60,21 +62,6 @@ function sleep(ms: number): Promise<void> {
 
 async function startVm(args: string[]): Promise<LivemigVm> {
   return LivemigVm.start(interpretVmArgs(tokenizeQemuArgs(args, LIVEMIG_VM_OPTIONS)), { report: () => undefined });
-}
-
-/** One progress line: a bar over RAM already handled, the pass, remaining bytes and the rate. */
-function progressLine(vm: LivemigVm, startedMs: number, totalBytes: number): string {
-  const info = vm.queryMigrate();
-  const ram = info.ram;
-  const remaining = ram?.remaining ?? totalBytes;
-  const done = Math.max(0, Math.min(1, 1 - remaining / totalBytes));
-  const filled = Math.round(done * BAR_WIDTH);
-  const elapsedS = (Date.now() - startedMs) / 1000;
-  const rate = ram !== undefined && elapsedS > 0 ? ram.transferred / elapsedS : 0;
-  const etaS = rate > 0 ? remaining / rate : NaN;
-  return `[${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}] ${String(info.status ?? 'setup').padEnd(15)} ` +
-    `pass ${ram?.['dirty-sync-count'] ?? 0}  remaining ${formatBytes(remaining).padStart(10)}  ` +
-    `${(rate / 1e6).toFixed(0).padStart(5)} MB/s  ETA ${Number.isFinite(etaS) ? `${etaS.toFixed(1)} s` : '-'}`;
 }
 
 interface Verdict {
@@ -151,19 +138,15 @@ export async function runStart(options: StartOptions, cliIo: CliIo): Promise<num
     const finished = source.outgoing!.whenFinished();
     let settled = false;
     void finished.then(() => (settled = true));
-    let lastLineMs = 0;
+    const bar = new ProgressBar({ out: say, err: (t) => io.err(t) }, { tty, lineEveryMs: PROGRESS_LINE_EVERY_MS, wallNowMs: () => Date.now() });
+    const sample = (): ProgressSample => progressSampleOf(source.queryMigrate(), totalBytes, (Date.now() - startedMs) / 1000);
     while (!settled) {
       await sleep(observer === null ? POLL_MS : REPORT_POLL_MS);
       observer?.poll();
-      const line = progressLine(source, startedMs, totalBytes);
-      if (tty) io.out(`\r${line}`);
-      else if (Date.now() - lastLineMs >= 1000) {
-        say(`${line}\n`);
-        lastLineMs = Date.now();
-      }
+      bar.update(sample);
     }
     const status = await finished;
-    if (tty) io.out(`\r${progressLine(source, startedMs, totalBytes)}\n`);
+    bar.finish(sample());
     const deadline = Date.now() + 10_000;
     while (dest.incoming?.status !== 'completed' && dest.incoming?.status !== 'failed' && Date.now() < deadline) await sleep(10);
     observer?.poll();

@@ -13,6 +13,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { QMPClient } from 'node-qemu';
 import { QmpClient } from '../harness/qmp-client.ts';
+import { CapturedIo, EXIT_USAGE } from './io.ts';
+import { LIVEMIG_VM_FLAVOUR, runVm } from './vm-command.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const LIVEMIG = join(ROOT, 'bin/livemig.js');
@@ -89,6 +91,12 @@ test('livemig-qemu refuses bad options with QEMU\'s text and prints a version', 
   const version = run(['--version']);
   assert.equal(version.status, 0);
   assert.match(version.stdout, /^QEMU emulator version 7\.2\.0 \(livemig [\d.]+\)\n/);
+});
+
+test('livemig vm: a bad command line is a usage error (exit 2), as for every livemig command', async () => {
+  const io = new CapturedIo();
+  assert.equal(await runVm(['-M', 'none', '-foo'], io, LIVEMIG_VM_FLAVOUR), EXIT_USAGE);
+  assert.equal(io.stderr, 'livemig: -foo: invalid option\n');
 });
 
 test('node-qemu drives a livemig migration unchanged', async () => {

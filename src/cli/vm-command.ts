@@ -13,8 +13,9 @@
  * Also here: the QMP adapter that makes a LivemigVm a qmp VmController (the host layer may not
  * import qmp, so the VM throws VmCommandError and the adapter rethrows QmpCommandError).
  *
- * Exit codes, as QEMU's: 0 after `quit` or SIGINT/SIGTERM, 1 on a bad command line, a QMP
- * socket that cannot be bound, or a failed incoming migration.
+ * Exit codes: 0 after `quit` or SIGINT/SIGTERM; 1 when a QMP socket cannot be bound or an
+ * incoming migration failed; a bad command line exits 2 like every livemig command
+ * (`livemig-qemu` exits 1 there, as QEMU does).
  */
 import { unlinkSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
@@ -25,6 +26,7 @@ import { VmCommandError } from '../host/vm-types.ts';
 import type { MaybePromise, VmController } from '../qmp/controller.ts';
 import { QmpCommandError } from '../qmp/errors.ts';
 import { QmpServer } from '../qmp/server.ts';
+import { EXIT_USAGE } from './io.ts';
 import type { CliIo } from './io.ts';
 
 /** Rethrows a VM's typed refusal as QMP's. */
@@ -80,10 +82,13 @@ export interface VmFlavour {
   readonly helpText: string;
   /** Checks and adjusts the interpreted command line (QEMU's -smp limit, say). */
   readonly finish?: (config: VmCommandLine) => VmCommandLine;
+  /** Exit code of a command-line error: livemig's usage code 2, or QEMU's 1. */
+  readonly usageExitCode: number;
 }
 
 export const LIVEMIG_VM_FLAVOUR: VmFlavour = {
   program: 'livemig',
+  usageExitCode: EXIT_USAGE,
   options: LIVEMIG_VM_OPTIONS,
   versionText: 'livemig 0.1.0 (QEMU 7.2 migration stream and QMP)\n',
   helpText: [
@@ -110,7 +115,7 @@ export async function runVm(argv: readonly string[], io: CliIo, flavour: VmFlavo
   } catch (error) {
     if (!(error instanceof QemuArgsError)) throw error;
     reportArgsError(io, flavour.program, error);
-    return 1;
+    return flavour.usageExitCode;
   }
   if (config.showVersion) {
     io.out(flavour.versionText);
@@ -122,7 +127,7 @@ export async function runVm(argv: readonly string[], io: CliIo, flavour: VmFlavo
   }
   if (config.daemonize) {
     io.err(`${flavour.program}: -daemonize is not supported; run it in the background instead\n`);
-    return 1;
+    return flavour.usageExitCode;
   }
   return runConfiguredVm(config, io, flavour);
 }

@@ -109,11 +109,14 @@ export const LAB_ZERO_FRESH_PAGE_NS = 7_300;
 
 /**
  * Bytes of struct page per 4 KiB page (x86-64 Linux): memblock allocates the array top-down, so
- * the top mem / 64 of RAM holds data (16 MiB per GiB). The lab shows it: a hint-off idle
- * migration at 128 MiB/s converges with 18.1 MiB (1024 MiB guest) or 28.7 MiB (2048 MiB) of data
- * left for the downtime, the last the scan meets. What is left of the boot data (the normal
- * pages of a hint-off idle migration, 92.7 and 109.8 MiB) is 76.7 and 77.8 MiB for both sizes:
- * the kernel image, the initramfs and its page cache, low in memory.
+ * the top mem / 64 of RAM holds data (16 MiB per GiB). This is the fallback size of the data
+ * region at the top of RAM; where the lab has them, the lab scenarios take the region's size
+ * from the measurement itself (lab-data.ts topDataBytes): a hint-off idle migration at
+ * 128 MiB/s converges with the whole region left for the downtime, 18.1 MiB (1024 MiB guest;
+ * 18.6 with init_on_alloc=0) or 28.7 MiB (2048 MiB) of `downtime-bytes` (medians), a little
+ * more than mem / 64 for 1 GiB (memblock's other top-down allocations) and less for 2 GiB.
+ * What is left of the boot data (the normal pages of a hint-off idle migration, 92.7 and
+ * 109.8 MiB) is the kernel image, the initramfs and its page cache, low in memory.
  */
 export const LAB_STRUCT_PAGE_BYTES = 64;
 

@@ -28,6 +28,10 @@ export interface SourcePort {
   cancel(nowNs: number): StepResult;
   channelError(reason: string, nowNs: number): StepResult;
   tick(nowNs: number): StepResult;
+  /** Everything sent so far has left the sender (ends a completion without a return path). */
+  written(nowNs: number): StepResult;
+  /** True while a completion without a return path waits for `written`. */
+  readonly awaitingWritten: boolean;
   /** What the shell should do next. */
   readiness(nowNs: number): SourceReadiness;
   queryMigrate(nowNs: number): MigrationInfoQmp;

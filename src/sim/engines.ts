@@ -56,6 +56,14 @@ export class SourceEngineAdapter implements SourcePort {
     return this.engine.tick(nowNs);
   }
 
+  written(nowNs: number): StepResult {
+    return this.engine.written(nowNs);
+  }
+
+  get awaitingWritten(): boolean {
+    return this.engine.phase === 'awaiting-written';
+  }
+
   readiness(nowNs: number): SourceReadiness {
     return this.engine.readiness(nowNs);
   }
@@ -99,6 +107,8 @@ export const REAL_ENGINES: EngineFactory = {
       parameters: scenario.parameters,
       payloadMode: payloadModeOf(machine),
       hintPolicy: scenario.balloon?.postcopyPolicy ?? 'refuse',
+      // The world reports when the link serialized the last byte (QEMU's blocking qemu_fflush).
+      awaitWritten: true,
     });
     return new SourceEngineAdapter(engine);
   },

@@ -113,6 +113,8 @@ export class World {
   private donesSeen = 0;
   /** The next pump event. */
   private pumpEvent: ScheduledEvent | null = null;
+  /** The pending `written` report of a completion without a return path. */
+  private writtenEvent: ScheduledEvent | null = null;
   /** QEMU's bitmap_mutex against free page hints (scenario devices.balloon.hint-apply), or null. */
   readonly hintGate: HintGate | null;
 
@@ -332,6 +334,22 @@ export class World {
       if (side === 'source') this.applySource(effect, nowNs);
       else this.applyDestination(effect, nowNs);
     }
+    if (side === 'source' && this.source.awaitingWritten) this.scheduleWritten();
+  }
+
+  /**
+   * Without a return path QEMU's completion ends with a blocking write of the last pass
+   * (qemu_fflush), so downtime and total time end when the wire has serialized the last byte:
+   * `written` is reported then (again later if a stall or a rate change moved that time).
+   */
+  private scheduleWritten(): void {
+    if (this.writtenEvent !== null && this.writtenEvent.pending) return;
+    this.writtenEvent = this.scheduler.at(this.link.stream.wireFreeAtNs(), (now) => {
+      this.writtenEvent = null;
+      if (!this.source.awaitingWritten) return;
+      if (this.link.stream.wireFreeAtNs() > now) return this.scheduleWritten();
+      this.apply('source', this.source.written(now), now);
+    }, 'written');
   }
 
   private applySource(effect: Effect, nowNs: number): void {

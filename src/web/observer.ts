@@ -14,13 +14,13 @@
  */
 import { Bitmap } from '../lib/bitmap.ts';
 import { NS_PER_MS } from '../lib/units.ts';
-import type { StepResult } from '../core/engine-types.ts';
 import { REAL_ENGINES, SourceEngineAdapter } from '../sim/engines.ts';
 import type { EngineFactory, SourcePort } from '../sim/engine-ports.ts';
 import type { Machine } from '../sim/machine.ts';
 import { runScenario } from '../sim/runner.ts';
 import type { Scenario } from '../sim/scenario/scenario.ts';
 import { TraceWriter, type TraceRecord } from '../sim/trace.ts';
+import { watchSource } from '../sim/watched-engines.ts';
 import type { SimRunResult } from '../sim/world-report.ts';
 import type { DashboardEvents, ProgressSample, RunKind } from './api-types.ts';
 import { snapshotOf } from './page-map.ts';
@@ -87,38 +87,14 @@ export class RunObserver {
 
   /** The engine factory to run with: `base`, watched. */
   engines(base: EngineFactory = REAL_ENGINES): EngineFactory {
-    return {
-      source: (machine, scenario, hooks) => {
+    return watchSource(base, {
+      built: (port, machine, scenario) => {
         this.machine = machine;
         this.scenario = scenario;
-        const port = base.source(machine, scenario, hooks);
         this.source = port;
-        return this.watched(port);
       },
-      destination: (machine, scenario) => base.destination(machine, scenario),
-    };
-  }
-
-  /**
-   * The source port with tick and pump reported after they run. A proxy, so every other member
-   * (including ones added to SourcePort later) reaches the port unchanged.
-   */
-  private watched(port: SourcePort): SourcePort {
-    const tick = (now: number): StepResult => this.after(port.tick(now), now);
-    const pump = (budget: number, now: number): StepResult => this.after(port.pump(budget, now), now);
-    return new Proxy(port, {
-      get: (target, key) => {
-        if (key === 'tick') return tick;
-        if (key === 'pump') return pump;
-        const value: unknown = Reflect.get(target, key, target);
-        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-      },
+      stepped: (nowNs) => this.onStep(nowNs),
     });
-  }
-
-  private after(result: StepResult, nowNs: number): StepResult {
-    this.onStep(nowNs);
-    return result;
   }
 
   private onRecord(r: TraceLine): void {
@@ -242,8 +218,8 @@ export class RunObserver {
 }
 
 /** Runs a scenario watched by an observer; the result is the same as runScenario's. */
-export function runObserved(scenario: Scenario, seed: number | undefined, observer: RunObserver): SimRunResult {
-  const result = runScenario(scenario, { seed, trace: observer.trace, engines: observer.engines() });
+export function runObserved(scenario: Scenario, seed: number | undefined, observer: RunObserver, base: EngineFactory = REAL_ENGINES): SimRunResult {
+  const result = runScenario(scenario, { seed, trace: observer.trace, engines: observer.engines(base) });
   observer.finish(result);
   return result;
 }

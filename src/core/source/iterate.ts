@@ -45,6 +45,7 @@ export function pump(ctx: SourceContext, nowNs: number, budgetBytes: number): vo
       return pumpCompletion(ctx, nowNs, budgetBytes);
     case 'idle':
     case 'awaiting-shut':
+    case 'awaiting-written':
     case 'paused':
     case 'recover':
     case 'finished':

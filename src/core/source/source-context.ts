@@ -12,6 +12,8 @@
  *   precopy --> stopping: pump decides complete / postcopy (stop-guest)
  *   stopping --> awaitingShut: pump: END, devices, EOF (return path open)
  *   stopping --> finished: pump: ... no return path (completed)
+ *   stopping --> awaitingWritten: pump: ... no return path, option awaitWritten
+ *   awaitingWritten --> finished: written (completed)
  *   stopping --> postcopy: pump: discard, package, PING 4
  *   postcopy --> completing: pump: pending < threshold (END header)
  *   completing --> completing: pump: requests, then a budget of the rest
@@ -73,6 +75,8 @@ export type SourcePhase =
   | { readonly kind: 'completing' }
   /** Everything is written (EOF); waiting for the destination's SHUT on the return path. */
   | { readonly kind: 'awaiting-shut' }
+  /** Everything is emitted (EOF), no return path: waiting for the shell's `written` (option awaitWritten). */
+  | { readonly kind: 'awaiting-written' }
   /** Status postcopy-paused after a channel error or migrate-pause; `resume` leaves it. */
   | { readonly kind: 'paused' }
   /**

@@ -119,6 +119,11 @@ export class SourceEngine {
     return this.run({ kind: 'channel-error', nowNs, reason });
   }
 
+  /** Everything emitted so far is written to the connection (ends a completion under option awaitWritten). */
+  written(nowNs: number): StepResult {
+    return this.run({ kind: 'written', nowNs });
+  }
+
   /** Time passed: statistics of the bandwidth window. */
   tick(nowNs: number): StepResult {
     return this.run({ kind: 'tick', nowNs });

@@ -41,6 +41,8 @@ export interface ResolvedSourceOptions {
   readonly chunkSizeBytes: number;
   /** Keep and check the "sent after the switch" bitmap. */
   readonly debugChecks: boolean;
+  /** Completion without a return path waits for `written`. */
+  readonly awaitWritten: boolean;
 }
 
 /**
@@ -83,6 +85,7 @@ export function resolveOptions(config: SourceEngineConfig, ids: Map<string, numb
     requestQueueLimit: positive(config.requestQueueLimit, DEFAULT_REQUEST_QUEUE_LIMIT, 'requestQueueLimit'),
     chunkSizeBytes: positive(config.chunkSizeBytes, DEFAULT_SOURCE_CHUNK_BYTES, 'chunkSizeBytes'),
     debugChecks: config.debugChecks ?? false,
+    awaitWritten: config.awaitWritten ?? false,
   };
 }
 

@@ -18,6 +18,7 @@ import {
   PAGE,
   params,
   RecordingHooks,
+  marks,
   statusMoves,
 } from './source-harness.test-util.ts';
 import { RangeTable } from '../../lib/range-table.ts';
@@ -193,6 +194,43 @@ test('with a return path, completion waits for SHUT in status active', () => {
   assert.equal(engine.status, 'active');
   assert.equal(engine.phase, 'awaiting-shut');
   assert.deepEqual(engine.readiness(10 ** 12), { kind: 'idle' });
+});
+
+test('option awaitWritten: without a return path, completion (downtime, total time) ends at `written`', () => {
+  const guest = new Guest('bytes', 64);
+  const { engine } = engineFor(guest, { awaitWritten: true });
+  const dest = new Destination(guest);
+  dest.take(engine.start(0));
+  const { nowNs } = drive(engine, dest, 0);
+  assert.equal(dest.sawEof, true);
+  assert.equal(engine.status, 'active');
+  assert.equal(engine.phase, 'awaiting-written');
+  assert.deepEqual(engine.readiness(nowNs), { kind: 'idle' });
+  const stoppedAtMs = nowNs / MS - 10; // drive steps 10 ms per pump: stop-guest one pump before EOF
+  const written = engine.written(nowNs + 37 * MS);
+  assert.deepEqual(statusMoves([written]), ['active>completed']);
+  const info = engine.queryMigrate(nowNs + 37 * MS);
+  assert.equal(info.downtime, 37 + nowNs / MS - stoppedAtMs);
+  assert.equal(info['total-time'], nowNs / MS + 37);
+  // Ignored once finished; an engine without the option completes at EOF as before.
+  assert.deepEqual(marks([engine.written(nowNs + 40 * MS)]), ['written-ignored']);
+  const plain = engineFor(new Guest('bytes', 64)).engine;
+  const plainDest = new Destination(guest);
+  plainDest.take(plain.start(0));
+  drive(plain, plainDest, 0);
+  assert.equal(plain.status, 'completed');
+});
+
+test('option awaitWritten: a channel error while waiting for `written` fails the migration', () => {
+  const guest = new Guest('bytes', 64);
+  const { engine } = engineFor(guest, { awaitWritten: true });
+  const dest = new Destination(guest);
+  dest.take(engine.start(0));
+  const { nowNs } = drive(engine, dest, 0);
+  assert.equal(engine.phase, 'awaiting-written');
+  const r = engine.channelError(nowNs + MS, 'broken pipe');
+  assert.deepEqual(statusMoves([r]), ['active>failed']);
+  assert.equal(engine.queryMigrate(nowNs + MS)['error-desc'], 'broken pipe');
 });
 
 test('pagesScanned counts the pages each pump examined', () => {

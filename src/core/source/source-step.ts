@@ -9,6 +9,7 @@
  *   pump, tick     → iterate.ts          cancel         → termination.ts
  *   start-postcopy → here                channel-error  → termination.ts
  *   return-path    → return-path-input.ts set-parameters → here
+ *   written        → switchover.ts
  */
 import { assertNever } from '../../lib/assert.ts';
 import { setRateLimit } from '../rate-limiter.ts';
@@ -20,6 +21,7 @@ import { onReturnPathBytes } from './return-path-input.ts';
 import { startMigration } from './setup.ts';
 import type { SourceContext } from './source-context.ts';
 import { SourceError, type SourceInput } from './source-types.ts';
+import { onWritten } from './switchover.ts';
 import { cancelMigration, onChannelError } from './termination.ts';
 
 /** QEMU's texts for a refused migrate-start-postcopy. */
@@ -59,6 +61,9 @@ export function stepSource(ctx: SourceContext, input: SourceInput): SourceError 
       return migratePause(ctx, input.nowNs);
     case 'resume':
       return resumePostcopy(ctx);
+    case 'written':
+      onWritten(ctx, input.nowNs);
+      return null;
     default:
       return assertNever(input);
   }

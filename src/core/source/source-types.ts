@@ -55,6 +55,13 @@ export interface SourceOptions {
    * the switch (one more bit per page; default false).
    */
   readonly debugChecks?: boolean;
+  /**
+   * Without a return path, stay `active` after EOF until the shell reports the stream written
+   * (`written`): QEMU's completion ends with a blocking qemu_fflush, so its downtime and total
+   * time include writing the last pass to the socket. Default false: completed as soon as EOF
+   * is emitted (for shells that cannot tell when their writes finish).
+   */
+  readonly awaitWritten?: boolean;
 }
 
 /** Everything a source engine is built from. */
@@ -99,7 +106,9 @@ export type SourceInput =
   /** `migrate-pause` (postcopy-active only). */
   | { readonly kind: 'migrate-pause'; readonly nowNs: number }
   /** `migrate` with `resume: true`: postcopy recovery on a new connection. */
-  | { readonly kind: 'resume'; readonly nowNs: number };
+  | { readonly kind: 'resume'; readonly nowNs: number }
+  /** Everything emitted so far has been written to the connection (option awaitWritten). */
+  | { readonly kind: 'written'; readonly nowNs: number };
 
 /** What the shell should do next with the engine. */
 export type SourceReadiness =

@@ -9,7 +9,9 @@
  *              END `ram`: final sync (BEFORE, MIGRATION_PASS, AFTER; vmRunning false),
  *                         every dirty page, EOS (not counted, as ram_save_complete), footer
  *              FULL device sections (hooks.saveDevices), EOF, VMDESCRIPTION
- *              no return path → completed; else wait for SHUT (status stays active)
+ *              no return path → completed (option awaitWritten: once the shell reports the
+ *              stream written, as QEMU's blocking qemu_fflush); else wait for SHUT (status
+ *              stays active)
  *   SHUT(0):   completed (downtime and total time end here), CLEANUP notifier
  */
 import type { DeviceSectionBlob } from '../engine-types.ts';
@@ -59,13 +61,26 @@ export function writeDeviceSections(ctx: SourceContext, devices: readonly Device
   }
 }
 
-/** After EOF: completed now without a return path (or when SHUT came already), else wait. */
+/**
+ * After EOF: completed now without a return path (or when SHUT came already), else wait for
+ * SHUT; without a return path and with option awaitWritten, wait for `written` instead.
+ */
 export function awaitShutOrComplete(ctx: SourceContext, nowNs: number): void {
-  if (!ctx.returnPath || ctx.shutReceived) {
-    finishCompleted(ctx, nowNs);
+  if (ctx.returnPath && !ctx.shutReceived) {
+    ctx.phase = { kind: 'awaiting-shut' };
     return;
   }
-  ctx.phase = { kind: 'awaiting-shut' };
+  if (!ctx.returnPath && ctx.options.awaitWritten) {
+    ctx.phase = { kind: 'awaiting-written' };
+    return;
+  }
+  finishCompleted(ctx, nowNs);
+}
+
+/** The shell wrote everything: a completion waiting for it ends now (ignored in other phases). */
+export function onWritten(ctx: SourceContext, nowNs: number): void {
+  if (ctx.phase.kind === 'awaiting-written') finishCompleted(ctx, nowNs);
+  else ctx.mark('written-ignored', ctx.phase.kind);
 }
 
 /** completed: statistics closed at `nowNs`, then QEMU's cleanup. */

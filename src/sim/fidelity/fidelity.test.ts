@@ -33,6 +33,18 @@ function rowOf(id: string): FidelityRow {
   return row;
 }
 
+test('the data region at the top of RAM is what the idle 128 MiB/s hint-off runs left for the downtime', () => {
+  // The median of the main suite's three runs per size (18.0-18.1 MiB; 25.8-29.4 MiB), in whole pages.
+  const main = sources.find((s) => s.source.endsWith('/main.jsonl'))!.rows;
+  for (const mem of [1024, 2048]) {
+    const runs = main.filter((r) => r.mem_mib === mem && r.wl === 'idle' && !r.hint && r.bw === '128m').map((r) => r.downtime_bytes as number).sort((a, b) => a - b);
+    assert.equal(runs.length, 3);
+    const top = Math.floor(runs[1] / 4096) * 4096;
+    const yaml = files.find((f) => f.labCase.id === `m${mem}-idle-1g-hint-off`)!.yaml;
+    assert.match(yaml, new RegExp(`reserved-top: ${top},`));
+  }
+});
+
 test('scenarios/lab holds exactly the scenarios the lab data and the calibration give', () => {
   const committed = readdirSync(join(ROOT, LAB_SCENARIO_DIR)).filter((f) => f.endsWith('.yaml')).sort();
   assert.deepEqual(committed, files.map((f) => f.file).sort(), 'run `npm run lab -- --write-scenarios`');

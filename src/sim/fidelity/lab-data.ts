@@ -211,3 +211,15 @@ export function unhintableFreeKb(rows: readonly LabRow[], memMib: number): numbe
   const runs = rows.filter((r) => r.mem_mib === memMib && r.wl === 'alloc' && r.hint && !r.pc && r.bw === '128m' && r.status === 'completed' && initOnAllocOf(r));
   return runs.length === 0 ? null : medianOf(runs, (r) => r.src_memfree_min_kb);
 }
+
+/**
+ * Data at the top of a guest's RAM, bytes: what a hint-off idle migration at 128 MiB/s of a
+ * guest of this size left for the downtime (its `downtime-bytes`, median). Under the rate limit
+ * the convergence check (threshold 134 MB/s × 300 ms = 40 MB) comes while the scan is in the
+ * zero pages below that region, so the whole region is sent in the downtime. Null when the rows
+ * have no such run.
+ */
+export function topDataBytes(rows: readonly LabRow[], memMib: number): number | null {
+  const idle = rows.filter((r) => r.mem_mib === memMib && r.wl === 'idle' && !r.hint && r.bw === '128m' && r.status === 'completed');
+  return idle.length === 0 ? null : medianOf(idle, (r) => r.downtime_bytes);
+}
