@@ -45,7 +45,8 @@ export interface StaleFaults {
   readonly log: 'fetch-clear' | 'manual-protect';
 }
 
-const OFF: StaleFaults = {
+/** Every fault off, livemig's gate and an exact log: livemig's hinting. */
+export const LIVEMIG_FAULTS: StaleFaults = {
   shrinkerReuseInFlight: false,
   lateHintAfterSync: false,
   dirtyLogClear: 'none',
@@ -57,16 +58,16 @@ const OFF: StaleFaults = {
 
 /** Named modes. `qemu-7.2` is what 7.2 + a Linux 6.1 guest really do under KVM; `qemu-7.2-tcg` the lab's setup. */
 export const STALE_MODES = {
-  livemig: OFF,
-  'qemu-7.2': { ...OFF, gate: 'qemu', log: 'manual-protect', dirtyLogClear: 'chunk-masked', shrinkerReuseInFlight: true },
-  'qemu-7.2-tcg': { ...OFF, gate: 'qemu', log: 'fetch-clear', shrinkerReuseInFlight: true, tcgTlbStaleDirty: true },
-  'race-a': { ...OFF, shrinkerReuseInFlight: true },
-  'race-b': { ...OFF, lateHintAfterSync: true },
-  'race-a+b': { ...OFF, shrinkerReuseInFlight: true, lateHintAfterSync: true },
-  'race-c': { ...OFF, dirtyLogClear: 'chunk-unmasked' },
-  'race-d': { ...OFF, doneDuringAlloc: true },
-  'race-d+b': { ...OFF, doneDuringAlloc: true, lateHintAfterSync: true },
-  'race-e': { ...OFF, tcgTlbStaleDirty: true },
+  livemig: LIVEMIG_FAULTS,
+  'qemu-7.2': { ...LIVEMIG_FAULTS, gate: 'qemu', log: 'manual-protect', dirtyLogClear: 'chunk-masked', shrinkerReuseInFlight: true },
+  'qemu-7.2-tcg': { ...LIVEMIG_FAULTS, gate: 'qemu', log: 'fetch-clear', shrinkerReuseInFlight: true, tcgTlbStaleDirty: true },
+  'race-a': { ...LIVEMIG_FAULTS, shrinkerReuseInFlight: true },
+  'race-b': { ...LIVEMIG_FAULTS, lateHintAfterSync: true },
+  'race-a+b': { ...LIVEMIG_FAULTS, shrinkerReuseInFlight: true, lateHintAfterSync: true },
+  'race-c': { ...LIVEMIG_FAULTS, dirtyLogClear: 'chunk-unmasked' },
+  'race-d': { ...LIVEMIG_FAULTS, doneDuringAlloc: true },
+  'race-d+b': { ...LIVEMIG_FAULTS, doneDuringAlloc: true, lateHintAfterSync: true },
+  'race-e': { ...LIVEMIG_FAULTS, tcgTlbStaleDirty: true },
 } as const satisfies Record<string, StaleFaults>;
 export type StaleMode = keyof typeof STALE_MODES;
 
