@@ -8,7 +8,7 @@
  *   npm run lab -- --table [FILE.jsonl...] lab medians against the simulator, for the committed
  *                                          results or the given files (no QEMU needed)
  *   npm run lab -- --write-scenarios       regenerate scenarios/lab/*.yaml from testdata/guest-lab
- *   npm run lab -- --hint-stale [--case ID]... [--reps N] [--accel tcg|kvm] [--out FILE.jsonl]
+ *   npm run lab -- --hint-stale [--case ID]... [--reps N] [--accel tcg|kvm] [--unaligned-ram] [--out FILE.jsonl]
  *                                          ramdiff-style runs (destination paused, both RAMs
  *                                          compared page by page) that print stale pages
  *                                          (src/harness/lab/hint-stale.ts; default case
@@ -47,6 +47,7 @@ interface LabArgs {
   readonly postS: number;
   readonly hintStale: boolean;
   readonly accel: 'tcg' | 'kvm';
+  readonly unalignedRam: boolean;
 }
 
 /** A case id's knobs, or null when it is not one. */
@@ -84,6 +85,7 @@ function parseArgs(argv: readonly string[]): LabArgs {
   let postS = 6;
   let hintStale = false;
   let accel: 'tcg' | 'kvm' = 'tcg';
+  let unalignedRam = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = (): string => {
@@ -97,6 +99,7 @@ function parseArgs(argv: readonly string[]): LabArgs {
     else if (a === '--logs') logs = value();
     else if (a === '--post') postS = Number(value());
     else if (a === '--hint-stale') hintStale = true;
+    else if (a === '--unaligned-ram') unalignedRam = true;
     else if (a === '--accel') {
       const v = value();
       if (v !== 'tcg' && v !== 'kvm') throw new Error(`--accel ${v}: tcg or kvm`);
@@ -105,9 +108,9 @@ function parseArgs(argv: readonly string[]): LabArgs {
   }
   for (const c of cases) if (parseCaseId(c) === null) throw new Error(`--case ${c}: not a lab case id (m1024-alloc-128m-hint-on[-pc][-ioa0])`);
   if (!(Number.isInteger(reps) && reps >= 1)) throw new Error('--reps: a positive integer');
-  if (accel !== 'tcg' && !hintStale) throw new Error('--accel is an option of --hint-stale');
+  if ((accel !== 'tcg' || unalignedRam) && !hintStale) throw new Error('--accel and --unaligned-ram are options of --hint-stale');
   const fallback = hintStale ? DEFAULT_HINT_STALE_CASE : DEFAULT_LAB_CASE;
-  return { cases: cases.length > 0 ? cases : [fallback], reps, out, logs, postS, hintStale, accel };
+  return { cases: cases.length > 0 ? cases : [fallback], reps, out, logs, postS, hintStale, accel, unalignedRam };
 }
 
 async function measure(root: string, args: LabArgs): Promise<number> {
@@ -162,7 +165,7 @@ async function measureHintStale(args: LabArgs, artifacts: { readonly vmlinuz: st
       const k = parseCaseId(id)!;
       const r = await hintStaleRun({
         vmlinuz: artifacts.vmlinuz, initrd: artifacts.initrd, memMib: k.memMib, wl: k.wl, hint: k.hint, bw: k.bw,
-        initOnAlloc: k.initOnAlloc, accel: args.accel, dumpDir, postS: args.postS,
+        initOnAlloc: k.initOnAlloc, accel: args.accel, unalignedRam: args.unalignedRam, dumpDir, postS: args.postS,
       });
       if (args.out !== null) appendFileSync(args.out, `${JSON.stringify(r)}\n`);
       console.log(`${id} rep ${rep}: ${hintStaleLine(r)}`);
@@ -177,7 +180,7 @@ async function measureHintStale(args: LabArgs, artifacts: { readonly vmlinuz: st
       totals.set(id, t);
     }
   }
-  for (const [id, t] of totals) console.log(`${id} accel=${args.accel}: ${t.runs} runs compared, ${t.withStale} with stale pages, ${t.stale} stale pages (both_nonzero)`);
+  for (const [id, t] of totals) console.log(`${id} accel=${args.accel}${args.unalignedRam ? ' unaligned-ram' : ''}: ${t.runs} runs compared, ${t.withStale} with stale pages, ${t.stale} stale pages (both_nonzero)`);
   return failed === 0 ? 0 : 1;
 }
 
