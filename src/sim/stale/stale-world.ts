@@ -75,6 +75,8 @@ export interface StaleWorldOptions {
   readonly hinting: boolean;
   /** Linux init_on_alloc=1: the driver's allocation zeroes each block (a long kernel stretch). */
   readonly initOnAlloc: boolean;
+  /** When given, one line per event touching pages or blocks is appended (`<step> <event>`), for replays. */
+  readonly trace?: string[];
 }
 
 export interface StaleResult {
@@ -153,6 +155,9 @@ export function runStaleWorld(seed: number, faults: StaleFaults, opts: StaleWorl
   let hintsApplied = 0;
   let cursor = 0;
   let sinceSync = 0;
+  let step = 0;
+  const trace = opts.trace;
+  const note = (text: () => string): void => void trace?.push(`${step} ${text()}`);
 
   function base(b: number): number {
     return KERNEL_PAGES + b * BLOCK;
@@ -165,6 +170,7 @@ export function runStaleWorld(seed: number, faults: StaleFaults, opts: StaleWorl
     log.set(p);
   }
   function write(p: number): void {
+    note(() => `write p${p} v${version}${log.test(p) ? ' (log bit already set)' : ''}${tlb.test(p) && faults.tcgTlbStaleDirty ? ' (dirty TLB: not logged)' : ''}`);
     src[p] = version++;
     fresh.clear(p);
     logWrite(p);
@@ -175,6 +181,7 @@ export function runStaleWorld(seed: number, faults: StaleFaults, opts: StaleWorl
   function chunkClear(c: number): void {
     // KVM_CLEAR_DIRTY_LOG of the bits fetched at the last GET, once per sync per chunk.
     if (clearBmap[c] === 0) return;
+    note(() => `CLEAR_DIRTY_LOG chunk ${c} (pages ${c * chunk}-${Math.min(pages, (c + 1) * chunk) - 1})`);
     clearBmap[c] = 0;
     const end = Math.min(pages, (c + 1) * chunk);
     for (let p = c * chunk; p < end; p++) {
@@ -188,6 +195,7 @@ export function runStaleWorld(seed: number, faults: StaleFaults, opts: StaleWorl
     const start = base(b);
     const end = start + BLOCK;
     hintsApplied++;
+    note(() => `hint applied block ${b} (pages ${start}-${end - 1}), status ${status}`);
     for (let p = start; p < end; p++) hinted.set(p);
     if (faults.dirtyLogClear === 'chunk-masked' && faults.log === 'manual-protect') {
       for (let c = Math.floor(start / chunk); c * chunk < end; c++) chunkClear(c);
@@ -207,11 +215,13 @@ export function runStaleWorld(seed: number, faults: StaleFaults, opts: StaleWorl
       if (status === 'start') status = 'stop';
     } else {
       inFlight[e.block] = 0;
+      note(() => `device pops hint block ${e.block} id ${e.id}, status ${status}`);
       const ok = faults.gate === 'livemig' ? status === 'start' && e.id === cmdId : status === 'start';
       if (ok || ignoreGate || faults.lateHintAfterSync) applyHint(e.block);
     }
   }
   function releaseBlock(b: number): void {
+    note(() => `block ${b} freed${inFlight[b] === 1 ? ' (its hint still queued)' : ''}`);
     for (let p = base(b); p < base(b) + BLOCK; p++) owner[p] = FREE;
   }
   function releaseAll(includeInFlight: boolean): void {
@@ -238,6 +248,7 @@ export function runStaleWorld(seed: number, faults: StaleFaults, opts: StaleWorl
       if (!faults.tcgTlbStaleDirty) tlb.clearAll();
     }
     syncs++;
+    note(() => `sync ${syncs}${vmRunning ? '' : ' (VM stopped)'}`);
     sinceSync = 0;
     // AFTER_BITMAP_SYNC.
     if (!opts.hinting) return;
@@ -254,13 +265,14 @@ export function runStaleWorld(seed: number, faults: StaleFaults, opts: StaleWorl
     if (faults.log === 'manual-protect') chunkClear(Math.floor(p / chunk));
     if (bitmap.test(p)) {
       bitmap.clear(p);
+      note(() => `send p${p} v${src[p]}`);
       dst[p] = src[p];
     }
   }
 
   bitmap.setAll();
   sync(true);
-  for (let step = 0; step < 20_000 && syncs < maxSyncs; step++) {
+  for (; step < 20_000 && syncs < maxSyncs; step++) {
     const r = rng.float();
     if (r < 0.35) {
       // Guest (non-hinting work).
@@ -307,6 +319,7 @@ export function runStaleWorld(seed: number, faults: StaleFaults, opts: StaleWorl
             held.push(b);
             inFlight[b] = 1;
             vq.push({ kind: 'hint', id: active, block: b });
+            note(() => `driver queues hint block ${b} id ${active}`);
           }
         } else {
           let b = -1;
@@ -316,6 +329,7 @@ export function runStaleWorld(seed: number, faults: StaleFaults, opts: StaleWorl
             vq.push({ kind: 'stop' });
           } else {
             for (let p = base(b); p < base(b) + BLOCK; p++) owner[p] = HELD;
+            note(() => `driver takes block ${b}`);
             zeroBlock = b;
             zeroLeft = zeroSteps;
           }
@@ -358,6 +372,7 @@ export function runStaleWorld(seed: number, faults: StaleFaults, opts: StaleWorl
     if (owner[p] !== USED || fresh.test(p)) continue; // free, held or uninitialised: content does not matter
     compared++;
     if (dst[p] === src[p]) continue;
+    note(() => `STALE p${p}: source v${src[p]}, destination v${dst[p]}`);
     stale++;
     if (p < KERNEL_PAGES) staleKernel++;
     else if (hinted.test(p)) staleInHinted++;

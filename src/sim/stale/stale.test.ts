@@ -32,6 +32,22 @@ test('seed 691 in qemu-7.2 mode: shrinker reuse x the hint\'s CLEAR_DIRTY_LOG un
   assert.equal(runStaleWorld(691, { ...kvm, shrinkerReuseInFlight: false }, HINT_IOA).stale, 0);
   assert.equal(runStaleWorld(691, { ...kvm, log: 'fetch-clear' }, HINT_IOA).stale, 0);
   assert.equal(runStaleWorld(691, { ...kvm, dirtyLogClear: 'none' }, HINT_IOA).stale, 0);
+  // The order of events (scripts/stale-trace.ts 691 prints them): the block is freed while its
+  // hint is queued, the reuser's writes find their log bits already set (fetched at sync 2, not
+  // yet cleared), then the hint is applied and its CLEAR_DIRTY_LOG drops them.
+  const trace: string[] = [];
+  assert.deepEqual(runStaleWorld(691, kvm, { ...HINT_IOA, trace }), r, 'tracing changes nothing');
+  const at = (re: RegExp, from = 0): number => {
+    const i = trace.findIndex((l, k) => k >= from && re.test(l));
+    assert.ok(i >= 0, `no event ${re} after line ${from}`);
+    return i;
+  };
+  const sync2 = at(/ sync 2$/);
+  const freed = at(/block 3 freed \(its hint still queued\)/, at(/driver queues hint block 3 id 2147483650/, sync2));
+  const reused = at(/write p56 v\d+ \(log bit already set\)/, freed);
+  const applied = at(/hint applied block 3 .*status start/, reused);
+  at(/CLEAR_DIRTY_LOG chunk \d+ \(pages \d+-\d+\)/, applied);
+  assert.equal(trace.filter((l) => / STALE p(5[6-9]|6[0-3]):/.test(l)).length, 8);
 });
 
 test('the lab setup (QEMU 7.2, TCG): stale kernel pages, more with init_on_alloc=1 and with hinting', (t) => {
