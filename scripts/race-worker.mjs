@@ -1,11 +1,15 @@
 // A worker thread of the race explorer (src/sim/races): registers the TypeScript loader (tsx,
-// an installed dependency), runs sweepRaces over the seed range it is given and posts the
-// tally back. Used by scripts/soak-races.mjs and by src/sim/races/races.test.ts, which split a
+// an installed dependency), runs sweepRaces (or, with `stale: true`, sweepStaleRaces) over the
+// seed range it is given and posts the tally back. Used by scripts/soak-races.mjs and by src/sim/races/races.test.ts, which split a
 // sweep across cores this way (the simulator itself is single-threaded and pure).
 import { parentPort, workerData } from 'node:worker_threads';
 import { register } from 'tsx/esm/api';
 
 register();
-const { sweepRaces } = await import('../src/sim/races/race-sweep.ts');
-const tally = sweepRaces(workerData);
-parentPort.postMessage(tally);
+if (workerData.stale === true) {
+  const { sweepStaleRaces } = await import('../src/sim/races/stale-races.ts');
+  parentPort.postMessage(sweepStaleRaces(workerData));
+} else {
+  const { sweepRaces } = await import('../src/sim/races/race-sweep.ts');
+  parentPort.postMessage(sweepRaces(workerData));
+}

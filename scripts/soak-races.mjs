@@ -7,6 +7,9 @@
 //
 // Exit code: 0 when `track` (if swept) held every invariant on every seed, 1 otherwise, 2 on
 // a usage error. The other policies' violations are the data this run exists to show.
+//
+// `--stale [--no-init-on-alloc]`: the stale-page races instead (src/sim/races/stale-races.ts),
+// one row per race × mode (qemu-7.2, livemig); exit 1 when livemig mode had a stale page.
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { register } from 'tsx/esm/api';
@@ -15,14 +18,15 @@ register();
 const { mergeTallies } = await import('../src/sim/races/race-sweep.ts');
 const { raceTableMarkdown, raceTableText } = await import('../src/sim/races/race-report.ts');
 const { FREE_PAGE_HINT_POSTCOPY_POLICIES } = await import('../src/devices/balloon/postcopy-policy.ts');
+const { mergeStaleTallies, staleRaceTableMarkdown, staleRaceTableText } = await import('../src/sim/races/stale-races.ts');
 
 function usage(message) {
-  process.stderr.write(`soak-races: ${message}\nusage: npm run soak:races -- [--seeds N] [--first S] [--jobs J] [--policy P]... [--json] [--markdown]\n`);
+  process.stderr.write(`soak-races: ${message}\nusage: npm run soak:races -- [--seeds N] [--first S] [--jobs J] [--policy P]... [--stale [--no-init-on-alloc]] [--json] [--markdown]\n`);
   process.exit(2);
 }
 
 const args = process.argv.slice(2);
-const opts = { seeds: 1000, first: 1, jobs: availableParallelism(), policies: [], json: false, markdown: false };
+const opts = { seeds: 1000, first: 1, jobs: availableParallelism(), policies: [], json: false, markdown: false, stale: false, initOnAlloc: true };
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   const value = () => (i + 1 < args.length ? args[++i] : usage(`${a} needs a value`));
@@ -38,7 +42,9 @@ for (let i = 0; i < args.length; i++) {
     const p = value();
     if (!FREE_PAGE_HINT_POSTCOPY_POLICIES.includes(p)) usage(`--policy: '${p}' is not one of ${FREE_PAGE_HINT_POSTCOPY_POLICIES.join(', ')}`);
     opts.policies.push(p);
-  } else if (a === '--json') opts.json = true;
+  } else if (a === '--stale') opts.stale = true;
+  else if (a === '--no-init-on-alloc') opts.initOnAlloc = false;
+  else if (a === '--json') opts.json = true;
   else if (a === '--markdown') opts.markdown = true;
   else usage(`unknown option '${a}'`);
 }
@@ -51,14 +57,25 @@ for (let j = 0; j < jobs; j++) {
   const to = opts.first + Math.floor((opts.seeds * (j + 1)) / jobs);
   parts.push(
     new Promise((resolve, reject) => {
-      const worker = new Worker(new URL('./race-worker.mjs', import.meta.url), { workerData: { firstSeed: from, seedCount: to - from, policies } });
+      const range = { firstSeed: from, seedCount: to - from };
+      const workerData = opts.stale ? { ...range, stale: true, initOnAlloc: opts.initOnAlloc } : { ...range, policies };
+      const worker = new Worker(new URL('./race-worker.mjs', import.meta.url), { workerData });
       worker.once('message', resolve);
       worker.once('error', reject);
     }),
   );
 }
-const tally = mergeTallies(await Promise.all(parts));
+const results = await Promise.all(parts);
 const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+if (opts.stale) {
+  const stale = mergeStaleTallies(results);
+  if (opts.json) process.stdout.write(`${JSON.stringify({ ...stale, seconds }, null, 2)}\n`);
+  else if (opts.markdown) process.stdout.write(staleRaceTableMarkdown(stale));
+  else process.stdout.write(`${staleRaceTableText(stale)}${seconds.toFixed(1)} s on ${jobs} worker(s)\n`);
+  const leaked = Object.entries(stale.cells).some(([key, c]) => key.endsWith('/livemig') && c.stale > 0);
+  process.exit(leaked ? 1 : 0);
+}
+const tally = mergeTallies(results);
 if (opts.json) process.stdout.write(`${JSON.stringify({ ...tally, seconds }, null, 2)}\n`);
 else if (opts.markdown) process.stdout.write(raceTableMarkdown(tally));
 else process.stdout.write(`${raceTableText(tally)}${seconds.toFixed(1)} s on ${jobs} worker(s)\n`);

@@ -18,9 +18,14 @@ test('bad arguments exit 2 before measuring', async () => {
   try {
     assert.equal(await runLabCommand(['--case', 'nope'], { root: '.' }), 2);
     assert.equal(await runLabCommand(['--frobnicate'], { root: '.' }), 2);
+    assert.equal(await runLabCommand(['--accel', 'kvm'], { root: '.' }), 2);
+    assert.equal(await runLabCommand(['--unaligned-ram'], { root: '.' }), 2);
+    assert.equal(await runLabCommand(['--hint-stale', '--accel', 'hvf'], { root: '.' }), 2);
   } finally {
     console.error = original;
   }
   assert.match(errors.join('\n'), /not a lab case id/);
   assert.match(errors.join('\n'), /unknown option/);
+  assert.match(errors.join('\n'), /--accel and --unaligned-ram are options of --hint-stale/);
+  assert.match(errors.join('\n'), /--accel hvf: tcg or kvm/);
 });

@@ -8,6 +8,11 @@
  *   npm run lab -- --table [FILE.jsonl...] lab medians against the simulator, for the committed
  *                                          results or the given files (no QEMU needed)
  *   npm run lab -- --write-scenarios       regenerate scenarios/lab/*.yaml from testdata/guest-lab
+ *   npm run lab -- --hint-stale [--case ID]... [--reps N] [--accel tcg|kvm] [--unaligned-ram] [--out FILE.jsonl]
+ *                                          ramdiff-style runs (destination paused, both RAMs
+ *                                          compared page by page) that print stale pages
+ *                                          (src/harness/lab/hint-stale.ts; default case
+ *                                          m1024-alloc-1g-hint-on)
  *
  * A case id is the lab's: m<MiB>-<idle|alloc>-<bw>-hint-<on|off>[-pc][-ioa0] (pc: postcopy-ram
  * on, never started; ioa0: the guest boots with init_on_alloc=0).
@@ -17,12 +22,13 @@
  * network access for apt. Without them it says what is missing and exits 2. Each run takes
  * 20-40 s on 2 cores; the timings mean something only on an otherwise idle host.
  */
-import { appendFileSync, mkdirSync, readFileSync, readdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { qemuAvailability } from '../harness/qemu.ts';
 import { buildLabArtifacts, LabUnavailableError, missingTool } from '../harness/lab/artifacts.ts';
 import { LAB_BW, labRun } from '../harness/lab/lab-run.ts';
+import { hintStaleLine, hintStaleRun } from '../harness/lab/hint-stale.ts';
 import { compareCase } from '../sim/fidelity/compare.ts';
 import { LAB_DATA_DIR, LAB_DATA_FILES, LAB_SCENARIO_DIR, parseLabJsonl, type LabRow } from '../sim/fidelity/lab-data.ts';
 import { labScenarioFiles, type LabSource } from '../sim/fidelity/lab-scenario.ts';
@@ -30,6 +36,7 @@ import { fidelityTable } from '../sim/fidelity/table.ts';
 import { loadScenario } from '../sim/scenario/scenario.ts';
 
 export const DEFAULT_LAB_CASE = 'm1024-alloc-128m-hint-on';
+export const DEFAULT_HINT_STALE_CASE = 'm1024-alloc-1g-hint-on';
 const EXIT_UNAVAILABLE = 2;
 
 interface LabArgs {
@@ -38,6 +45,9 @@ interface LabArgs {
   readonly out: string | null;
   readonly logs: string | null;
   readonly postS: number;
+  readonly hintStale: boolean;
+  readonly accel: 'tcg' | 'kvm';
+  readonly unalignedRam: boolean;
 }
 
 /** A case id's knobs, or null when it is not one. */
@@ -73,6 +83,9 @@ function parseArgs(argv: readonly string[]): LabArgs {
   let out: string | null = null;
   let logs: string | null = null;
   let postS = 6;
+  let hintStale = false;
+  let accel: 'tcg' | 'kvm' = 'tcg';
+  let unalignedRam = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = (): string => {
@@ -85,11 +98,19 @@ function parseArgs(argv: readonly string[]): LabArgs {
     else if (a === '--out') out = value();
     else if (a === '--logs') logs = value();
     else if (a === '--post') postS = Number(value());
-    else throw new Error(`unknown option ${a} (see src/cli/lab-command.ts)`);
+    else if (a === '--hint-stale') hintStale = true;
+    else if (a === '--unaligned-ram') unalignedRam = true;
+    else if (a === '--accel') {
+      const v = value();
+      if (v !== 'tcg' && v !== 'kvm') throw new Error(`--accel ${v}: tcg or kvm`);
+      accel = v;
+    }    else throw new Error(`unknown option ${a} (see src/cli/lab-command.ts)`);
   }
   for (const c of cases) if (parseCaseId(c) === null) throw new Error(`--case ${c}: not a lab case id (m1024-alloc-128m-hint-on[-pc][-ioa0])`);
   if (!(Number.isInteger(reps) && reps >= 1)) throw new Error('--reps: a positive integer');
-  return { cases: cases.length > 0 ? cases : [DEFAULT_LAB_CASE], reps, out, logs, postS };
+  if ((accel !== 'tcg' || unalignedRam) && !hintStale) throw new Error('--accel and --unaligned-ram are options of --hint-stale');
+  const fallback = hintStale ? DEFAULT_HINT_STALE_CASE : DEFAULT_LAB_CASE;
+  return { cases: cases.length > 0 ? cases : [fallback], reps, out, logs, postS, hintStale, accel, unalignedRam };
 }
 
 async function measure(root: string, args: LabArgs): Promise<number> {
@@ -112,6 +133,7 @@ async function measure(root: string, args: LabArgs): Promise<number> {
     return EXIT_UNAVAILABLE;
   }
   console.log(`${qemu.version.split('\n')[0]}; kernel ${artifacts.kernelVersion} (${artifacts.kernelPackage}), initramfs ${artifacts.initrd}`);
+  if (args.hintStale) return measureHintStale(args, artifacts);
   const out = args.out ?? join(tmpdir(), `livemig-lab-${process.pid}.jsonl`);
   const rows: LabRow[] = [];
   for (let rep = 0; rep < args.reps; rep++) {
@@ -132,6 +154,34 @@ async function measure(root: string, args: LabArgs): Promise<number> {
   const committed = committedSources(root);
   printTable([{ source: out, rows }], [...rows, ...committed.flatMap((s) => s.rows)]);
   return rows.every((r) => r.status === 'completed') ? 0 : 1;
+}
+
+async function measureHintStale(args: LabArgs, artifacts: { readonly vmlinuz: string; readonly initrd: string }): Promise<number> {
+  const dumpDir = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+  let failed = 0;
+  const totals = new Map<string, { runs: number; withStale: number; stale: number }>();
+  for (let rep = 0; rep < args.reps; rep++) {
+    for (const id of args.cases) {
+      const k = parseCaseId(id)!;
+      const r = await hintStaleRun({
+        vmlinuz: artifacts.vmlinuz, initrd: artifacts.initrd, memMib: k.memMib, wl: k.wl, hint: k.hint, bw: k.bw,
+        initOnAlloc: k.initOnAlloc, accel: args.accel, unalignedRam: args.unalignedRam, dumpDir, postS: args.postS,
+      });
+      if (args.out !== null) appendFileSync(args.out, `${JSON.stringify(r)}\n`);
+      console.log(`${id} rep ${rep}: ${hintStaleLine(r)}`);
+      if (r.pages === undefined) {
+        failed++;
+        continue;
+      }
+      const t = totals.get(id) ?? { runs: 0, withStale: 0, stale: 0 };
+      t.runs++;
+      t.stale += r.pages.both_nonzero;
+      if (r.pages.both_nonzero > 0) t.withStale++;
+      totals.set(id, t);
+    }
+  }
+  for (const [id, t] of totals) console.log(`${id} accel=${args.accel}${args.unalignedRam ? ' unaligned-ram' : ''}: ${t.runs} runs compared, ${t.withStale} with stale pages, ${t.stale} stale pages (both_nonzero)`);
+  return failed === 0 ? 0 : 1;
 }
 
 /** Runs `npm run lab` with `argv`; returns the exit code. */

@@ -12,6 +12,7 @@ import {
   drive,
   engineFor,
   Guest,
+  RecordingHooks,
   marks,
   MS,
   PAGE,
@@ -168,4 +169,29 @@ test('a write after the hint to a hinted page makes it an ordinary page again (s
   assert.equal(engine.isHintedNeverSent(301), false);
   assert.equal(engine.isHintedNeverSent(300), true);
   assert.ok(dest.store.pageEquals(guest.store, 301));
+});
+
+test('design rule: BEFORE_BITMAP_SYNC runs before the log is merged, so a hint applied there cannot hide a later write', () => {
+  const guest = fullGuest();
+  const hooks = new RecordingHooks();
+  const { engine } = engineFor(guest, { hintPolicy: 'track', hooks });
+  const dest = new Destination(guest);
+  dest.take(engine.start(0));
+  // The guest hints 600..607 (block free when it was picked); the hint is still queued when the
+  // guest reuses the block and writes page 600. The device applies queued hints of the round
+  // at BEFORE_BITMAP_SYNC (the latest point livemig allows): the log must not be merged yet.
+  guest.write(600, 4242);
+  let logDirtyAtBefore: boolean | null = null;
+  hooks.precopyNotify = (reason, nowNs, vmRunning) => {
+    RecordingHooks.prototype.precopyNotify.call(hooks, reason, nowNs, vmRunning);
+    if (reason !== 'before-bitmap-sync' || logDirtyAtBefore !== null) return;
+    logDirtyAtBefore = guest.log.isDirty(600);
+    engine.applyHint(nowNs, 600, 8);
+  };
+  drive(engine, dest, MS, { budgetBytes: 64 * PAGE });
+  assert.equal(engine.status, 'completed');
+  assert.equal(logDirtyAtBefore, true, 'the write is still in the dirty log when the hint is applied');
+  assert.equal(engine.counters().hintedPages > 0, true);
+  assert.ok(dest.store.pageEquals(guest.store, 600), 'the write after the hint was sent');
+  assert.equal(new Set(dest.arrivals.map((a) => a.page)).has(601), false, 'the rest of the block stays hinted');
 });

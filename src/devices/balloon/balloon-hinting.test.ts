@@ -98,6 +98,22 @@ test('a stale id while REQUESTED is ignored, and a stop counts only after a star
   assert.equal(device.hint.status, HintStatus.Stop);
 });
 
+test('design rule: hints of a stale command id are dropped; no hint of a round is applied after the BEFORE_BITMAP_SYNC that ends it', () => {
+  const { device, freePage, hints } = setup();
+  device.onPrecopyNotify(R.AfterBitmapSync, RUNNING); // round 1 requested
+  freePage(0x80000001, [4 * MiB, 4 * MiB]); // echo + first block: applied
+  device.onPrecopyNotify(R.BeforeBitmapSync, RUNNING); // the sync that ends round 1
+  freePage(null, [8 * MiB, 4 * MiB]); // round 1's block, popped after BEFORE: dropped
+  device.onPrecopyNotify(R.AfterBitmapSync, RUNNING); // round 2 requested
+  freePage(null, [9 * MiB, 1 * MiB]); // still round 1's (queue order): dropped
+  freePage(0x80000001, [10 * MiB, 1 * MiB]); // round 1's id again, with a range: dropped
+  freePage(0x80000002, [11 * MiB, 1 * MiB]); // round 2 starts: applied, tagged with its id
+  assert.deepEqual(hints.ranges, [
+    { gpa: 4 * MiB, lengthBytes: 4 * MiB, cmdId: 0x80000001 },
+    { gpa: 11 * MiB, lengthBytes: 1 * MiB, cmdId: 0x80000002 },
+  ]);
+});
+
 test('a command id shorter than 4 bytes breaks the device; later elements are not consumed', () => {
   const { device, memory, builder, cmdIdConfig } = setup();
   device.onPrecopyNotify(R.AfterBitmapSync, RUNNING);

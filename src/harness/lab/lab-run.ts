@@ -45,9 +45,9 @@ export interface LabRunOptions {
 /** A run as run-matrix.py records it (the members livemig reads, and a few more). */
 export type LabRunRecord = Record<string, unknown> & { readonly status: string };
 
-const OOPS = ['Kernel panic', 'BUG:', 'kernel BUG', 'Oops', 'general protection fault', 'corruption', 'Bad page', 'invalid opcode', 'RIP:', 'Call Trace'];
+export const OOPS = ['Kernel panic', 'BUG:', 'kernel BUG', 'Oops', 'general protection fault', 'corruption', 'Bad page', 'invalid opcode', 'RIP:', 'Call Trace'];
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
     const server = createServer();
     server.once('error', reject);
@@ -59,10 +59,11 @@ function freePort(): Promise<number> {
   });
 }
 
-function vmArgs(o: LabRunOptions, serialPath: string, append: string, incoming: boolean): string[] {
+/** One lab VM's QEMU arguments (`accel` tcg unless given: the lab's setup). */
+export function vmArgs(o: Pick<LabRunOptions, 'memMib' | 'hint' | 'vmlinuz' | 'initrd'>, serialPath: string, append: string, incoming: boolean, accel: 'tcg' | 'kvm' = 'tcg'): string[] {
   const device = `virtio-balloon-pci,id=balloon0,iothread=io0,free-page-hint=${o.hint ? 'on' : 'off'}`;
   return [
-    '-accel', 'tcg', '-M', 'q35', '-m', String(o.memMib), '-smp', '1', '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+    '-accel', accel, '-M', 'q35', '-m', String(o.memMib), '-smp', '1', '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
     '-serial', `file:${serialPath}`, '-kernel', o.vmlinuz, '-initrd', o.initrd, '-append', append,
     '-object', 'iothread,id=io0', '-device', device,
     ...(incoming ? ['-incoming', 'defer'] : []),

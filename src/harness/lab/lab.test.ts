@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CpioWriter } from './cpio.ts';
 import { insmodOrder, modinfoDepends } from './artifacts.ts';
+import { RamDiffer, RamDiffError, rangeText } from './ramdiff.ts';
 
 const text = (b: Uint8Array, from: number, len: number): string => new TextDecoder().decode(b.subarray(from, from + len));
 
@@ -41,4 +42,25 @@ test('modules load after their dependencies; cycles and missing modules are refu
   assert.deepEqual(insmodOrder(['virtio_balloon'], kos, new Set(['virtio_ring'])), ['virtio', 'virtio_balloon']);
   assert.throws(() => insmodOrder(['x'], new Map([['x', ko('y')], ['y', ko('x')]]), new Set()), /cycle/);
   assert.throws(() => insmodOrder(['nope'], kos, new Set()), /neither built in/);
+});
+
+test('ramdiff: pages classified as ramdiff.py does, runs grouped across chunks', () => {
+  const PAGE = 4096;
+  const pages = 6;
+  const src = new Uint8Array(pages * PAGE);
+  const dst = new Uint8Array(pages * PAGE);
+  const put = (b: Uint8Array, page: number, value: number): void => void (b[page * PAGE + 17] = value);
+  put(src, 0, 1); put(dst, 0, 1); // same
+  put(dst, 1, 2); // src zero: hinted and held
+  put(src, 2, 3); // dst zero: never sent
+  put(src, 3, 4); put(dst, 3, 5); // both non-zero: stale
+  put(src, 4, 6); put(dst, 4, 7); // stale, the same run across the chunk edge
+  const d = new RamDiffer();
+  d.push(src.subarray(0, 4 * PAGE), dst.subarray(0, 4 * PAGE));
+  d.push(src.subarray(4 * PAGE), dst.subarray(4 * PAGE));
+  const r = d.result();
+  assert.deepEqual(r.pages, { same: 2, src_zero: 1, dst_zero: 1, both_nonzero: 2 });
+  assert.deepEqual(r.ranges.map(rangeText), ['0x1000+1 src_zero', '0x2000+1 dst_zero', '0x3000+2 both_nonzero']);
+  assert.throws(() => d.push(new Uint8Array(PAGE), new Uint8Array(2 * PAGE)), RamDiffError);
+  assert.throws(() => d.push(new Uint8Array(100), new Uint8Array(100)), /whole pages/);
 });

@@ -4,6 +4,8 @@
 // every invariant on every seed; `legacy` must show the two bugs of the 2021 thread and
 // nothing else; `ignore-after-switch` the same (hints taken before the switch still stall).
 // `npm run soak:races -- --seeds N` runs more.
+// The stale-page races (issue [10], stale-races.ts): 10,000 seeds per race and mode; each race
+// reproduces stale pages in qemu-7.2 mode, livemig mode has none (`npm run soak:races -- --stale`).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
@@ -12,27 +14,35 @@ import { STALL_BOUND } from '../checkers/stall-bound.ts';
 import { mergeTallies, sweepRaces, type PolicyTally, type RaceTally, type SweepOptions } from './race-sweep.ts';
 import { raceTableText } from './race-report.ts';
 import { raceDocument, raceKnobs, raceScenario } from './race-world.ts';
+import { STALE_RACE_NAMES, mergeStaleTallies, sweepStaleRaces, staleRaceTableText, type StaleRaceTally, type StaleSweepOptions } from './stale-races.ts';
 
 const SEEDS = 1000;
 const WORKERS = 2;
 const WORKER = new URL('../../../scripts/race-worker.mjs', import.meta.url);
 
-function sweepInWorker(options: SweepOptions): Promise<RaceTally> {
+const STALE_SEEDS = 10_000;
+
+function sweepInWorker(options: SweepOptions): Promise<RaceTally>;
+function sweepInWorker(options: StaleSweepOptions & { stale: true }): Promise<StaleRaceTally>;
+function sweepInWorker(options: SweepOptions | (StaleSweepOptions & { stale: true })): Promise<RaceTally | StaleRaceTally> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(WORKER, { workerData: options });
-    worker.once('message', (tally: RaceTally) => resolve(tally));
+    worker.once('message', (tally: RaceTally | StaleRaceTally) => resolve(tally));
     worker.once('error', reject);
   });
 }
 
-async function sweep(firstSeed: number, seedCount: number): Promise<RaceTally> {
-  const parts: Promise<RaceTally>[] = [];
-  for (let j = 0; j < WORKERS; j++) {
+/** Seed ranges of the workers. */
+function split(firstSeed: number, seedCount: number): Array<{ firstSeed: number; seedCount: number }> {
+  return Array.from({ length: WORKERS }, (_, j) => {
     const from = Math.floor((seedCount * j) / WORKERS);
     const to = Math.floor((seedCount * (j + 1)) / WORKERS);
-    parts.push(sweepInWorker({ firstSeed: firstSeed + from, seedCount: to - from }));
-  }
-  return mergeTallies(await Promise.all(parts));
+    return { firstSeed: firstSeed + from, seedCount: to - from };
+  });
+}
+
+async function sweep(firstSeed: number, seedCount: number): Promise<RaceTally> {
+  return mergeTallies(await Promise.all(split(firstSeed, seedCount).map((r) => sweepInWorker(r))));
 }
 
 function policy(tally: RaceTally, name: keyof RaceTally['policies']): PolicyTally {
@@ -92,4 +102,35 @@ test('race worlds: the same world for every policy, reproducible, and tallies me
     sweepRaces({ firstSeed: 3, seedCount: 2, policies: ['legacy', 'track'] }),
   ]);
   assert.deepEqual(parts, whole);
+  const staleWhole = sweepStaleRaces({ firstSeed: 680, seedCount: 20, races: ['shrinker-reuse', 'tcg-dirty'] });
+  const staleParts = mergeStaleTallies([
+    sweepStaleRaces({ firstSeed: 680, seedCount: 12, races: ['shrinker-reuse', 'tcg-dirty'] }),
+    sweepStaleRaces({ firstSeed: 692, seedCount: 8, races: ['shrinker-reuse', 'tcg-dirty'] }),
+  ]);
+  assert.deepEqual(staleParts, staleWhole);
+  assert.deepEqual(staleWhole.cells['shrinker-reuse/qemu-7.2']?.examples, [691]);
+});
+
+test(`stale-page races: ${STALE_SEEDS} seeds per race; each reproduces stale pages as QEMU 7.2 behaves, livemig has none`, async (t) => {
+  const tally = mergeStaleTallies(await Promise.all(split(1, STALE_SEEDS).map((r) => sweepInWorker({ ...r, stale: true }))));
+  for (const line of staleRaceTableText(tally).trimEnd().split('\n')) t.diagnostic(line);
+  for (const race of STALE_RACE_NAMES) {
+    const qemu = tally.cells[`${race}/qemu-7.2`];
+    const livemig = tally.cells[`${race}/livemig`];
+    assert.ok(qemu !== undefined && livemig !== undefined, race);
+    assert.equal(qemu.seeds, STALE_SEEDS);
+    assert.equal(livemig.seeds, STALE_SEEDS);
+    assert.ok(qemu.seedsWithStale > 0, `${race}: qemu-7.2 mode reproduces stale pages`);
+    assert.equal(livemig.stale, 0, `${race}: livemig mode, seeds ${livemig.examples}`);
+    assert.ok(livemig.hintsApplied > STALE_SEEDS, `${race}: livemig applies hints (${livemig.hintsApplied})`);
+  }
+  // Where each race's stale pages are: only the wide clear and TCG's dirty-tracking bug lose
+  // pages outside hinted blocks (the lab's signature).
+  for (const race of ['shrinker-reuse', 'late-hint', 'done-during-alloc'] as const) {
+    const c = tally.cells[`${race}/qemu-7.2`]!;
+    assert.equal(c.stale, c.staleInHinted, `${race}: stale pages only inside hinted blocks`);
+  }
+  for (const race of ['wide-clear', 'tcg-dirty'] as const) assert.ok(tally.cells[`${race}/qemu-7.2`]!.staleKernel > 0, `${race}: kernel-area pages`);
+  // Seed 691 (docs/hinting-stale-pages.md): shrinker reuse × the hint's CLEAR_DIRTY_LOG under KVM.
+  assert.ok(tally.cells['shrinker-reuse/qemu-7.2']!.examples.includes(691));
 });

@@ -3,11 +3,10 @@
  * stale pages, how many stale pages in all, and where they were (kernel area, hinted blocks,
  * other), with the first failing seeds for replay. Pure and deterministic.
  */
-import { STALE_MODES, runStaleWorld, type StaleMode, type StaleWorldOptions } from './stale-world.ts';
+import { STALE_MODES, runStaleWorld, type StaleFaults, type StaleMode, type StaleWorldOptions } from './stale-world.ts';
 
-export interface StaleTally {
-  readonly mode: StaleMode;
-  readonly options: StaleWorldOptions;
+/** What a sweep of one fault set saw. */
+export interface StaleCounts {
   seeds: number;
   seedsWithStale: number;
   stale: number;
@@ -18,16 +17,26 @@ export interface StaleTally {
   syncs: number;
   hintsApplied: number;
   compared: number;
+  /** First seeds with stale pages, ascending. */
   examples: number[];
 }
 
-export function sweepStale(mode: StaleMode, firstSeed: number, seedCount: number, options: StaleWorldOptions): StaleTally {
-  const t: StaleTally = {
-    mode, options, seeds: 0, seedsWithStale: 0, stale: 0, staleKernel: 0, staleInHinted: 0, staleOther: 0,
-    maxStale: 0, syncs: 0, hintsApplied: 0, compared: 0, examples: [],
-  };
+export interface StaleTally extends StaleCounts {
+  readonly mode: StaleMode;
+  readonly options: StaleWorldOptions;
+}
+
+const EXAMPLES_MAX = 5;
+
+export function emptyStaleCounts(): StaleCounts {
+  return { seeds: 0, seedsWithStale: 0, stale: 0, staleKernel: 0, staleInHinted: 0, staleOther: 0, maxStale: 0, syncs: 0, hintsApplied: 0, compared: 0, examples: [] };
+}
+
+/** Runs seeds firstSeed.. under `faults`. */
+export function sweepFaults(faults: StaleFaults, firstSeed: number, seedCount: number, options: StaleWorldOptions): StaleCounts {
+  const t = emptyStaleCounts();
   for (let seed = firstSeed; seed < firstSeed + seedCount; seed++) {
-    const r = runStaleWorld(seed, STALE_MODES[mode], options);
+    const r = runStaleWorld(seed, faults, options);
     t.seeds++;
     t.syncs += r.syncs;
     t.hintsApplied += r.hintsApplied;
@@ -39,9 +48,28 @@ export function sweepStale(mode: StaleMode, firstSeed: number, seedCount: number
     t.staleInHinted += r.staleInHinted;
     t.staleOther += r.staleOther;
     t.maxStale = Math.max(t.maxStale, r.stale);
-    if (t.examples.length < 5) t.examples.push(seed);
+    if (t.examples.length < EXAMPLES_MAX) t.examples.push(seed);
   }
   return t;
+}
+
+/** Adds `c` (a disjoint seed range) into `into`. */
+export function mergeStaleCounts(into: StaleCounts, c: StaleCounts): void {
+  into.seeds += c.seeds;
+  into.seedsWithStale += c.seedsWithStale;
+  into.stale += c.stale;
+  into.staleKernel += c.staleKernel;
+  into.staleInHinted += c.staleInHinted;
+  into.staleOther += c.staleOther;
+  into.maxStale = Math.max(into.maxStale, c.maxStale);
+  into.syncs += c.syncs;
+  into.hintsApplied += c.hintsApplied;
+  into.compared += c.compared;
+  into.examples = [...into.examples, ...c.examples].sort((a, b) => a - b).slice(0, EXAMPLES_MAX);
+}
+
+export function sweepStale(mode: StaleMode, firstSeed: number, seedCount: number, options: StaleWorldOptions): StaleTally {
+  return { mode, options, ...sweepFaults(STALE_MODES[mode], firstSeed, seedCount, options) };
 }
 
 /** One line per tally. */

@@ -45,7 +45,8 @@ export interface StaleFaults {
   readonly log: 'fetch-clear' | 'manual-protect';
 }
 
-const OFF: StaleFaults = {
+/** Every fault off, livemig's gate and an exact log: livemig's hinting. */
+export const LIVEMIG_FAULTS: StaleFaults = {
   shrinkerReuseInFlight: false,
   lateHintAfterSync: false,
   dirtyLogClear: 'none',
@@ -57,16 +58,16 @@ const OFF: StaleFaults = {
 
 /** Named modes. `qemu-7.2` is what 7.2 + a Linux 6.1 guest really do under KVM; `qemu-7.2-tcg` the lab's setup. */
 export const STALE_MODES = {
-  livemig: OFF,
-  'qemu-7.2': { ...OFF, gate: 'qemu', log: 'manual-protect', dirtyLogClear: 'chunk-masked', shrinkerReuseInFlight: true },
-  'qemu-7.2-tcg': { ...OFF, gate: 'qemu', log: 'fetch-clear', shrinkerReuseInFlight: true, tcgTlbStaleDirty: true },
-  'race-a': { ...OFF, shrinkerReuseInFlight: true },
-  'race-b': { ...OFF, lateHintAfterSync: true },
-  'race-a+b': { ...OFF, shrinkerReuseInFlight: true, lateHintAfterSync: true },
-  'race-c': { ...OFF, dirtyLogClear: 'chunk-unmasked' },
-  'race-d': { ...OFF, doneDuringAlloc: true },
-  'race-d+b': { ...OFF, doneDuringAlloc: true, lateHintAfterSync: true },
-  'race-e': { ...OFF, tcgTlbStaleDirty: true },
+  livemig: LIVEMIG_FAULTS,
+  'qemu-7.2': { ...LIVEMIG_FAULTS, gate: 'qemu', log: 'manual-protect', dirtyLogClear: 'chunk-masked', shrinkerReuseInFlight: true },
+  'qemu-7.2-tcg': { ...LIVEMIG_FAULTS, gate: 'qemu', log: 'fetch-clear', shrinkerReuseInFlight: true, tcgTlbStaleDirty: true },
+  'race-a': { ...LIVEMIG_FAULTS, shrinkerReuseInFlight: true },
+  'race-b': { ...LIVEMIG_FAULTS, lateHintAfterSync: true },
+  'race-a+b': { ...LIVEMIG_FAULTS, shrinkerReuseInFlight: true, lateHintAfterSync: true },
+  'race-c': { ...LIVEMIG_FAULTS, dirtyLogClear: 'chunk-unmasked' },
+  'race-d': { ...LIVEMIG_FAULTS, doneDuringAlloc: true },
+  'race-d+b': { ...LIVEMIG_FAULTS, doneDuringAlloc: true, lateHintAfterSync: true },
+  'race-e': { ...LIVEMIG_FAULTS, tcgTlbStaleDirty: true },
 } as const satisfies Record<string, StaleFaults>;
 export type StaleMode = keyof typeof STALE_MODES;
 
@@ -74,6 +75,8 @@ export interface StaleWorldOptions {
   readonly hinting: boolean;
   /** Linux init_on_alloc=1: the driver's allocation zeroes each block (a long kernel stretch). */
   readonly initOnAlloc: boolean;
+  /** When given, one line per event touching pages or blocks is appended (`<step> <event>`), for replays. */
+  readonly trace?: string[];
 }
 
 export interface StaleResult {
@@ -152,6 +155,9 @@ export function runStaleWorld(seed: number, faults: StaleFaults, opts: StaleWorl
   let hintsApplied = 0;
   let cursor = 0;
   let sinceSync = 0;
+  let step = 0;
+  const trace = opts.trace;
+  const note = (text: () => string): void => void trace?.push(`${step} ${text()}`);
 
   function base(b: number): number {
     return KERNEL_PAGES + b * BLOCK;
@@ -164,6 +170,7 @@ export function runStaleWorld(seed: number, faults: StaleFaults, opts: StaleWorl
     log.set(p);
   }
   function write(p: number): void {
+    note(() => `write p${p} v${version}${log.test(p) ? ' (log bit already set)' : ''}${tlb.test(p) && faults.tcgTlbStaleDirty ? ' (dirty TLB: not logged)' : ''}`);
     src[p] = version++;
     fresh.clear(p);
     logWrite(p);
@@ -174,6 +181,7 @@ export function runStaleWorld(seed: number, faults: StaleFaults, opts: StaleWorl
   function chunkClear(c: number): void {
     // KVM_CLEAR_DIRTY_LOG of the bits fetched at the last GET, once per sync per chunk.
     if (clearBmap[c] === 0) return;
+    note(() => `CLEAR_DIRTY_LOG chunk ${c} (pages ${c * chunk}-${Math.min(pages, (c + 1) * chunk) - 1})`);
     clearBmap[c] = 0;
     const end = Math.min(pages, (c + 1) * chunk);
     for (let p = c * chunk; p < end; p++) {
@@ -187,6 +195,7 @@ export function runStaleWorld(seed: number, faults: StaleFaults, opts: StaleWorl
     const start = base(b);
     const end = start + BLOCK;
     hintsApplied++;
+    note(() => `hint applied block ${b} (pages ${start}-${end - 1}), status ${status}`);
     for (let p = start; p < end; p++) hinted.set(p);
     if (faults.dirtyLogClear === 'chunk-masked' && faults.log === 'manual-protect') {
       for (let c = Math.floor(start / chunk); c * chunk < end; c++) chunkClear(c);
@@ -206,11 +215,13 @@ export function runStaleWorld(seed: number, faults: StaleFaults, opts: StaleWorl
       if (status === 'start') status = 'stop';
     } else {
       inFlight[e.block] = 0;
+      note(() => `device pops hint block ${e.block} id ${e.id}, status ${status}`);
       const ok = faults.gate === 'livemig' ? status === 'start' && e.id === cmdId : status === 'start';
       if (ok || ignoreGate || faults.lateHintAfterSync) applyHint(e.block);
     }
   }
   function releaseBlock(b: number): void {
+    note(() => `block ${b} freed${inFlight[b] === 1 ? ' (its hint still queued)' : ''}`);
     for (let p = base(b); p < base(b) + BLOCK; p++) owner[p] = FREE;
   }
   function releaseAll(includeInFlight: boolean): void {
@@ -237,6 +248,7 @@ export function runStaleWorld(seed: number, faults: StaleFaults, opts: StaleWorl
       if (!faults.tcgTlbStaleDirty) tlb.clearAll();
     }
     syncs++;
+    note(() => `sync ${syncs}${vmRunning ? '' : ' (VM stopped)'}`);
     sinceSync = 0;
     // AFTER_BITMAP_SYNC.
     if (!opts.hinting) return;
@@ -253,13 +265,14 @@ export function runStaleWorld(seed: number, faults: StaleFaults, opts: StaleWorl
     if (faults.log === 'manual-protect') chunkClear(Math.floor(p / chunk));
     if (bitmap.test(p)) {
       bitmap.clear(p);
+      note(() => `send p${p} v${src[p]}`);
       dst[p] = src[p];
     }
   }
 
   bitmap.setAll();
   sync(true);
-  for (let step = 0; step < 20_000 && syncs < maxSyncs; step++) {
+  for (; step < 20_000 && syncs < maxSyncs; step++) {
     const r = rng.float();
     if (r < 0.35) {
       // Guest (non-hinting work).
@@ -306,6 +319,7 @@ export function runStaleWorld(seed: number, faults: StaleFaults, opts: StaleWorl
             held.push(b);
             inFlight[b] = 1;
             vq.push({ kind: 'hint', id: active, block: b });
+            note(() => `driver queues hint block ${b} id ${active}`);
           }
         } else {
           let b = -1;
@@ -315,6 +329,7 @@ export function runStaleWorld(seed: number, faults: StaleFaults, opts: StaleWorl
             vq.push({ kind: 'stop' });
           } else {
             for (let p = base(b); p < base(b) + BLOCK; p++) owner[p] = HELD;
+            note(() => `driver takes block ${b}`);
             zeroBlock = b;
             zeroLeft = zeroSteps;
           }
@@ -357,6 +372,7 @@ export function runStaleWorld(seed: number, faults: StaleFaults, opts: StaleWorl
     if (owner[p] !== USED || fresh.test(p)) continue; // free, held or uninitialised: content does not matter
     compared++;
     if (dst[p] === src[p]) continue;
+    note(() => `STALE p${p}: source v${src[p]}, destination v${dst[p]}`);
     stale++;
     if (p < KERNEL_PAGES) staleKernel++;
     else if (hinted.test(p)) staleInHinted++;
