@@ -5,8 +5,8 @@
 // check it draws its map and charts with nothing fetched.
 //
 // Without chromium the tests are skipped with the reason (locally) and fail under CI=true.
-// Screenshots go to docs/img/ locally and to $LIVEMIG_SCREENSHOT_DIR or
-// test-output/screenshots/ in CI. Chromium: $LIVEMIG_CHROMIUM or /usr/bin/chromium.
+// Screenshots go to $LIVEMIG_SCREENSHOT_DIR, else test-output/screenshots/ (a test never
+// rewrites tracked files; LIVEMIG_SCREENSHOT_DIR=docs/img refreshes the docs' screenshots). Chromium: $LIVEMIG_CHROMIUM or /usr/bin/chromium.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -23,7 +23,7 @@ import { TINY_POSTCOPY } from './web.test-util.ts';
 const CHROMIUM = process.env.LIVEMIG_CHROMIUM ?? '/usr/bin/chromium';
 const IN_CI = process.env.CI === 'true';
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const shots = process.env.LIVEMIG_SCREENSHOT_DIR ?? (IN_CI ? join(root, 'test-output', 'screenshots') : join(root, 'docs', 'img'));
+const shots = process.env.LIVEMIG_SCREENSHOT_DIR ?? join(root, 'test-output', 'screenshots');
 /** Flags that work as root on a closed network; playwright adds --headless and its own fresh --user-data-dir. */
 const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
