@@ -34,13 +34,26 @@ interface PairRun {
   readonly downtimeMs: number;
 }
 
-async function migrateOnce(dir: string, sizeBytes: number, mode: Mode, patternPath: string, tlsDir: string | null): Promise<PairRun> {
+/** LIVEMIG_BENCH_CPU_PROF=DIR: each `livemig vm` writes a V8 CPU profile into DIR at exit. */
+function profileArgs(): string[] {
+  const dir = process.env.LIVEMIG_BENCH_CPU_PROF;
+  return dir === undefined || dir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${dir}`];
+}
+
+/** The profiles are written at a normal exit: `quit` each VM and wait for it to exit. */
+async function quitForProfiles(clients: readonly QmpClient[], children: readonly ChildProcess[]): Promise<void> {
+  const exited = children.map((child) => (child.exitCode !== null ? Promise.resolve() : new Promise<void>((resolve) => child.once('exit', () => resolve()))));
+  for (const c of clients) await c.execute('quit').catch(() => undefined);
+  await Promise.race([Promise.all(exited), new Promise((resolve) => setTimeout(resolve, 10_000))]);
+}
+
+export async function migrateOnce(dir: string, sizeBytes: number, mode: Mode, patternPath: string, tlsDir: string | null): Promise<PairRun> {
   const children: ChildProcess[] = [];
   const clients: QmpClient[] = [];
   const run = join(dir, `run-${process.hrtime.bigint()}`);
   const spawnVm = (args: string[]): void => {
     let stderr = '';
-    const child = spawn(process.execPath, [LIVEMIG, 'vm', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [...profileArgs(), LIVEMIG, 'vm', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     child.stderr?.on('data', (c: Buffer) => void (stderr = (stderr + c.toString()).slice(-4000)));
     child.on('exit', (code) => { if (code !== 0 && code !== null) process.stderr.write(`livemig vm exited ${code}: ${stderr}\n`); });
     children.push(child);
@@ -70,6 +83,7 @@ async function migrateOnce(dir: string, sizeBytes: number, mode: Mode, patternPa
     if (info.status !== 'completed') throw new Error(`livemig ${mode} migration ${info.status}`);
     return { endToEndMs, totalTimeMs: info['total-time'] as number, downtimeMs: info.downtime as number };
   } finally {
+    if (profileArgs().length > 0) await quitForProfiles(clients, children);
     for (const c of clients) c.close();
     for (const child of children) if (child.exitCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
   }

@@ -99,6 +99,12 @@ export class RamLoader {
   postcopyMode = false;
   /** True in `version` payload mode. */
   private readonly versionMode: boolean;
+  /**
+   * Set by `fastRun` when it stopped at a well-formed PAGE|CONTINUE or ZERO|CONTINUE record
+   * that the buffer cuts short: how many more bytes that record needs (else 0). The decoder
+   * then waits for them without re-reading the record through the throwing slow path.
+   */
+  fastShortNeedBytes = 0;
 
   constructor(private readonly config: RamLoaderConfig, targetPageBits: number) {
     this.pageSizeBytes = 2 ** targetPageBits;
@@ -145,6 +151,7 @@ export class RamLoader {
    * the position of the first record it did not take (incomplete, or anything else).
    */
   fastRun(bytes: Uint8Array, view: DataView, pos: number, end: number, sink: StreamSink): number {
+    this.fastShortNeedBytes = 0;
     const block = this.lastBlock;
     if (block === null) return pos;
     if (this.versionMode) return this.fastRunVersions(bytes, view, pos, end, sink as VersionPageSink, block);
@@ -163,7 +170,11 @@ export class RamLoader {
       const offsetBytes = high * TWO_32 + (low - flags);
       if (flags === PAGE_CONTINUE) {
         const dataAt = pos + 8;
-        if (end - dataAt < pageBytes || offsetBytes + pageBytes > usedBytes) break;
+        if (offsetBytes + pageBytes > usedBytes) break;
+        if (end - dataAt < pageBytes) {
+          this.fastShortNeedBytes = pageBytes - (end - dataAt);
+          break;
+        }
         if (runCount > 0) {
           sink.ramZeroRun!(block, runStart, runCount);
           runCount = 0;
@@ -171,7 +182,11 @@ export class RamLoader {
         sink.ramPage(block, offsetBytes, bytes.subarray(dataAt, dataAt + pageBytes));
         pos = dataAt + pageBytes;
       } else if (flags === ZERO_CONTINUE) {
-        if (end - pos < 9 || offsetBytes + pageBytes > usedBytes) break;
+        if (offsetBytes + pageBytes > usedBytes) break;
+        if (end - pos < 9) {
+          this.fastShortNeedBytes = 1;
+          break;
+        }
         const fill = bytes[pos + 8];
         pos += 9;
         if (batchZeros && fill === 0) {
@@ -227,7 +242,11 @@ export class RamLoader {
         sink.ramPageVersion(block, offsetBytes, versionHigh * TWO_32 + versionLow);
         pos += 8 + VERSION_PAYLOAD_BYTES;
       } else if (flags === ZERO_CONTINUE) {
-        if (end - pos < 9 || offsetBytes + pageBytes > usedBytes) break;
+        if (offsetBytes + pageBytes > usedBytes) break;
+        if (end - pos < 9) {
+          this.fastShortNeedBytes = 1;
+          break;
+        }
         const fill = bytes[pos + 8];
         pos += 9;
         if (batchZeros && fill === 0) {

@@ -13,6 +13,7 @@
  * The guest model's drivers run on the main thread, stepped every DRIVER_STEP_MS while the
  * guest runs; the balloon's free page queue is polled on the same timer.
  */
+import { installNativeZeroTest } from './native-zero.ts';
 import { defaultCapabilities, type MigrationCapabilities } from '../core/capabilities.ts';
 import type { DeviceSectionBlob, PostcopyNotifyReason, PrecopyNotifyReason } from '../core/engine-types.ts';
 import { DEFAULT_PARAMETERS, type MigrationParameters } from '../core/params.ts';
@@ -75,6 +76,7 @@ export class VmCore {
   protected constructor(config: VmCommandLine, hooks: VmHooks) {
     this.config = config;
     this.hooks = hooks;
+    installNativeZeroTest();
     this.machine = buildMachine(config, {
       onHint: (startPage, pageCount) => this.onHint(startPage, pageCount),
       onBalloonChange: (actualBytes) => this.emit({ event: 'BALLOON_CHANGE', data: { actual: actualBytes } }),

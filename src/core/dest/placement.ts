@@ -24,6 +24,7 @@
  * assembly of several records into one placement), XBZRLE or compressed pages.
  */
 import { assert } from '../../lib/assert.ts';
+import { zeroPagesAt } from '../../lib/zero-range.ts';
 import type { RangeTable } from '../../lib/range-table.ts';
 import type { RamBlockInfo, RamBlockRef } from '../../format/stream-types.ts';
 import { BytesBacking } from '../../memory/bytes-backing.ts';
@@ -187,6 +188,8 @@ export class PagePlacer implements PlacementCounters {
     const store = this.store;
     if (postcopy) {
       for (let page = first; page < end; page++) store.zeroPage(page);
+    } else if (this.ramBytes !== null) {
+      this.zeroBytesRun(this.ramBytes, first, end);
     } else {
       for (let page = first; page < end; page++) if (!store.isZeroPage(page)) store.zeroPage(page);
     }
@@ -265,6 +268,19 @@ export class PagePlacer implements PlacementCounters {
     if (postcopy) {
       assert(first, `page ${pageIndex} was placed twice`);
       this.postcopyPagesPlaced++;
+    }
+  }
+
+  /**
+   * Precopy ZERO records for pages [first, end) of a bytes store: only pages that are not
+   * already zero are written (QEMU's ram_handle_compressed), found with large native
+   * comparisons (lib/zero-range.ts) so fresh, untouched RAM is scanned, not written.
+   */
+  private zeroBytesRun(ramBytes: Uint8Array, first: number, end: number): void {
+    let page = first;
+    while (page < end) {
+      page += zeroPagesAt(ramBytes, page * PAGE_SIZE_BYTES, end - page, PAGE_SIZE_BYTES);
+      if (page < end) ramBytes.fill(0, page * PAGE_SIZE_BYTES, ++page * PAGE_SIZE_BYTES);
     }
   }
 
