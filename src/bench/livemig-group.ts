@@ -12,6 +12,7 @@
  * 2 GiB, median of 3 (--quick: 256 MiB, 1 run).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { QmpClient } from '../harness/qmp-client.ts';
@@ -28,8 +29,14 @@ const LIVEMIG = fileURLToPath(new URL('../../bin/livemig.js', import.meta.url));
 
 type Mode = 'precopy' | 'zero' | 'tls';
 
+/** USER_HZ of /proc/PID/stat (100 on Linux everywhere this runs). */
+const CLOCK_TICKS_PER_SEC = 100;
+
 interface PairRun {
   readonly endToEndMs: number;
+  /** CPU time (user + system) each process spent from `migrate` to the destination's completion, ms. */
+  readonly sourceCpuMs: number;
+  readonly destCpuMs: number;
   readonly totalTimeMs: number;
   readonly downtimeMs: number;
 }
@@ -38,6 +45,21 @@ interface PairRun {
 function profileArgs(): string[] {
   const dir = process.env.LIVEMIG_BENCH_CPU_PROF;
   return dir === undefined || dir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${dir}`];
+}
+
+/**
+ * CPU time of a child so far (utime + stime from /proc/PID/stat, all threads), ms; NaN where
+ * /proc is missing. On a loaded machine wall time varies with the scheduler; CPU per GiB moved
+ * is the figure tuning changes.
+ */
+function cpuMsOf(child: ChildProcess): number {
+  try {
+    const stat = readFileSync(`/proc/${child.pid}/stat`, 'latin1');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SEC;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 /** The profiles are written at a normal exit: `quit` each VM and wait for it to exit. */
@@ -75,13 +97,15 @@ export async function migrateOnce(dir: string, sizeBytes: number, mode: Mode, pa
     if (tlsDir !== null) await dst.execute('migrate-set-parameters', { 'tls-creds': 'tls0' });
     const listening = await dst.execute<{ 'socket-address': Array<{ port: string }> }>('query-migrate');
     await new Promise((resolve) => setTimeout(resolve, 1000));
+    const cpuBefore = children.map(cpuMsOf);
     const started = process.hrtime.bigint();
     await src.execute('migrate', { uri: `tcp:127.0.0.1:${listening['socket-address'][0].port}` });
     await dst.waitEvent('MIGRATION', (e) => ['completed', 'failed'].includes((e.data as { status: string }).status), 300_000);
     const endToEndMs = Number(process.hrtime.bigint() - started) / 1e6;
+    const [sourceCpuMs, destCpuMs] = children.map((c, i) => cpuMsOf(c) - cpuBefore[i]);
     const info = await src.waitMigration(['completed', 'failed'], 60_000);
-    if (info.status !== 'completed') throw new Error(`livemig ${mode} migration ${info.status}`);
-    return { endToEndMs, totalTimeMs: info['total-time'] as number, downtimeMs: info.downtime as number };
+    if (info.status !== 'completed') throw new Error(`livemig ${mode} migration ${info.status}: ${String(info['error-desc'] ?? 'no error-desc')}`);
+    return { endToEndMs, sourceCpuMs, destCpuMs, totalTimeMs: info['total-time'] as number, downtimeMs: info.downtime as number };
   } finally {
     if (profileArgs().length > 0) await quitForProfiles(clients, children);
     for (const c of clients) c.close();

@@ -17,7 +17,7 @@
  * and the real bytes. `payloadAdjustBytes` keeps how many bytes a real (bytes-mode) stream
  * would have more than this one, so callers can count "wire" bytes as a real stream would.
  */
-import { ChunkWriter } from './chunk-writer.ts';
+import { ChunkWriter, type ChunkAllocator } from './chunk-writer.ts';
 import { isZeroRange, zeroPagesAt } from '../lib/zero-range.ts';
 import type { Command, Configuration, RamBlockInfo } from './stream-types.ts';
 import {
@@ -70,6 +70,8 @@ export interface StreamEncoderOptions {
   readonly chunkSizeBytes?: number;
   /** Target page bits (12 on x86_64). */
   readonly targetPageBits?: number;
+  /** Supplies chunk buffers (ChunkWriter's allocChunk; default fresh arrays). */
+  readonly allocChunk?: ChunkAllocator;
 }
 
 /** Where page-copying records read a page's bytes; memory's PageStore matches it structurally. */
@@ -92,7 +94,7 @@ export class StreamEncoder extends ChunkWriter {
 
   constructor(options: StreamEncoderOptions) {
     const pageSizeBytes = 2 ** (options.targetPageBits ?? DEFAULT_TARGET_PAGE_BITS);
-    super(options.onChunk, Math.max(options.chunkSizeBytes ?? DEFAULT_ENCODER_CHUNK_BYTES, 2 * pageSizeBytes + 512));
+    super(options.onChunk, Math.max(options.chunkSizeBytes ?? DEFAULT_ENCODER_CHUNK_BYTES, 2 * pageSizeBytes + 512), options.allocChunk);
     this.pageSizeBytes = pageSizeBytes;
   }
 
@@ -403,14 +405,15 @@ export class StreamEncoder extends ChunkWriter {
     this.pageHeader(blockName, blockOffsetBytes + at, RAM_SAVE_FLAG_PAGE, pageBytes);
     const first = this.pos;
     const buf = this.buf;
-    buf.set(ram.subarray(at, at + count * pageBytes), first);
     const view = this.view;
-    for (let m = count - 1; m >= 1; m--) {
+    // One copy per page, straight from RAM into its record.
+    buf.set(ram.subarray(at, at + pageBytes), first);
+    for (let m = 1; m < count; m++) {
       const dataAt = first + m * recordBytes;
-      buf.copyWithin(dataAt, first + m * pageBytes, first + (m + 1) * pageBytes);
       const offsetBytes = blockOffsetBytes + at + m * pageBytes;
       view.setUint32(dataAt - 8, Math.floor(offsetBytes / TWO_32));
       view.setUint32(dataAt - 4, (offsetBytes | (RAM_SAVE_FLAG_PAGE | RAM_SAVE_FLAG_CONTINUE)) >>> 0);
+      buf.set(ram.subarray(at + m * pageBytes, at + (m + 1) * pageBytes), dataAt);
     }
     this.pos = first + count * recordBytes - 8;
   }
