@@ -85,7 +85,9 @@ export async function migrateOnce(dir: string, sizeBytes: number, mode: Mode, pa
     const srcMem = mode === 'zero' ? `memory-backend-ram,id=mem,size=${sizeBytes}` : `memory-backend-file,id=mem,size=${sizeBytes},mem-path=${patternPath}`;
     const tls = (endpoint: string): string[] => (tlsDir === null ? [] : ['-object', `tls-creds-x509,id=tls0,dir=${tlsDir},endpoint=${endpoint}`]);
     spawnVm([...machine, '-object', srcMem, ...tls('client'), '-qmp', `unix:${run}-s.sock,server=on,wait=off`]);
-    spawnVm([...machine, '-object', `memory-backend-ram,id=mem,size=${sizeBytes}`, ...tls('server'), '-incoming', 'tcp:127.0.0.1:0', '-qmp', `unix:${run}-d.sock,server=on,wait=off`]);
+    // With TLS the destination must know its credentials before it listens (as QEMU: defer).
+    const incoming = tlsDir === null ? 'tcp:127.0.0.1:0' : 'defer';
+    spawnVm([...machine, '-object', `memory-backend-ram,id=mem,size=${sizeBytes}`, ...tls('server'), '-incoming', incoming, '-qmp', `unix:${run}-d.sock,server=on,wait=off`]);
     const src = await QmpClient.connectUnix(`${run}-s.sock`, { timeoutMs: 60_000 });
     clients.push(src);
     const dst = await QmpClient.connectUnix(`${run}-d.sock`, { timeoutMs: 60_000 });
@@ -94,7 +96,10 @@ export async function migrateOnce(dir: string, sizeBytes: number, mode: Mode, pa
     await src.execute('migrate-set-capabilities', caps);
     await dst.execute('migrate-set-capabilities', caps);
     await src.execute('migrate-set-parameters', { 'max-bandwidth': 100 * 1024 ** 3, ...(tlsDir === null ? {} : { 'tls-creds': 'tls0' }) });
-    if (tlsDir !== null) await dst.execute('migrate-set-parameters', { 'tls-creds': 'tls0' });
+    if (tlsDir !== null) {
+      await dst.execute('migrate-set-parameters', { 'tls-creds': 'tls0' });
+      await dst.execute('migrate-incoming', { uri: 'tcp:127.0.0.1:0' });
+    }
     const listening = await dst.execute<{ 'socket-address': Array<{ port: string }> }>('query-migrate');
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const cpuBefore = children.map(cpuMsOf);
