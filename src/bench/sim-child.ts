@@ -7,7 +7,9 @@
 import { readFileSync } from 'node:fs';
 import { loadScenario, parseOverride } from '../sim/scenario/scenario.ts';
 import { runScenario } from '../sim/runner.ts';
+import { installNativeZeroTest } from '../host/native-zero.ts';
 
+installNativeZeroTest(); // as the CLI does (lib/zero-range.ts)
 const [file, ...rest] = process.argv.slice(2);
 if (file === undefined) throw new Error('usage: sim-child.ts FILE [override...]');
 const overrides = rest.map((text) => {

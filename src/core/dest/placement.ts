@@ -186,10 +186,13 @@ export class PagePlacer implements PlacementCounters {
       }
     }
     const store = this.store;
-    if (postcopy) {
-      for (let page = first; page < end; page++) store.zeroPage(page);
-    } else if (this.ramBytes !== null) {
+    if (this.ramBytes !== null && !postcopy) {
       this.zeroBytesRun(this.ramBytes, first, end);
+    } else if (store.zeroPages !== undefined) {
+      // Zeroing a page that is zero already changes nothing, so the whole run may be zeroed.
+      store.zeroPages(first, end);
+    } else if (postcopy) {
+      for (let page = first; page < end; page++) store.zeroPage(page);
     } else {
       for (let page = first; page < end; page++) if (!store.isZeroPage(page)) store.zeroPage(page);
     }
