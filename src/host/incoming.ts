@@ -163,8 +163,10 @@ export class IncomingMigration {
     for (const piece of pieces) {
       this.apply(this.engine.onBytes('main', piece, nowNs));
       if (this.closing) return;
+      // After the switch a vCPU fault must not wait for the whole burst: requests go out
+      // between pieces (64 KiB each).
+      if (this.engine.status === 'postcopy-active') this.host.pollFaults();
     }
-    if (this.engine.status === 'postcopy-active') this.host.pollFaults();
   }
 
   /** A vCPU touched a missing page (vcpu-worker.ts). */

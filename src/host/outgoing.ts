@@ -35,9 +35,9 @@ import { openOutgoing, type OpenOptions } from '../transport/open.ts';
 /** Wire bytes one precopy pump may write. */
 export const PRECOPY_PUMP_BYTES = 8 * MiB;
 /** Wire bytes one postcopy pump may write. */
-export const POSTCOPY_PUMP_BYTES = 256 * KiB;
+export const POSTCOPY_PUMP_BYTES = 64 * KiB;
 /** After the switch, pump only while fewer bytes than this wait in the channel. */
-export const POSTCOPY_QUEUE_BYTES_MAX = 512 * KiB;
+export const POSTCOPY_QUEUE_BYTES_MAX = 64 * KiB;
 /** Longest stretch of pumping before the event loop gets a turn (return path, QMP, faults). */
 export const PUMP_SLICE_MS = 20;
 /** How often the engine's bandwidth window is ticked. */
