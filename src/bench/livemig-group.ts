@@ -111,7 +111,7 @@ export async function migrateOnce(dir: string, sizeBytes: number, mode: Mode, pa
       await dst.execute('migrate-incoming', { uri: 'tcp:127.0.0.1:0' });
     }
     const listening = await dst.execute<{ 'socket-address': Array<{ port: string }> }>('query-migrate');
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await new Promise((resolve) => setTimeout(resolve, Number(process.env.LIVEMIG_BENCH_SETTLE_MS ?? 1000)));
     const cpuBefore = children.map(cpuMsOf);
     const started = process.hrtime.bigint();
     await src.execute('migrate', { uri: `tcp:127.0.0.1:${listening['socket-address'][0].port}` });
