@@ -24,7 +24,7 @@
  * assembly of several records into one placement), XBZRLE or compressed pages.
  */
 import { assert } from '../../lib/assert.ts';
-import { zeroPagesAt } from '../../lib/zero-range.ts';
+import { isZeroRange, zeroPagesAt } from '../../lib/zero-range.ts';
 import type { RangeTable } from '../../lib/range-table.ts';
 import type { RamBlockInfo, RamBlockRef } from '../../format/stream-types.ts';
 import { BytesBacking } from '../../memory/bytes-backing.ts';
@@ -280,7 +280,18 @@ export class PagePlacer implements PlacementCounters {
    * comparisons (lib/zero-range.ts) so fresh, untouched RAM is scanned, not written.
    */
   private zeroBytesRun(ramBytes: Uint8Array, first: number, end: number): void {
+    // Pages verified zero by the host and never received since are skipped unread.
+    const verifiedEnd = Math.min(end, this.ram.verifiedZeroBelowPage?.() ?? 0);
     let page = first;
+    while (page < verifiedEnd) {
+      const received = this.received.bits.nextSetBelow(page, verifiedEnd);
+      if (received === -1) {
+        page = verifiedEnd;
+        break;
+      }
+      page = received + 1;
+      if (!isZeroRange(ramBytes, received * PAGE_SIZE_BYTES, page * PAGE_SIZE_BYTES)) ramBytes.fill(0, received * PAGE_SIZE_BYTES, page * PAGE_SIZE_BYTES);
+    }
     while (page < end) {
       page += zeroPagesAt(ramBytes, page * PAGE_SIZE_BYTES, end - page, PAGE_SIZE_BYTES);
       if (page < end) ramBytes.fill(0, page * PAGE_SIZE_BYTES, ++page * PAGE_SIZE_BYTES);
