@@ -1,10 +1,110 @@
-// PagePlacer.loadZeroRun on a bytes store: only pages that hold data are written, every page
-// of the run ends zero and received, and pages outside the run are untouched.
+// Page placement: precopy overwrites, postcopy places once (QEMU's EEXIST text), discards keep
+// the received count right, local zero fills, and the compact `version` payload mode.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { RangeTable } from '../../lib/range-table.ts';
+import type { RamBlockRef } from '../../format/stream-types.ts';
+import { CompactBacking } from '../../memory/compact-backing.ts';
+import { materializeCompactPage } from '../../memory/page-content.ts';
+import { RamBlockList } from '../../memory/ram-block.ts';
+import { ReceivedMap } from '../../memory/received-map.ts';
+import { DestError, MIG_ERR_DEST_PAGE_PAYLOAD, MIG_ERR_DEST_PLACED_TWICE } from './dest-errors.ts';
 import { PagePlacer } from './placement.ts';
-import { makeDestRam, PAGE } from './dest.test-util.ts';
+import { PAGE, makeDestRam } from './dest.test-util.ts';
 import { installZeroRangeTest, isZeroRangeJs } from '../../lib/zero-range.ts';
+
+const A: RamBlockRef = { index: 0, name: 'a', usedLengthBytes: 8 * PAGE };
+const B: RamBlockRef = { index: 1, name: 'b', usedLengthBytes: 4 * PAGE };
+
+function setup() {
+  const ram = makeDestRam([
+    { name: 'a', offsetBytes: 0, sizeBytes: 8 * PAGE },
+    { name: 'b', offsetBytes: 16 * PAGE, sizeBytes: 4 * PAGE },
+  ]);
+  const placer = new PagePlacer(ram);
+  assert.equal(placer.setStreamBlocks([{ name: 'a', usedLengthBytes: 8 * PAGE }, { name: 'b', usedLengthBytes: 4 * PAGE }]), null);
+  return { ram, placer };
+}
+
+test('placement: precopy overwrites and zeroes; block offsets map to guest pages', () => {
+  const { ram, placer } = setup();
+  assert.equal(placer.loadPage(B, 2 * PAGE, new Uint8Array(PAGE).fill(7), false), 18);
+  assert.equal(placer.loadPage(B, 2 * PAGE, new Uint8Array(PAGE).fill(8), false), 18);
+  assert.equal(ram.store.bytes[18 * PAGE], 8);
+  assert.equal(placer.loadZero(B, 2 * PAGE, 0, false), 18);
+  assert.equal(ram.store.isZeroPage(18), true);
+  assert.equal(placer.loadZero(A, 0, 0x11, false), 0);
+  assert.equal(ram.store.bytes[PAGE - 1], 0x11);
+  assert.equal(ram.received.count(), 2);
+  assert.deepEqual([placer.pagesReceived, placer.zeroPagesReceived, placer.nonzeroFills], [2, 2, 1]);
+});
+
+test('placement: postcopy places once; the second record fails with QEMU\'s EEXIST text and leaves the page', () => {
+  const { ram, placer } = setup();
+  placer.loadPage(A, 3 * PAGE, new Uint8Array(PAGE).fill(1), true);
+  assert.throws(
+    () => placer.loadPage(A, 3 * PAGE, new Uint8Array(PAGE).fill(2), true),
+    (e: unknown) => e instanceof DestError && e.code === MIG_ERR_DEST_PLACED_TWICE && e.message === 'postcopy_place_page: File exists copy host: 0x3000 from: a+0x3000 (size: 4096)',
+  );
+  assert.equal(ram.store.bytes[3 * PAGE], 1);
+  assert.throws(() => placer.loadZero(A, 3 * PAGE, 0, true), /postcopy_place_page_zero: File exists zero host: 0x3000/);
+  assert.equal(placer.placedTwiceAttempts, 2);
+  assert.equal(placer.postcopyPagesPlaced, 1);
+});
+
+test('placement: discards clear bits, zero pages and keep the received count; local zero fills', () => {
+  const { ram, placer } = setup();
+  for (let p = 0; p < 8; p++) placer.loadPage(A, p * PAGE, new Uint8Array(PAGE).fill(p + 1), false);
+  placer.loadPage(B, 0, new Uint8Array(PAGE).fill(9), false);
+  assert.equal(ram.received.count(), 9);
+  placer.discardRange('a', 2 * PAGE, 3 * PAGE);
+  assert.equal(ram.received.count(), 6);
+  assert.deepEqual([2, 3, 4].map((p) => ram.received.isReceived(p) || !ram.store.isZeroPage(p)), [false, false, false]);
+  assert.equal(ram.received.isReceived(5), true);
+  placer.discardAll();
+  assert.equal(ram.received.count(), 0);
+  assert.equal(ram.store.isZeroPage(16) && ram.store.isZeroPage(0), true);
+  assert.equal(placer.discardedPages, 9);
+  ram.store.bytes.fill(3, 17 * PAGE, 18 * PAGE);
+  assert.equal(placer.fillLocalZeroRanges(RangeTable.of([{ start: 17, end: 19 }, { start: 19, end: 40 }])), 3); // clamped to 20 pages
+  assert.equal(ram.store.isZeroPage(17), true);
+  assert.equal(placer.fillLocalZero(17), false);
+  assert.equal(ram.received.count(), 3);
+});
+
+test('placement: MEM_SIZE must name local blocks of the same size', () => {
+  const { placer } = setup();
+  assert.match(placer.setStreamBlocks([{ name: 'c', usedLengthBytes: PAGE }])?.message ?? '', /Unknown ramblock "c"/);
+  assert.match(placer.setStreamBlocks([{ name: 'a', usedLengthBytes: PAGE }])?.message ?? '', /Size mismatch: a: 0x1000 != 0x8000/);
+});
+
+test('placement: versions set a compact store\'s page and materialize on a bytes store', () => {
+  const blocks = RamBlockList.single('a', 8 * PAGE);
+  const compact = new CompactBacking(8);
+  const c = new PagePlacer({ blocks, store: compact, received: new ReceivedMap(8) });
+  c.setStreamBlocks([{ name: 'a', usedLengthBytes: 8 * PAGE }]);
+  assert.equal(c.loadVersion(A, 5 * PAGE, 42, true), 5);
+  assert.equal(compact.pageVersion(5), 42);
+  assert.throws(() => c.loadVersion(A, 5 * PAGE, 43, true), /postcopy_place_page: File exists/);
+  assert.throws(() => c.loadVersion(A, 6 * PAGE, 0xffffffff, false), (e: unknown) => e instanceof DestError && e.code === MIG_ERR_DEST_PAGE_PAYLOAD);
+
+  const ram = makeDestRam([{ name: 'a', offsetBytes: 0, sizeBytes: 8 * PAGE }]);
+  const b = new PagePlacer(ram);
+  b.setStreamBlocks([{ name: 'a', usedLengthBytes: 8 * PAGE }]);
+  b.loadVersion(A, 5 * PAGE, 42, false);
+  const want = new Uint8Array(PAGE);
+  materializeCompactPage(5, 42, want);
+  assert.deepEqual(ram.store.bytes.subarray(5 * PAGE, 6 * PAGE), want);
+  assert.equal(compact.pageEquals(ram.store, 5), true);
+  assert.equal(b.pagesReceived, 1);
+});
+
+test('placement: bytes a compact store cannot represent are a typed payload error', () => {
+  const compact = new CompactBacking(8, { exactPageLimit: 0 });
+  const p = new PagePlacer({ blocks: RamBlockList.single('a', 8 * PAGE), store: compact, received: new ReceivedMap(8) });
+  p.setStreamBlocks([{ name: 'a', usedLengthBytes: 8 * PAGE }]);
+  assert.throws(() => p.loadPage(A, 0, new Uint8Array(PAGE).fill(0x77), false), (e: unknown) => e instanceof DestError && e.code === MIG_ERR_DEST_PAGE_PAYLOAD);
+});
 
 test('loadZeroRun zeroes exactly the pages that hold data, across zero-test spans', () => {
   const pages = 700;
