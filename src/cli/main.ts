@@ -22,6 +22,7 @@ import { registerVoprCommand } from './vopr-command.ts';
 import { GzipError } from './byte-source.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, processIo } from './io.ts';
 import type { CliIo } from './io.ts';
+import { installNativeZeroTest } from '../host/native-zero.ts';
 
 function buildProgram(io: CliIo, setCode: (code: number) => void): Command {
   const program = new Command('livemig');
@@ -117,6 +118,7 @@ const HELP_EXAMPLES: Readonly<Record<string, readonly string[]>> = {
  */
 export async function main(argv: string[], io: CliIo = processIo(), from: 'node' | 'user' = 'node'): Promise<number> {
   let code = EXIT_OK;
+  installNativeZeroTest(); // faster zero tests for every command (lib/zero-range.ts)
   const program = buildProgram(io, (c) => (code = c));
   try {
     await program.parseAsync(argv, { from });

@@ -73,6 +73,13 @@ export interface DestRam {
   readonly store: PageStore;
   /** One bit per page: set once the page's content has arrived (or was zero-filled locally). */
   readonly received: ReceivedMap;
+  /**
+   * Optional: every page below the returned index was verified all zero by the host before the
+   * stream began, and nothing but this engine has written RAM since. Together with the received
+   * map (a page whose bit is clear was never written by the engine, or was zeroed when its bit
+   * was cleared) this lets a precopy ZERO record skip reading such a page at all.
+   */
+  readonly verifiedZeroBelowPage?: () => number;
 }
 
 /** Callbacks from the destination engine into its host. */

@@ -8,20 +8,35 @@ import { FormatError } from './errors.ts';
 import { MIG_ERR_ENCODE } from './stream-errors.ts';
 
 const TWO_32 = 4294967296;
+const EMPTY = new Uint8Array(0);
+
+/**
+ * Supplies a chunk buffer of `bytes`. `retiredEndBytes`: every chunk cut from the buffers
+ * supplied before ends at or before this output offset, so a buffer may be handed out again
+ * once the consumer is done with the output up to there.
+ */
+export type ChunkAllocator = (bytes: number, retiredEndBytes: number) => Uint8Array;
 
 export class ChunkWriter {
   private readonly onChunk: (chunk: Uint8Array) => void;
   private readonly chunkSizeBytes: number;
+  private readonly allocChunk: ChunkAllocator;
   protected buf: Uint8Array;
   protected view: DataView;
   protected pos = 0;
   private flushedBytes = 0;
 
-  constructor(onChunk: (chunk: Uint8Array) => void, chunkSizeBytes: number) {
+  /**
+   * `allocChunk` supplies each new chunk buffer (default: a fresh zeroed array); a shell may
+   * hand back recycled buffers whose earlier chunks it has finished with. Every byte handed
+   * out in a chunk is written first, so a buffer's old contents never leak into the stream.
+   */
+  constructor(onChunk: (chunk: Uint8Array) => void, chunkSizeBytes: number, allocChunk: ChunkAllocator = (n) => new Uint8Array(n)) {
     this.onChunk = onChunk;
     this.chunkSizeBytes = chunkSizeBytes;
-    this.buf = new Uint8Array(chunkSizeBytes);
-    this.view = new DataView(this.buf.buffer);
+    this.allocChunk = allocChunk;
+    this.buf = allocChunk(chunkSizeBytes, 0);
+    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
   }
 
   /** Bytes written so far, flushed or not. */
@@ -40,10 +55,22 @@ export class ChunkWriter {
     const chunk = this.buf.subarray(0, this.pos);
     this.flushedBytes += this.pos;
     const rest = this.buf.subarray(this.pos);
-    this.buf = rest.length >= this.chunkSizeBytes / 4 ? rest : new Uint8Array(this.chunkSizeBytes);
-    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
     this.pos = 0;
+    if (rest.length >= this.chunkSizeBytes / 4) {
+      this.setBuffer(rest);
+      this.onChunk(chunk);
+      return;
+    }
+    // The buffer is retired with its last chunk: every chunk cut from it ends at or before
+    // `flushedBytes` of the output (onChunk must not write to this writer).
+    this.setBuffer(EMPTY);
     this.onChunk(chunk);
+    this.setBuffer(this.allocChunk(this.chunkSizeBytes, this.flushedBytes));
+  }
+
+  private setBuffer(buf: Uint8Array): void {
+    this.buf = buf;
+    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   }
 
   /** Room left in the current chunk. */
@@ -56,10 +83,7 @@ export class ChunkWriter {
   protected ensure(n: number): void {
     if (this.buf.length - this.pos >= n) return;
     this.flush();
-    if (n > this.buf.length) {
-      this.buf = new Uint8Array(n);
-      this.view = new DataView(this.buf.buffer);
-    }
+    if (n > this.buf.length) this.setBuffer(new Uint8Array(n));
   }
 
   protected fail(message: string): never {

@@ -213,6 +213,11 @@ export class StreamDecoder extends PushDecoder {
       if (this.st === St.Ram && stopAt === Infinity) {
         pos = this.ram.fastRun(bytes, view, pos, limit, this.sink);
         this.consumedBytes = base + pos;
+        // A page record cut by the end of the chunk: wait for the rest (no slow-path throw).
+        if (this.ram.fastShortNeedBytes > 0 && !packageLimited) {
+          this.shortNeedBytes = this.ram.fastShortNeedBytes;
+          return pos;
+        }
       }
       if (pos >= end) {
         this.shortNeedBytes = 0;

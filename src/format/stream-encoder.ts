@@ -17,7 +17,8 @@
  * and the real bytes. `payloadAdjustBytes` keeps how many bytes a real (bytes-mode) stream
  * would have more than this one, so callers can count "wire" bytes as a real stream would.
  */
-import { ChunkWriter } from './chunk-writer.ts';
+import { ChunkWriter, type ChunkAllocator } from './chunk-writer.ts';
+import { isZeroRange, zeroPagesAt } from '../lib/zero-range.ts';
 import type { Command, Configuration, RamBlockInfo } from './stream-types.ts';
 import {
   CONFIG_SUBSECTION_CAPABILITIES,
@@ -69,6 +70,8 @@ export interface StreamEncoderOptions {
   readonly chunkSizeBytes?: number;
   /** Target page bits (12 on x86_64). */
   readonly targetPageBits?: number;
+  /** Supplies chunk buffers (ChunkWriter's allocChunk; default fresh arrays). */
+  readonly allocChunk?: ChunkAllocator;
 }
 
 /** Where page-copying records read a page's bytes; memory's PageStore matches it structurally. */
@@ -91,7 +94,7 @@ export class StreamEncoder extends ChunkWriter {
 
   constructor(options: StreamEncoderOptions) {
     const pageSizeBytes = 2 ** (options.targetPageBits ?? DEFAULT_TARGET_PAGE_BITS);
-    super(options.onChunk, Math.max(options.chunkSizeBytes ?? DEFAULT_ENCODER_CHUNK_BYTES, 2 * pageSizeBytes + 512));
+    super(options.onChunk, Math.max(options.chunkSizeBytes ?? DEFAULT_ENCODER_CHUNK_BYTES, 2 * pageSizeBytes + 512), options.allocChunk);
     this.pageSizeBytes = pageSizeBytes;
   }
 
@@ -370,24 +373,25 @@ export class StreamEncoder extends ChunkWriter {
     if (startBytes % pageBytes !== 0 || lengthBytes % pageBytes !== 0 || startBytes < 0 || startBytes + lengthBytes > ram.length) {
       this.fail(`page range ${startBytes}+${lengthBytes} is not whole pages of the ${ram.length}-byte buffer`);
     }
-    const words = (ram.byteOffset & 3) === 0 ? new Uint32Array(ram.buffer, ram.byteOffset, ram.length >>> 2) : null;
     const recordBytes = pageBytes + 8;
     const pageCount = lengthBytes / pageBytes;
     let zeroPages = 0;
     let i = 0;
     while (i < pageCount) {
       const at = startBytes + i * pageBytes;
-      if (isZero(ram, words, at, pageBytes)) {
-        this.ramZero(blockName, blockOffsetBytes + at, 0);
-        zeroPages++;
-        i++;
+      // Zero pages in runs: a few large native comparisons (lib/zero-range.ts), 9-byte records.
+      const zeros = zeroPagesAt(ram, at, pageCount - i, pageBytes);
+      if (zeros > 0) {
+        this.ramZeroRun(blockName, (blockOffsetBytes + at) / pageBytes, zeros);
+        zeroPages += zeros;
+        i += zeros;
         continue;
       }
       const nameBytes = blockName === this.lastBlockName ? 0 : 1 + blockName.length;
       if (this.roomBytes < recordBytes + nameBytes) this.flush();
       const fit = Math.max(1, Math.floor((this.roomBytes - nameBytes) / recordBytes));
       let j = i + 1;
-      while (j < pageCount && j - i < fit && !isZero(ram, words, startBytes + j * pageBytes, pageBytes)) j++;
+      while (j < pageCount && j - i < fit && !isZeroPageAt(ram, startBytes + j * pageBytes, pageBytes)) j++;
       this.pageRun(blockName, ram, blockOffsetBytes, at, j - i);
       i = j;
     }
@@ -401,14 +405,15 @@ export class StreamEncoder extends ChunkWriter {
     this.pageHeader(blockName, blockOffsetBytes + at, RAM_SAVE_FLAG_PAGE, pageBytes);
     const first = this.pos;
     const buf = this.buf;
-    buf.set(ram.subarray(at, at + count * pageBytes), first);
     const view = this.view;
-    for (let m = count - 1; m >= 1; m--) {
+    // One copy per page, straight from RAM into its record.
+    buf.set(ram.subarray(at, at + pageBytes), first);
+    for (let m = 1; m < count; m++) {
       const dataAt = first + m * recordBytes;
-      buf.copyWithin(dataAt, first + m * pageBytes, first + (m + 1) * pageBytes);
       const offsetBytes = blockOffsetBytes + at + m * pageBytes;
       view.setUint32(dataAt - 8, Math.floor(offsetBytes / TWO_32));
       view.setUint32(dataAt - 4, (offsetBytes | (RAM_SAVE_FLAG_PAGE | RAM_SAVE_FLAG_CONTINUE)) >>> 0);
+      buf.set(ram.subarray(at + m * pageBytes, at + (m + 1) * pageBytes), dataAt);
     }
     this.pos = first + count * recordBytes - 8;
   }
@@ -495,14 +500,9 @@ export class StreamEncoder extends ChunkWriter {
 }
 
 /** True when the page at `ram[at, at + n)` is all zero; compares 32-bit words where aligned. */
-function isZero(ram: Uint8Array, words: Uint32Array | null, at: number, n: number): boolean {
-  if (words !== null) {
-    const end = (at + n) >>> 2;
-    for (let w = at >>> 2; w < end; w++) if (words[w] !== 0) return false;
-    return true;
-  }
-  for (let i = at; i < at + n; i++) if (ram[i] !== 0) return false;
-  return true;
+/** True when the page at `ram[at]` is all zero; a non-zero first byte answers at once. */
+function isZeroPageAt(ram: Uint8Array, at: number, pageBytes: number): boolean {
+  return ram[at] === 0 && isZeroRange(ram, at, at + pageBytes);
 }
 
 /** Runs `build` on a fresh encoder and returns everything it wrote as one array. */

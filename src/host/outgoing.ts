@@ -29,14 +29,15 @@ import { isFinalStatus, type MigrationStatus } from '../core/status.ts';
 import { assert } from '../lib/assert.ts';
 import { KiB, MiB, NS_PER_MS } from '../lib/units.ts';
 import { ChannelWriter, type Channel } from '../transport/channel.ts';
+import { ChunkPool } from './chunk-pool.ts';
 import { openOutgoing, type OpenOptions } from '../transport/open.ts';
 
 /** Wire bytes one precopy pump may write. */
 export const PRECOPY_PUMP_BYTES = 8 * MiB;
 /** Wire bytes one postcopy pump may write. */
-export const POSTCOPY_PUMP_BYTES = 256 * KiB;
+export const POSTCOPY_PUMP_BYTES = 64 * KiB;
 /** After the switch, pump only while fewer bytes than this wait in the channel. */
-export const POSTCOPY_QUEUE_BYTES_MAX = 512 * KiB;
+export const POSTCOPY_QUEUE_BYTES_MAX = 64 * KiB;
 /** Longest stretch of pumping before the event loop gets a turn (return path, QMP, faults). */
 export const PUMP_SLICE_MS = 20;
 /** How often the engine's bandwidth window is ticked. */
@@ -79,6 +80,8 @@ export class OutgoingMigration {
   private channel: Channel | null = null;
   private writer: ChannelWriter | null = null;
   private readonly pendingSends: Uint8Array[] = [];
+  /** The main stream's chunk buffers; the channel carries exactly that stream from offset 0. */
+  private readonly pool = new ChunkPool(() => (this.channel === null ? 0 : this.channel.bytesWritten - this.channel.queuedBytes));
   private tickTimer: NodeJS.Timeout | null = null;
   private pumpTimer: NodeJS.Timeout | null = null;
   private pumpQueued = false;
@@ -99,6 +102,7 @@ export class OutgoingMigration {
       parameters: options.parameters,
       hintPolicy: options.hintPolicy,
       chunkSizeBytes: SOURCE_CHUNK_BYTES,
+      allocChunk: this.pool.alloc,
     });
     this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
     this.apply(this.engine.start(host.nowNs()));

@@ -13,6 +13,8 @@
  * The guest model's drivers run on the main thread, stepped every DRIVER_STEP_MS while the
  * guest runs; the balloon's free page queue is polled on the same timer.
  */
+import { isZeroRange } from '../lib/zero-range.ts';
+import { installNativeZeroTest } from './native-zero.ts';
 import { defaultCapabilities, type MigrationCapabilities } from '../core/capabilities.ts';
 import type { DeviceSectionBlob, PostcopyNotifyReason, PrecopyNotifyReason } from '../core/engine-types.ts';
 import { DEFAULT_PARAMETERS, type MigrationParameters } from '../core/params.ts';
@@ -69,12 +71,15 @@ export class VmCore {
   private readonly listeners = new Set<VmEventListener>();
   private driverTimer: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
+  /** Pages below this were verified all zero while listening (prefaultWhileListening). */
+  private verifiedZeroBelowPage = 0;
   /** The run state when the outgoing migration stopped the guest. */
   private stateBeforeStop: RunState = 'running';
 
   protected constructor(config: VmCommandLine, hooks: VmHooks) {
     this.config = config;
     this.hooks = hooks;
+    installNativeZeroTest();
     this.machine = buildMachine(config, {
       onHint: (startPage, pageCount) => this.onHint(startPage, pageCount),
       onBalloonChange: (actualBytes) => this.emit({ event: 'BALLOON_CHANGE', data: { actual: actualBytes } }),
@@ -224,7 +229,7 @@ export class VmCore {
     const m = this.machine;
     this.emitMigration('setup');
     const incoming = await IncomingMigration.listen({
-      ram: { blocks: m.blocks, store: m.backing, received: m.received },
+      ram: { blocks: m.blocks, store: m.backing, received: m.received, verifiedZeroBelowPage: () => this.verifiedZeroBelowPage },
       hooks: {
         loadDevice: (blob) => m.devices.loadDevice(blob),
         postcopyNotify: (reason: PostcopyNotifyReason) => m.devices.postcopyNotify(reason),
@@ -240,6 +245,7 @@ export class VmCore {
       onStatus: (_from, to) => this.onIncomingStatus(to),
     }, uri, open);
     this.incoming = incoming;
+    this.verifiedZeroBelowPage = 0;
     this.prefaultWhileListening(0);
     return incoming;
   }
@@ -250,6 +256,10 @@ export class VmCore {
    * made placement several times slower than the copy itself). It stops when the source
    * connects. The main thread is the only writer of an `inmigrate` VM's RAM, and the touch
    * (`|= 0`) leaves the content unchanged.
+   *
+   * Each slice is also tested for being all zero while it is in cache; as long as every slice
+   * so far was, `verifiedZeroBelowPage` moves past it. The destination engine then skips reading
+   * those pages for precopy ZERO records until it writes them (DestRam.verifiedZeroBelowPage).
    */
   private prefaultWhileListening(fromWord: number): void {
     const incoming = this.incoming;
@@ -257,6 +267,9 @@ export class VmCore {
     const words = this.machine.backing.words;
     const end = Math.min(words.length, fromWord + PREFAULT_SLICE_WORDS);
     for (let w = fromWord; w < end; w += PAGE_WORDS) words[w] |= 0;
+    if (this.verifiedZeroBelowPage * PAGE_WORDS === fromWord && isZeroRange(this.machine.backing.bytes, fromWord * 4, end * 4)) {
+      this.verifiedZeroBelowPage = Math.floor(end / PAGE_WORDS);
+    }
     if (end < words.length) setImmediate(() => this.prefaultWhileListening(end));
   }
 

@@ -216,3 +216,23 @@ test('a 64 GiB compact guest (16M pages) costs 4 bytes per page', (t) => {
   const small = new CompactBacking(pageCount, { versionBits: 16 });
   assert.equal(small.bookkeepingBytes() / pageCount, 2);
 });
+
+test('zeroPages: the same store as zeroPage on each page, across spans and with an exact page', () => {
+  const make = (): CompactBacking => {
+    const s = new CompactBacking(40000 * 4096);
+    for (const p of [0, 5, 16383, 16384, 20000, 39999]) s.setVersion(p, 7);
+    const odd = new Uint8Array(4096);
+    odd[100] = 1;
+    odd[4000] = 2;
+    s.writePageFrom(17000, odd, 0); // an exact page
+    return s;
+  };
+  const ranged = make();
+  const single = make();
+  ranged.zeroPages(3, 39999);
+  for (let p = 3; p < 39999; p++) single.zeroPage(p);
+  for (let p = 0; p < 40000; p++) assert.equal(ranged.pageVersion(p), single.pageVersion(p), `page ${p}`);
+  assert.equal(ranged.isZeroPage(17000), true);
+  assert.equal(ranged.pageVersion(39999), 7);
+  assert.equal(ranged.pageVersion(0), 7);
+});

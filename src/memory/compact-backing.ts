@@ -27,6 +27,7 @@
  * room and throws CompactPageError otherwise, and such an unpinned page goes back to a version
  * when it is next set to representable content.
  */
+import { isZeroRange } from '../lib/zero-range.ts';
 import { GuestMemoryError, type GuestMemory } from './guest-memory.ts';
 import {
   PAGE_SIZE_BYTES,
@@ -71,6 +72,8 @@ export const DEFAULT_EXACT_PAGE_LIMIT = 256;
 /** Estimated bytes of one exact page beyond its 4096 content bytes (Map entry, typed array). */
 const EXACT_PAGE_OVERHEAD_BYTES = 160;
 const TWO_32 = 4294967296;
+/** Pages per span of zeroPages: each span is tested for being zero already in one call. */
+const ZERO_SPAN_PAGES = 16384;
 
 /** A page-sized scratch buffer for digests and whole-page reads. */
 const scratchPage = new Uint8Array(PAGE_SIZE_BYTES);
@@ -232,6 +235,28 @@ export class CompactBacking implements VersionedPageStore, GuestMemory {
 
   zeroPage(pageIndex: number): void {
     this.setVersion(pageIndex, 0);
+  }
+
+  /**
+   * zeroPage over [start, end), by spans: a span whose versions are all 0 already is only
+   * read (lib/zero-range.ts; memory never written stays unallocated), in the others the exact
+   * pages are zeroed one by one (a native search finds them) and the rest by fill.
+   */
+  zeroPages(start: number, end: number): void {
+    if (end <= start) return;
+    checkPageIndex(start, this.pageCount);
+    checkPageIndex(end - 1, this.pageCount);
+    for (let spanStart = start; spanStart < end; spanStart += ZERO_SPAN_PAGES) {
+      const run = this.versions.subarray(spanStart, Math.min(end, spanStart + ZERO_SPAN_PAGES));
+      if (isZeroRange(new Uint8Array(run.buffer, run.byteOffset, run.byteLength), 0, run.byteLength)) continue;
+      let from = 0;
+      for (let k = run.indexOf(this.exactMarker); k !== -1; k = run.indexOf(this.exactMarker, k + 1)) {
+        run.fill(0, from, k);
+        this.zeroPage(spanStart + k);
+        from = k + 1;
+      }
+      run.fill(0, from);
+    }
   }
 
   pageDigest(pageIndex: number): number {

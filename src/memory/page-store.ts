@@ -35,6 +35,8 @@ export interface PageStore {
   writePageFrom(pageIndex: number, bytes: Uint8Array, bytesOffset?: number): void;
   /** Sets every byte of the page to zero (a zero-page record; a discarded page). */
   zeroPage(pageIndex: number): void;
+  /** Optional: zeroPage on every page of [start, end), in far less than one call per page. */
+  zeroPages?(start: number, end: number): void;
   /**
    * Changes the page the way a simple workload does: adds 1 to the little-endian u64 at page
    * offset 0. Exact in a bytes store; in a compact store it adds 1 to the version, which also

@@ -27,6 +27,11 @@ export class AuditedPageStore implements VersionedPageStore {
   onWrite: PageAccessHook | null = null;
   /** Called before each zeroing of a page (or null); a zeroing is not an `onWrite`. */
   onZero: PageAccessHook | null = null;
+  /**
+   * Called before a zeroing of pages [start, end) (zeroPages); when null, `onZero` is called
+   * for each page instead.
+   */
+  onZeroRange: ((start: number, end: number) => void) | null = null;
 
   constructor(inner: PageStore) {
     this.inner = inner;
@@ -69,6 +74,14 @@ export class AuditedPageStore implements VersionedPageStore {
   zeroPage(pageIndex: number): void {
     this.onZero?.(pageIndex);
     this.inner.zeroPage(pageIndex);
+  }
+
+  zeroPages(start: number, end: number): void {
+    if (this.onZeroRange !== null) this.onZeroRange(start, end);
+    else if (this.onZero !== null) for (let p = start; p < end; p++) this.onZero(p);
+    const inner = this.inner;
+    if (inner.zeroPages !== undefined) inner.zeroPages(start, end);
+    else for (let p = start; p < end; p++) inner.zeroPage(p);
   }
 
   bumpPage(pageIndex: number): void {

@@ -177,6 +177,11 @@ export class MemoryAudit {
     for (let p = firstPage; p <= lastPage; p++) if (unplugged.test(p)) this.guestUnpluggedAccesses.record(p);
   }
 
+  /** Whether any page of [start, end) is unplugged (found per word). */
+  unpluggedInRange(start: number, end: number): boolean {
+    return this.unpluggedBits !== null && this.unpluggedBits.nextSetBelow(start, end) !== -1;
+  }
+
   /** Whether a page is unplugged. */
   isUnplugged(pageIndex: number): boolean {
     return this.unpluggedBits !== null && this.unpluggedBits.test(pageIndex);

@@ -42,6 +42,21 @@ export class StoreWatch {
     };
     machine.destinationEngineStore.onWrite = (p) => place(p, false);
     machine.destinationEngineStore.onZero = (p) => place(p, true);
+    // A zeroing before LISTEN records nothing (see `place`): a precopy run costs one check.
+    // After LISTEN, the pages placed before (rare) are found per word, then the run is marked.
+    machine.destinationEngineStore.onZeroRange = (start, end) => {
+      if (!this.loadingStream || !inPostcopy()) return;
+      if (this.placed === null) this.placed = new Bitmap(machine.pageCount);
+      const placed = this.placed;
+      if (audit.unpluggedInRange(start, end)) {
+        for (let p = start; p < end; p++) if (audit.isUnplugged(p)) audit.receivedUnplugged.record(p);
+      }
+      for (let p = placed.nextSetBelow(start, end); p !== -1; p = placed.nextSetBelow(p + 1, end)) {
+        this.duplicatePlacementCount++;
+        if (this.duplicatePlacements.length < DUPLICATES_LISTED_MAX) this.duplicatePlacements.push(p);
+      }
+      placed.setRange(start, end);
+    };
     const source = machine.sourceEngineStore;
     if ('onRead' in source) {
       source.onRead = (p) => {

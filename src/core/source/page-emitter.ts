@@ -20,11 +20,14 @@ import { CompactBacking } from '../../memory/compact-backing.ts';
 import { EXACT_PAGE_VERSION, isVersionedPageStore, type PageStore } from '../../memory/page-store.ts';
 import type { RamBlock } from '../../memory/ram-block.ts';
 import type { PagePayloadMode } from '../engine-types.ts';
+import { zeroPagesAt } from '../../lib/zero-range.ts';
 
 /** Bytes of a PAGE|CONTINUE record in bytes mode: the record word and the page. */
 const PAGE_RECORD_BYTES = 8 + 4096;
 /** Bytes of a ZERO|CONTINUE record: the record word and the fill byte. */
 const ZERO_RECORD_BYTES = 9;
+/** Versions tested at once when a zero run is extended. */
+const ZERO_SPAN_VERSIONS = 4096;
 
 export interface PageEmitter {
   /** Pages written as ZERO records, cumulative (the caller takes differences). */
@@ -117,6 +120,9 @@ class VersionEmitter implements PageEmitter {
   private readonly versions: Uint16Array | Uint32Array | null;
   /** The value of `versions` that marks an exact page. */
   private readonly exactMarker: number;
+  /** `versions` as bytes, for the zero-run search; and bytes per version. */
+  private readonly versionBytes: Uint8Array;
+  private readonly versionSize: number;
 
   constructor(private readonly store: PageStore) {
     if (store instanceof CompactBacking) {
@@ -126,6 +132,9 @@ class VersionEmitter implements PageEmitter {
       this.versions = null;
       this.exactMarker = -1;
     }
+    const v = this.versions;
+    this.versionBytes = v === null ? new Uint8Array(0) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+    this.versionSize = v === null ? 1 : v.BYTES_PER_ELEMENT;
   }
 
   emit(encoder: StreamEncoder, block: RamBlock, firstPage: number, count: number, wireLimit: number): number {
@@ -142,8 +151,9 @@ class VersionEmitter implements PageEmitter {
         // A run of zero pages in one tight loop, as far as the budget reaches (9 bytes each).
         const budgetPages = Math.max(1, Math.ceil((wireLimit - encoder.wireOffsetBytes) / ZERO_RECORD_BYTES));
         const stop = Math.min(count, k + budgetPages);
-        let end = k + 1;
-        while (end < stop && versions[firstPage + end] === 0) end++;
+        // The rest of the run: zero versions found a span at a time (lib/zero-range.ts).
+        const size = this.versionSize;
+        const end = k + 1 + zeroPagesAt(this.versionBytes, (page + 1) * size, stop - k - 1, size, ZERO_SPAN_VERSIONS);
         encoder.ramZeroRun(name, page - base, end - k);
         this.zeroPages += end - k;
         k = end - 1;

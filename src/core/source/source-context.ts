@@ -235,7 +235,7 @@ export class SourceContext {
     const track = this.options.hintPolicy === 'track';
     this.sentOnce = track ? new Bitmap(pageCount) : null;
     this.hintedNeverSent = track ? new Bitmap(pageCount) : null;
-    this.main = new StreamEncoder({ onChunk: (chunk) => this.onChunk('main', chunk), chunkSizeBytes: this.options.chunkSizeBytes });
+    this.main = new StreamEncoder({ onChunk: (chunk) => this.onChunk('main', chunk), chunkSizeBytes: this.options.chunkSizeBytes, allocChunk: this.options.allocChunk });
     this.preempt = this.caps['postcopy-preempt']
       ? new StreamEncoder({ onChunk: (chunk) => this.onChunk('preempt', chunk), chunkSizeBytes: this.options.chunkSizeBytes })
       : null;

@@ -39,6 +39,8 @@ export interface ResolvedSourceOptions {
   readonly requestQueueLimit: number;
   /** Encoder chunk buffer size, bytes. */
   readonly chunkSizeBytes: number;
+  /** The main encoder's chunk allocator, if the shell gave one. */
+  readonly allocChunk: ((bytes: number, retiredEndBytes: number) => Uint8Array) | undefined;
   /** Keep and check the "sent after the switch" bitmap. */
   readonly debugChecks: boolean;
   /** Completion without a return path waits for `written`. */
@@ -84,6 +86,7 @@ export function resolveOptions(config: SourceEngineConfig, ids: Map<string, numb
     maxChunkPages: positive(config.maxChunkPages, DEFAULT_MAX_CHUNK_PAGES, 'maxChunkPages'),
     requestQueueLimit: positive(config.requestQueueLimit, DEFAULT_REQUEST_QUEUE_LIMIT, 'requestQueueLimit'),
     chunkSizeBytes: positive(config.chunkSizeBytes, DEFAULT_SOURCE_CHUNK_BYTES, 'chunkSizeBytes'),
+    allocChunk: config.allocChunk,
     debugChecks: config.debugChecks ?? false,
     awaitWritten: config.awaitWritten ?? false,
   };

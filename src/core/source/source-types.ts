@@ -51,6 +51,11 @@ export interface SourceOptions {
   /** Size of the stream encoders' chunk buffers, bytes (default 256 KiB). */
   readonly chunkSizeBytes?: number;
   /**
+   * Supplies the main stream's chunk buffers (a shell's pool that recycles buffers the
+   * channel has finished with); default fresh arrays. See ChunkWriter.
+   */
+  readonly allocChunk?: (bytes: number, retiredEndBytes: number) => Uint8Array;
+  /**
    * Keep a "sent after the postcopy switch" bitmap and assert that no page is sent twice after
    * the switch (one more bit per page; default false).
    */
