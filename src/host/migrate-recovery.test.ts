@@ -8,41 +8,11 @@
 // A second test pauses with QMP migrate-pause on the source and checks the refusals QEMU gives.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, connect, type Server, type Socket } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { VmCommandError } from './vm-types.ts';
-import { oracleChecks, startVm, waitFor } from './vm.test-util.ts';
+import { oracleChecks, portOf, relay, startVm, waitFor } from './vm.test-util.ts';
 import type { LivemigVm } from './vm.ts';
 
 const GUEST = ['-m', '64M', '--vcpus', '2', '--workload', 'incrementer:24M:48M', '--seed', '5'];
-
-/** A TCP relay to `target`; `cut` resets every connection it carries. */
-async function relay(targetPort: number): Promise<{ uri: string; cut(): void; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    const upstream = connect(targetPort, '127.0.0.1');
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('error', () => undefined);
-      s.on('close', () => sockets.delete(s));
-    }
-    client.pipe(upstream);
-    upstream.pipe(client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  return {
-    uri: `tcp:127.0.0.1:${port}`,
-    cut: () => {
-      for (const s of sockets) s.resetAndDestroy();
-    },
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
-}
-
-function portOf(uri: string): number {
-  return Number(uri.slice(uri.lastIndexOf(':') + 1));
-}
 
 /** Two VMs with postcopy on, the destination listening, the source held to a slow link. */
 async function pair(): Promise<{ source: LivemigVm; dest: LivemigVm }> {
