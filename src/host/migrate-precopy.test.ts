@@ -5,7 +5,9 @@
 // incrementer oracle with its edge at the saved cursor; after `cont` the destination's
 // vCPUs continue the walk and the oracle still holds. A cancelled migration leaves the
 // source running. A killed TCP connection fails the precopy: the source keeps running with
-// status failed, the destination never runs the guest, and a retry on a fresh one completes. With auto-converge, a guest that dirties memory faster than the link
+// status failed, the destination never runs the guest, and a retry on a fresh one completes.
+// A connection lost after EOF (the destination runs the guest) but before SHUT fails the
+// source with its guest kept stopped: no second copy runs (docs/reliability.md, split brain). With auto-converge, a guest that dirties memory faster than the link
 // carries is throttled (the vCPU threads sleep their share) until precopy converges, and the
 // throttle is lifted at the end.
 import { test } from 'node:test';
@@ -156,5 +158,31 @@ test('a precopy whose TCP connection is killed: source failed and running, desti
   } finally {
     await link.close();
     await Promise.all([source.close(), dest.close(), retry.close()]);
+  }
+});
+
+test('split brain: a connection lost after EOF, before SHUT, fails the source with the guest kept stopped', async () => {
+  const { vm: source } = await startVm(GUEST);
+  const { vm: dest } = await startVm([...GUEST, '-incoming', 'tcp:127.0.0.1:0']);
+  const link = await relay(portOf(dest.incoming!.uri), { dropReturnPath: true });
+  const events: string[] = [];
+  source.subscribe((e) => events.push(e.event));
+  try {
+    for (const vm of [source, dest]) vm.migrateSetCapabilities({ capabilities: [{ capability: 'return-path', state: true }] });
+    source.migrateSetParameters({ maxBandwidthBytesPerSec: 10n * 1024n ** 3n, downtimeLimitMs: 100n });
+    source.migrate({ uri: link.uri });
+    // The destination has everything and runs the guest; SHUT never reaches the source.
+    await waitFor(() => dest.incoming!.status === 'completed' && source.outgoing!.engine.phase === 'awaiting-shut', 20_000, 'EOF at the destination');
+    assert.equal(dest.runState, 'running');
+    link.cut();
+    assert.equal(await source.outgoing!.whenFinished(), 'failed');
+    // QEMU 7.2 would run the guest here too: two copies. livemig keeps the source's stopped.
+    assert.equal(source.runState, 'postmigrate');
+    assert.equal(events.filter((e) => e === 'RESUME').length, 0, events.join(','));
+    dest.stop();
+    for (const check of oracleChecks(dest)) assert.ok(check.ok, check.detail);
+  } finally {
+    await link.close();
+    await Promise.all([source.close(), dest.close()]);
   }
 });

@@ -60,8 +60,11 @@ export function compareRam(a: BytesBacking, b: BytesBacking, allowed?: PageFilte
   return comparePages(a, b, { allowedToDiffer: allowed, pageEquals: (p) => a.pageEquals(b, p) });
 }
 
-/** A TCP relay to `target`; `cut` resets every connection it carries. */
-export async function relay(targetPort: number): Promise<{ uri: string; cut(): void; close(): Promise<void> }> {
+/**
+ * A TCP relay to `targetPort`; `cut` resets every connection it carries. With `dropReturnPath`
+ * the bytes from the target back to the client are swallowed (a return path that hangs).
+ */
+export async function relay(targetPort: number, options: { dropReturnPath?: boolean } = {}): Promise<{ uri: string; cut(): void; close(): Promise<void> }> {
   const sockets = new Set<Socket>();
   const server: Server = createServer((client) => {
     const upstream = connect(targetPort, '127.0.0.1');
@@ -71,7 +74,8 @@ export async function relay(targetPort: number): Promise<{ uri: string; cut(): v
       s.on('close', () => sockets.delete(s));
     }
     client.pipe(upstream);
-    upstream.pipe(client);
+    if (options.dropReturnPath === true) upstream.resume();
+    else upstream.pipe(client);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
