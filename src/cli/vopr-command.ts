@@ -46,7 +46,7 @@ export function runVopr(options: VoprOptions, io: CliIo): number {
   } else {
     io.out(`vopr: ${summary.seeds} seeds from ${first}, ${summary.failed.length} failing, ${(summary.seeds / seconds).toFixed(0)} seeds/s\n`);
     io.out(`  outcomes: ${Object.entries(summary.outcomes).map(([k, v]) => `${k} ${v}`).join(', ')}\n`);
-    io.out(`  postcopy runs ${summary.postcopy}, retries ${summary.attemptsRetried}, recoveries ${summary.recoveries}\n`);
+    io.out(`  postcopy runs ${summary.postcopy}, retries ${summary.attemptsRetried}, recoveries ${summary.recoveries}, operator cont after a kept-stopped failure ${summary.operatorConts}\n`);
     io.out(`  faults: ${Object.entries(summary.faultsByKind).sort().map(([k, v]) => `${k} ${v}`).join(', ')}\n`);
     if (summary.failed.length > 0) io.out(`  failing seeds: ${summary.failed.slice(0, 50).join(', ')}\n`);
   }

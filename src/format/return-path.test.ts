@@ -2,6 +2,7 @@
 // every byte offset, every error code, encode → decode round trips, and a mutation fuzz.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { fuzzRuns } from '../testing/fuzz-runs.ts';
 import { readVector } from '../testing/testdata.ts';
 import fc from 'fast-check';
 import { Bitmap } from '../lib/bitmap.ts';
@@ -229,7 +230,9 @@ test('encode → decode round trips (fast-check), in random chunks', () => {
   );
 });
 
-test('fuzz: 10,000 mutations of the captures yield messages or FormatError only', () => {
+const FUZZ_RUNS = fuzzRuns();
+
+test(`fuzz: ${FUZZ_RUNS} mutations of the captures yield messages or FormatError only`, () => {
   const bases = [readVector('qemu-7.2/postcopy-4M/conn0.dst2src.bin'), fromHex(RECOVERY_HEX)];
   const mutation = fc.record({
     base: fc.nat(bases.length - 1),
@@ -255,7 +258,7 @@ test('fuzz: 10,000 mutations of the captures yield messages or FormatError only'
         failures++;
       }
     }),
-    { numRuns: 10_000 },
+    { numRuns: FUZZ_RUNS },
   );
   assert.ok(failures > 0);
 });

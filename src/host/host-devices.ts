@@ -19,13 +19,12 @@
  */
 import { BalloonDevice } from '../devices/balloon/balloon-device.ts';
 import { BalloonVirtio } from '../devices/balloon/balloon-queues.ts';
-import { PostcopyNotifyReason as PostcopyReason, PrecopyNotifyReason as PrecopyReason } from '../devices/balloon/free-page-hint.ts';
+import { hintedPages, PostcopyNotifyReason as PostcopyReason, PrecopyNotifyReason as PrecopyReason } from '../devices/balloon/free-page-hint.ts';
 import { loadBalloonState, saveBalloonState } from '../devices/balloon/balloon-vmstate.ts';
 import { decodeVirtioBalloonSection, encodeVirtioBalloonSection } from '../devices/balloon/virtio-section.ts';
 import type { DeviceSectionBlob, PostcopyNotifyReason, PrecopyNotifyReason } from '../core/engine-types.ts';
 import type { DeviceSectionDecoder } from '../format/stream-types.ts';
 import type { GuestDevices } from '../guest/guest.ts';
-import { TARGET_PAGE_SIZE } from '../lib/units.ts';
 import type { GuestMemory } from '../memory/guest-memory.ts';
 import { BALLOON_SECTION_IDSTR, DEVICE_SECTION_VERSION, SimDeviceDecoder } from '../sim/device-sections.ts';
 import type { BalloonSpec } from './vm-args.ts';
@@ -83,8 +82,7 @@ export class HostDevices {
   }
 
   private onHint(gpa: number, lengthBytes: number, cmdId: number): void {
-    const startPage = Math.floor(gpa / TARGET_PAGE_SIZE);
-    const pageCount = Math.floor(lengthBytes / TARGET_PAGE_SIZE);
+    const { startPage, pageCount } = hintedPages(gpa, lengthBytes);
     if (pageCount > 0) this.callbacks.onHint(startPage, pageCount, cmdId);
   }
 

@@ -10,6 +10,12 @@
  *
  * On a load failure the channel is dropped (QEMU exits without SHUT; the VM decides whether
  * the process exits). A channel that closes before EOF fails the load through the engine.
+ *
+ * Postcopy recovery (core/dest/dest-recovery.ts): after RUN a lost channel (or migrate-pause)
+ * pauses the engine; the channel is dropped and forgotten with its unloaded bytes, and vCPU
+ * faults keep waiting. `recover(uri)` (QMP migrate-recover) listens on `uri` for the source's
+ * new connection and hands it to the engine (`onChannelReplaced`), which answers RECV_BITMAP
+ * and RESUME on it. A connection the engine does not take is closed.
  */
 import type { DestHooks, DestRam, Effect, StepResult } from '../core/engine-types.ts';
 import type { MigrationCapabilities } from '../core/capabilities.ts';
@@ -47,12 +53,12 @@ const ACCEPT_TIMEOUT_MS = 2 ** 31 - 1;
 export class IncomingMigration {
   /** The engine; rebuilt when the source connects, with the capabilities set by then. */
   engine: DestEngine;
-  /** The URI bound (a tcp port 0 replaced by the real port). */
-  readonly uri: string;
+  /** The URI bound (a tcp port 0 replaced by the real port); migrate-recover binds a new one. */
+  uri: string;
   /** The first transport error, typed. */
   error: Error | null = null;
   private readonly host: IncomingHost;
-  private readonly endpoint: IncomingEndpoint;
+  private endpoint: IncomingEndpoint;
   private channel: Channel | null = null;
   private listening = true;
   /** Stream bytes received and not yet loaded (see onData). */
@@ -124,15 +130,59 @@ export class IncomingMigration {
     }
     this.listening = false;
     await this.endpoint.close();
-    this.channel = channel;
     this.engine = this.newEngine();
-    channel.onData((chunk) => this.onData(chunk));
+    this.attach(channel);
+  }
+
+  /** Makes `channel` the current one; a dropped channel's late data and close are ignored. */
+  private attach(channel: Channel): void {
+    this.channel = channel;
+    channel.onData((chunk) => {
+      if (this.channel === channel) this.onData(chunk);
+    });
     channel.onClose((error) => {
-      if (this.closing) return; // quit: the VM goes away, nothing to report
+      if (this.closing || this.channel !== channel) return; // quit, or a connection already dropped
       this.loadPending();
       if (error !== null && this.error === null && !isFinalStatus(this.engine.status)) this.error = error;
       this.apply(this.engine.onChannelClosed('main', this.host.nowNs()));
     });
+  }
+
+  /**
+   * QMP `migrate-recover URI`: the engine's refusal text, or null once `uri` is bound and
+   * waits for the source's `migrate` with resume.
+   */
+  async recover(uri: string, open: OpenOptions): Promise<string | null> {
+    const result = this.engine.migrateRecover(this.host.nowNs());
+    if (result.error !== null) return result.error.message;
+    this.apply(result);
+    const endpoint = await openIncoming(uri, { ...open, expectedConnections: 1 });
+    this.endpoint = endpoint;
+    this.uri = endpoint.uri;
+    this.listening = true;
+    void this.acceptRecovery(endpoint);
+    return null;
+  }
+
+  private async acceptRecovery(endpoint: IncomingEndpoint): Promise<void> {
+    let channel: Channel;
+    try {
+      channel = await endpoint.accept(ACCEPT_TIMEOUT_MS);
+    } catch (error) {
+      // Closed by quit, or a refused handshake: the migration stays paused (QEMU's too).
+      if (this.error === null && !this.closing) this.error = error as Error;
+      return;
+    } finally {
+      if (this.endpoint === endpoint) this.listening = false;
+      await endpoint.close();
+    }
+    const result = this.engine.onChannelReplaced('main', this.host.nowNs());
+    if (!result.accepted) {
+      channel.destroy();
+      return;
+    }
+    this.attach(channel);
+    this.apply(result);
   }
 
   /**
@@ -162,7 +212,8 @@ export class IncomingMigration {
     const nowNs = this.host.nowNs();
     for (const piece of pieces) {
       this.apply(this.engine.onBytes('main', piece, nowNs));
-      if (this.closing) return;
+      // A pause drops the dead connection's bytes, including the rest of this burst.
+      if (this.closing || this.engine.status === 'postcopy-paused') return;
       // After the switch a vCPU fault must not wait for the whole burst: requests go out
       // between pieces (64 KiB each).
       if (this.engine.status === 'postcopy-active') this.host.pollFaults();
@@ -184,6 +235,22 @@ export class IncomingMigration {
     this.channel?.destroy();
   }
 
+  /** Drops the current channel; on a pause its unloaded bytes go with it (the dead connection's). */
+  private dropChannel(): void {
+    const channel = this.channel;
+    if (this.engine.status === 'postcopy-paused') {
+      this.channel = null;
+      this.pending = [];
+      this.pendingBytes = 0;
+    }
+    channel?.destroy();
+  }
+
+  /** Carries out the effects of an engine command the VM ran (migrate-pause). */
+  applyResult(result: StepResult): void {
+    this.apply(result);
+  }
+
   private apply(result: StepResult): void {
     for (const effect of result.effects) this.applyEffect(effect);
   }
@@ -197,7 +264,7 @@ export class IncomingMigration {
       }
       case 'status':
         this.host.onStatus(effect.from, effect.to);
-        if (effect.to === 'failed' || effect.to === 'postcopy-paused') this.channel?.destroy();
+        if (effect.to === 'failed' || effect.to === 'postcopy-paused') this.dropChannel();
         return;
       case 'run-guest':
         return this.host.runGuest();

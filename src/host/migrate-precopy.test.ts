@@ -4,7 +4,10 @@
 // holds exactly the source's RAM at the stop, page for page; every vCPU region passes the
 // incrementer oracle with its edge at the saved cursor; after `cont` the destination's
 // vCPUs continue the walk and the oracle still holds. A cancelled migration leaves the
-// source running. With auto-converge, a guest that dirties memory faster than the link
+// source running. A killed TCP connection fails the precopy: the source keeps running with
+// status failed, the destination never runs the guest, and a retry on a fresh one completes.
+// A connection lost after EOF (the destination runs the guest) but before SHUT fails the
+// source with its guest kept stopped: no second copy runs (docs/reliability.md, split brain). With auto-converge, a guest that dirties memory faster than the link
 // carries is throttled (the vCPU threads sleep their share) until precopy converges, and the
 // throttle is lifted at the end.
 import { test } from 'node:test';
@@ -12,7 +15,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sleep, startVm, waitFor, oracleChecks, compareRam } from './vm.test-util.ts';
+import { sleep, startVm, waitFor, oracleChecks, compareRam, portOf, relay } from './vm.test-util.ts';
 import type { LivemigVm } from './vm.ts';
 
 const GUEST = ['-m', '128M', '--vcpus', '2', '--workload', 'incrementer:32M:128M', '--seed', '11'];
@@ -121,6 +124,65 @@ test('a destination that goes away mid-stream fails the migration; the source ke
     await sleep(100);
     assert.ok(source.vcpus!.totalPageWrites() > before, 'the source guest still runs');
   } finally {
+    await Promise.all([source.close(), dest.close()]);
+  }
+});
+
+test('a precopy whose TCP connection is killed: source failed and running, destination never runs, a retry completes', async () => {
+  const { vm: source } = await startVm(GUEST);
+  const { vm: dest } = await startVm([...GUEST, '-incoming', 'tcp:127.0.0.1:0']);
+  const { vm: retry } = await startVm([...GUEST, '-S', '-incoming', 'tcp:127.0.0.1:0']);
+  const link = await relay(portOf(dest.incoming!.uri));
+  try {
+    source.migrateSetParameters({ maxBandwidthBytesPerSec: 4n * 1024n * 1024n });
+    source.migrate({ uri: link.uri });
+    await waitFor(() => (source.queryMigrate().ram?.transferred ?? 0) > 1024 * 1024, 5000, 'a first megabyte');
+    link.cut();
+    assert.equal(await source.outgoing!.whenFinished(), 'failed');
+    assert.equal(source.queryMigrate().status, 'failed');
+    assert.equal(source.runState, 'running');
+    const before = source.vcpus!.totalPageWrites();
+    await waitFor(() => source.vcpus!.totalPageWrites() > before, 5000, 'the source guest to keep running');
+    await waitFor(() => dest.incoming!.status === 'failed', 5000, 'the destination load to fail');
+    assert.notEqual(dest.runState, 'running', 'a destination with missing pages never runs the guest');
+    assert.ok(dest.incoming!.engine.missingPages() > 0);
+    assert.ok((dest.incoming!.engine.lastError?.message ?? '').length > 0, 'the failed load says why');
+    // The operator retries on a fresh destination, at full speed.
+    source.migrateSetParameters({ maxBandwidthBytesPerSec: 10n * 1024n ** 3n, downtimeLimitMs: 100n });
+    source.migrate({ uri: retry.incoming!.uri });
+    assert.equal(await source.outgoing!.whenFinished(), 'completed', source.outgoing!.error?.message);
+    await waitFor(() => retry.incoming!.status === 'completed', 10_000, 'the retry destination to complete');
+    assert.equal(source.runState, 'postmigrate');
+    assert.equal(compareRam(source.machine.backing, retry.machine.backing).mismatchCount, 0);
+    for (const check of oracleChecks(retry)) assert.ok(check.ok, check.detail);
+  } finally {
+    await link.close();
+    await Promise.all([source.close(), dest.close(), retry.close()]);
+  }
+});
+
+test('split brain: a connection lost after EOF, before SHUT, fails the source with the guest kept stopped', async () => {
+  const { vm: source } = await startVm(GUEST);
+  const { vm: dest } = await startVm([...GUEST, '-incoming', 'tcp:127.0.0.1:0']);
+  const link = await relay(portOf(dest.incoming!.uri), { dropReturnPath: true });
+  const events: string[] = [];
+  source.subscribe((e) => events.push(e.event));
+  try {
+    for (const vm of [source, dest]) vm.migrateSetCapabilities({ capabilities: [{ capability: 'return-path', state: true }] });
+    source.migrateSetParameters({ maxBandwidthBytesPerSec: 10n * 1024n ** 3n, downtimeLimitMs: 100n });
+    source.migrate({ uri: link.uri });
+    // The destination has everything and runs the guest; SHUT never reaches the source.
+    await waitFor(() => dest.incoming!.status === 'completed' && source.outgoing!.engine.phase === 'awaiting-shut', 20_000, 'EOF at the destination');
+    assert.equal(dest.runState, 'running');
+    link.cut();
+    assert.equal(await source.outgoing!.whenFinished(), 'failed');
+    // QEMU 7.2 would run the guest here too: two copies. livemig keeps the source's stopped.
+    assert.equal(source.runState, 'postmigrate');
+    assert.equal(events.filter((e) => e === 'RESUME').length, 0, events.join(','));
+    dest.stop();
+    for (const check of oracleChecks(dest)) assert.ok(check.ok, check.detail);
+  } finally {
+    await link.close();
     await Promise.all([source.close(), dest.close()]);
   }
 });

@@ -19,6 +19,12 @@
  * Failures: a connect or TLS error, a write error or the peer going away become
  * `engine.channelError`, whose effects give a stopped guest back (failed precopy) or leave it
  * stopped (postcopy-paused). The first transport error is kept typed in `error`.
+ *
+ * Postcopy recovery (core/source/recovery.ts): `pause` (QMP migrate-pause) or a lost channel
+ * moves to postcopy-paused; the channel is dropped and forgotten, so late bytes or a late close
+ * of the dead connection are ignored. `resume(uri)` (QMP migrate with resume) connects again;
+ * the engine's RECV_BITMAP commands wait in the send queue until the new channel is up, and the
+ * new channel's return path answers them. `whenFinished` then waits for the next end or pause.
  */
 import type { Effect, SourceHooks, SourceRam, StepResult } from '../core/engine-types.ts';
 import type { MigrationCapabilities } from '../core/capabilities.ts';
@@ -70,7 +76,8 @@ export interface OutgoingOptions {
 
 export class OutgoingMigration {
   readonly engine: SourceEngine;
-  readonly uri: string;
+  /** The URI of the current connection (a resume may name another one). */
+  uri: string;
   /** The first transport or vCPU error, typed; null while all is well. */
   error: Error | null = null;
   /** When `migrate` ran and when the status became final, ns (host clock). */
@@ -88,7 +95,7 @@ export class OutgoingMigration {
   private waitingForDrain = false;
   /** The vCPUs did not stop for the completion: the migration must fail, not complete. */
   private stopFailed = false;
-  private readonly finished: Promise<MigrationStatus>;
+  private finished!: Promise<MigrationStatus>;
   private resolveFinished!: (status: MigrationStatus) => void;
 
   constructor(host: OutgoingHost, options: OutgoingOptions) {
@@ -104,10 +111,14 @@ export class OutgoingMigration {
       chunkSizeBytes: SOURCE_CHUNK_BYTES,
       allocChunk: this.pool.alloc,
     });
-    this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
+    this.armFinished();
     this.apply(this.engine.start(host.nowNs()));
     this.tickTimer = setInterval(() => this.onTick(), TICK_INTERVAL_MS);
-    void this.connect(options.open);
+    void this.connect(this.uri, options.open);
+  }
+
+  private armFinished(): void {
+    this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
   }
 
   /** Resolves with the final status (completed, failed, cancelled) or postcopy-paused. */
@@ -135,15 +146,17 @@ export class OutgoingMigration {
     clearTimeout(timer);
   }
 
-  private async connect(open: OpenOptions): Promise<void> {
+  private async connect(uri: string, open: OpenOptions): Promise<void> {
+    const attempt = this.engine.recoveries;
     let channel: Channel;
     try {
-      channel = await openOutgoing(this.uri, open);
+      channel = await openOutgoing(uri, open);
     } catch (error) {
       this.fail(error as Error);
       return;
     }
-    if (isFinalStatus(this.engine.status)) {
+    // Ended meanwhile, or paused and resumed again by a newer connect.
+    if (isFinalStatus(this.engine.status) || this.engine.status === 'postcopy-paused' || attempt !== this.engine.recoveries) {
       channel.destroy();
       return;
     }
@@ -151,9 +164,39 @@ export class OutgoingMigration {
     this.writer = new ChannelWriter(channel, { batchBytes: SOURCE_CHUNK_BYTES, directWriteMinBytes: 256 * KiB });
     for (const data of this.pendingSends.splice(0)) this.writer.write(data);
     this.writer.flush();
-    channel.onData((chunk) => this.onReturnPath(chunk));
-    channel.onClose((error) => this.onChannelClosed(error));
+    // A dropped connection may still report: only the current one is heard.
+    channel.onData((chunk) => {
+      if (this.channel === channel) this.onReturnPath(chunk);
+    });
+    channel.onClose((error) => {
+      if (this.channel === channel) this.onChannelClosed(error);
+    });
     this.schedulePump();
+  }
+
+  /**
+   * QMP `migrate` with `resume: true`: the engine's refusal text, or null once the recovery
+   * handshake is queued for a new connection to `uri` (connected in the background; a failed
+   * connect pauses again).
+   */
+  resume(uri: string, open: OpenOptions): string | null {
+    const result = this.engine.resume(this.host.nowNs());
+    if (result.error !== null) return result.error.message;
+    this.uri = uri;
+    this.endNs = null;
+    this.armFinished();
+    this.apply(result);
+    this.tickTimer ??= setInterval(() => this.onTick(), TICK_INTERVAL_MS);
+    void this.connect(uri, open);
+    return null;
+  }
+
+  /** QMP `migrate-pause` on the source: the refusal text, or null (the status is postcopy-paused). */
+  pause(): string | null {
+    const result = this.engine.migratePause(this.host.nowNs());
+    if (result.error !== null) return result.error.message;
+    this.apply(result);
+    return null;
   }
 
   /** A transport failure: kept typed, then the engine's channel error. */
@@ -260,8 +303,11 @@ export class OutgoingMigration {
 
   // ---- effects ----------------------------------------------------------------------------
 
+  /** Carries out the effects; what they sent goes out now (an answer to the return path must not wait for a pump). */
   private apply(result: StepResult): void {
     for (const effect of result.effects) this.applyEffect(effect);
+    const writer = this.writer;
+    if (writer !== null && !writer.channel.closed) writer.flush();
   }
 
   private applyEffect(effect: Effect): void {
@@ -297,7 +343,10 @@ export class OutgoingMigration {
     }
   }
 
-  /** The migration ended (or paused): timers stop; the channel is ended or dropped. */
+  /**
+   * The migration ended (or paused): timers stop; the channel is ended or dropped. A paused
+   * migration forgets its channel and whatever was queued for it (lost with the connection).
+   */
   private finish(status: MigrationStatus): void {
     this.endNs = this.host.nowNs();
     if (this.tickTimer !== null) clearInterval(this.tickTimer);
@@ -307,6 +356,12 @@ export class OutgoingMigration {
     const writer = this.writer;
     if (status === 'completed' && writer !== null && !writer.channel.closed) writer.end();
     else this.channel?.destroy();
+    if (status === 'postcopy-paused') {
+      this.channel = null;
+      this.writer = null;
+      this.pendingSends.length = 0;
+      this.waitingForDrain = false;
+    }
     this.resolveFinished(status);
   }
 }

@@ -210,6 +210,9 @@ export class VmCore {
   private onOutgoingStatus(to: MigrationStatus): void {
     this.emitMigration(to);
     if (to === 'completed' && this.runState === 'finish-migrate') this.setRunState('postmigrate');
+    // Failed or cancelled after EOF or the postcopy switch: the engine kept the guest stopped
+    // because the destination may run it (split-brain rule); `cont` is the operator's call.
+    if ((to === 'failed' || to === 'cancelled') && this.runState === 'finish-migrate') this.setRunState('postmigrate');
     if (to !== 'failed') return;
     const outgoing = this.outgoing;
     this.report(`livemig: migration failed: ${outgoing?.error?.message ?? outgoing?.engine.error?.message ?? 'unknown error'}`);

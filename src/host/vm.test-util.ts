@@ -1,7 +1,9 @@
 /**
  * Helpers of the real-mode VM tests: a VM from a command line, polling with a deadline, the
- * incrementer oracle over every vCPU's region, and a page-by-page comparison of two VMs' RAM.
+ * incrementer oracle over every vCPU's region, a page-by-page comparison of two VMs' RAM, and
+ * a TCP relay whose connections a test can kill.
  */
+import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { checkIncrementer, comparePages, type IncrementerCheck, type PageComparison, type PageFilter } from '../guest/oracle.ts';
 import { TARGET_PAGE_SIZE } from '../lib/units.ts';
 import type { BytesBacking } from '../memory/bytes-backing.ts';
@@ -56,4 +58,37 @@ export function oracleChecks(vm: LivemigVm, bytes: Uint8Array = vm.machine.backi
 /** Compares two VMs' RAM page by page, skipping `allowed` (pages free in the guest). */
 export function compareRam(a: BytesBacking, b: BytesBacking, allowed?: PageFilter): PageComparison {
   return comparePages(a, b, { allowedToDiffer: allowed, pageEquals: (p) => a.pageEquals(b, p) });
+}
+
+/**
+ * A TCP relay to `targetPort`; `cut` resets every connection it carries. With `dropReturnPath`
+ * the bytes from the target back to the client are swallowed (a return path that hangs).
+ */
+export async function relay(targetPort: number, options: { dropReturnPath?: boolean } = {}): Promise<{ uri: string; cut(): void; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    const upstream = connect(targetPort, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.on('close', () => sockets.delete(s));
+    }
+    client.pipe(upstream);
+    if (options.dropReturnPath === true) upstream.resume();
+    else upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    uri: `tcp:127.0.0.1:${port}`,
+    cut: () => {
+      for (const s of sockets) s.resetAndDestroy();
+    },
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** The port of a `tcp:HOST:PORT` URI. */
+export function portOf(uri: string): number {
+  return Number(uri.slice(uri.lastIndexOf(':') + 1));
 }

@@ -7,9 +7,11 @@
  * guest RAM to a file (faulting missing pages in first on a postcopy destination, as QEMU's
  * read through userfaultfd does), `balloon` and `query-balloon` go to the balloon device.
  *
- * Not supported (refused with QEMU's texts for the state they need): postcopy recovery
- * (`migrate` with resume, migrate-pause, migrate-recover) and pre-switchover
- * (migrate-continue). Capabilities the source engine lacks (multifd, xbzrle, ...) are
+ * Postcopy recovery as QEMU does it: `migrate-pause` (either side, in postcopy-active) or a
+ * lost connection leaves both sides postcopy-paused with the guest stopped on the source and
+ * waiting on the destination; `migrate-recover URI` on the destination listens again and
+ * `migrate` with `resume: true` on the source connects to it (outgoing.ts, incoming.ts).
+ * Not supported (refused with QEMU's text): pre-switchover (migrate-continue). Capabilities the source engine lacks (multifd, xbzrle, ...) are
  * refused by `migrate` with the engine's text; postcopy-preempt needs a second channel the
  * real shell does not open yet.
  *
@@ -96,7 +98,7 @@ export class LivemigVm extends VmCore {
   }
 
   migrate(args: MigrateArgs): void {
-    if (args.resume === true) throw vmError('Cannot resume if there is no paused migration');
+    if (args.resume === true) return this.resumeOutgoing(args);
     if (this.outgoing !== null && isRunningStatus(this.outgoing.status)) throw vmError(MIGRATION_IN_PROGRESS_TEXT);
     if (this.runState === 'inmigrate') throw vmError('Guest is waiting for an incoming migration');
     if (this.runState === 'postmigrate') throw vmError("Can't migrate the vm that was paused due to previous migration");
@@ -189,12 +191,45 @@ export class LivemigVm extends VmCore {
     throw vmError(`Migration not in expected state: ${this.outgoing?.status ?? 'none'}`);
   }
 
+  /** `migrate` with resume: QEMU's migrate_prepare checks, then a new connection to `uri`. */
+  private resumeOutgoing(args: MigrateArgs): void {
+    const outgoing = this.outgoing;
+    if (outgoing === null || outgoing.status !== 'postcopy-paused') throw vmError('Cannot resume if there is no paused migration');
+    checkUri(args.uri);
+    const refusal = outgoing.resume(args.uri, this.tlsOptions('client'));
+    if (refusal !== null) throw vmError(refusal);
+  }
+
+  /** `migrate-pause`: the outgoing migration if it is postcopy-active, else the incoming one. */
   migratePause(): void {
+    if (this.outgoing?.status === 'postcopy-active') {
+      const refusal = this.outgoing.pause();
+      if (refusal !== null) throw vmError(refusal);
+      return;
+    }
+    const incoming = this.incoming;
+    if (incoming?.status === 'postcopy-active') {
+      const result = incoming.engine.migratePause(this.nowNs());
+      if (result.error !== null) throw vmError(result.error.message);
+      incoming.applyResult(result);
+      return;
+    }
     throw vmError('migrate-pause is currently only supported during postcopy-active state');
   }
 
-  migrateRecover(_args: { readonly uri: string }): void {
-    throw vmError('Migrate recover can only be run when postcopy is paused.');
+  /** `migrate-recover URI` on a paused destination: listens on `uri` for the resumed source. */
+  async migrateRecover(args: { readonly uri: string }): Promise<void> {
+    const incoming = this.incoming;
+    if (incoming === null) throw vmError('Migrate recover can only be run when postcopy is paused.');
+    checkUri(args.uri);
+    const open = this.tlsOptions('server');
+    let refusal: string | null;
+    try {
+      refusal = await incoming.recover(args.uri, open);
+    } catch (error) {
+      throw vmError((error as Error).message);
+    }
+    if (refusal !== null) throw vmError(refusal);
   }
 
   // ---- balloon and memory ---------------------------------------------------------------------

@@ -19,9 +19,12 @@ import { encodeQmpJson, isQmpJsonObject, parseQmpJson } from './json.ts';
 import { formatEvent } from './protocol.ts';
 import { COMMAND_NAMES } from './schema.ts';
 import { QmpSession } from './session.ts';
+import { fuzzRuns } from '../testing/fuzz-runs.ts';
 
-const RUNS = 220;
 const LINES_PER_RUN = 50;
+/** Input lines in all: 10,000 by default (fuzz-runs.ts); RUNS sessions of LINES_PER_RUN each. */
+const LINES = fuzzRuns();
+const RUNS = Math.ceil(LINES / LINES_PER_RUN);
 
 const jsonLeaf = fc.oneof(
   fc.constant(null),
@@ -175,5 +178,5 @@ test(`fuzz: ${RUNS * LINES_PER_RUN} random lines, one well-formed reply each, ne
     }),
     { numRuns: RUNS },
   );
-  assert.ok(total >= 10_000, `only ${total} lines`);
+  assert.ok(total >= LINES, `only ${total} lines`);
 });

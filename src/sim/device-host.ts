@@ -31,7 +31,7 @@
  */
 import { BalloonDevice } from '../devices/balloon/balloon-device.ts';
 import { BalloonVirtio } from '../devices/balloon/balloon-queues.ts';
-import { HintStatus, PostcopyNotifyReason as PostcopyReason, PrecopyNotifyReason as PrecopyReason } from '../devices/balloon/free-page-hint.ts';
+import { HintStatus, hintedPages, PostcopyNotifyReason as PostcopyReason, PrecopyNotifyReason as PrecopyReason } from '../devices/balloon/free-page-hint.ts';
 import { loadBalloonState, saveBalloonState } from '../devices/balloon/balloon-vmstate.ts';
 import { decodeVirtioBalloonSection, encodeVirtioBalloonSection } from '../devices/balloon/virtio-section.ts';
 import type { FreePageHintPostcopyPolicy } from '../devices/balloon/postcopy-policy.ts';
@@ -180,8 +180,7 @@ export class DeviceHost {
   }
 
   private onHint(gpa: number, lengthBytes: number, cmdId: number): void {
-    const startPage = Math.floor(gpa / TARGET_PAGE_SIZE);
-    const pageCount = Math.floor(lengthBytes / TARGET_PAGE_SIZE);
+    const { startPage, pageCount } = hintedPages(gpa, lengthBytes);
     if (pageCount > 0) this.config.onHint(startPage, pageCount, cmdId);
   }
 

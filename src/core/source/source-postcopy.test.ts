@@ -226,7 +226,9 @@ test('bad page requests fail the migration with QEMU\'s texts', () => {
     assert.equal(engine.error?.message, text);
     assert.equal(engine.queryMigrate(50 * MS)['error-desc'], text);
     assert.deepEqual(statusMoves([r]), ['postcopy-active>failed']);
-    assert.equal(hooks.notifications.at(-1), 'cleanup');
+    // The destination runs the guest: the source keeps its copy stopped.
+    assert.equal(hooks.notifications.at(-1), 'cleanup(stopped)');
+    assert.equal(r.effects.filter((e) => e.kind === 'run-guest').length, 0);
   }
 });
 

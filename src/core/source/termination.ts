@@ -12,9 +12,13 @@
  * A pause logs QEMU's "Detected IO failure for postcopy. Migration paused." (the `postcopy-paused`
  * mark's detail); the shell drops the connections when it sees the status effect.
  *
- * QEMU restarts the source guest after a failure or cancel even in postcopy, when the
- * destination may already run it; livemig does the same and marks it
- * ('run-guest-after-postcopy') so a checker can see the split brain.
+ * Split brain (docs/reliability.md): QEMU 7.2 restarts the source guest after any failure or
+ * cancel, even when the destination may already run it (the return path broke after EOF, before
+ * SHUT; or in postcopy). livemig does not: once the source has written what lets the
+ * destination start the guest (the precopy EOF: phase awaiting-shut; the postcopy package),
+ * a failure or cancel leaves the guest stopped, marked 'guest-kept-stopped', and the operator
+ * decides (`cont` on the source once the destination is known not to run it). Before that
+ * point the guest runs again at once, as in QEMU.
  */
 import { isPostcopyStatus, isRunningStatus } from '../status.ts';
 import type { SourceContext } from './source-context.ts';
@@ -36,12 +40,12 @@ export function failMigration(ctx: SourceContext, nowNs: number, error: SourceEr
     pausePostcopy(ctx);
     return;
   }
-  const wasPostcopy = destinationMayRun(ctx);
+  const handedOver = destinationMayRun(ctx);
   ctx.error = error;
   ctx.stats.fail(error.message);
   ctx.setStatus('failed');
   ctx.phase = { kind: 'finished' };
-  runGuestAgain(ctx, wasPostcopy);
+  runGuestAgain(ctx, handedOver);
   cleanup(ctx, nowNs);
 }
 
@@ -51,10 +55,10 @@ export function cancelMigration(ctx: SourceContext, nowNs: number): void {
     ctx.mark('cancel-not-running', ctx.status);
     return;
   }
-  const wasPostcopy = destinationMayRun(ctx);
+  const handedOver = destinationMayRun(ctx);
   ctx.setStatus('cancelling');
   ctx.phase = { kind: 'finished' };
-  runGuestAgain(ctx, wasPostcopy);
+  runGuestAgain(ctx, handedOver);
   cleanup(ctx, nowNs);
   ctx.setStatus('cancelled');
 }
@@ -100,14 +104,24 @@ export function pausePostcopy(ctx: SourceContext): void {
   ctx.mark('postcopy-paused', POSTCOPY_PAUSED_TEXT);
 }
 
-/** True once the postcopy package may have reached the destination (its guest may run). */
+/** The mark of a failure or cancel that leaves the guest stopped (see the header). */
+export const GUEST_KEPT_STOPPED_MARK = 'guest-kept-stopped';
+
+/**
+ * True once the destination may run the guest: the precopy EOF went out (awaiting SHUT) or
+ * the postcopy package may have reached it.
+ */
 function destinationMayRun(ctx: SourceContext): boolean {
+  if (ctx.phase.kind === 'awaiting-shut') return true;
   return isPostcopyStatus(ctx.status) && ctx.phase.kind !== 'stopping';
 }
 
-function runGuestAgain(ctx: SourceContext, wasPostcopy: boolean): void {
+function runGuestAgain(ctx: SourceContext, handedOver: boolean): void {
   if (!ctx.guestStopped) return;
-  if (wasPostcopy) ctx.mark('run-guest-after-postcopy');
+  if (handedOver) {
+    ctx.mark(GUEST_KEPT_STOPPED_MARK, 'the destination may run the guest; cont on the source is the operator\'s call');
+    return;
+  }
   ctx.effects.push({ kind: 'run-guest' });
   ctx.guestStopped = false;
 }

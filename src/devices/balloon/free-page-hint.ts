@@ -17,6 +17,7 @@
  * - hints (device-writable buffers) count only while START.
  */
 import { assertNever } from '../../lib/assert.ts';
+import { TARGET_PAGE_SIZE } from '../../lib/units.ts';
 import {
   VIRTIO_BALLOON_CMD_ID_DONE,
   VIRTIO_BALLOON_CMD_ID_STOP,
@@ -171,3 +172,22 @@ export const PostcopyNotifyReason = {
   InboundEnd: 3,
 } as const;
 export type PostcopyNotifyReason = (typeof PostcopyNotifyReason)[keyof typeof PostcopyNotifyReason];
+
+/** The whole pages a free page hint covers: [startPage, startPage + pageCount). */
+export interface HintedPages {
+  readonly startPage: number;
+  readonly pageCount: number;
+}
+
+/**
+ * The target pages wholly inside a hinted range [gpa, gpa + lengthBytes): the start rounds up
+ * and the end down. QEMU's qemu_guest_free_page_hint rounds both down (start = offset >> 12,
+ * npages = len >> 12), which for a misaligned range names a page the guest did not say was
+ * free; Linux only hints aligned blocks, where both agree. pageCount 0 means nothing to hint.
+ * Pages past RAM are left to the engine, which ignores them (mark 'hint-outside-ram').
+ */
+export function hintedPages(gpa: number, lengthBytes: number): HintedPages {
+  const startPage = Math.ceil(gpa / TARGET_PAGE_SIZE);
+  const endPage = Math.floor((gpa + lengthBytes) / TARGET_PAGE_SIZE);
+  return { startPage, pageCount: Math.max(0, endPage - startPage) };
+}

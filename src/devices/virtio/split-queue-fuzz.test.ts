@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Prng } from '../../lib/prng.ts';
+import { fuzzRuns } from '../../testing/fuzz-runs.ts';
 import { VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC, VIRTIO_F_NOTIFY_ON_EMPTY, featureSet } from './constants.ts';
 import { VIRTIO_ERROR_CODES, VirtioError } from './errors.ts';
 import { availRingSizeBytes, descTableSizeBytes, usedRingSizeBytes } from './ring-layout.ts';
@@ -18,7 +19,7 @@ import { SplitQueueDevice } from './split-queue.ts';
 import { ArrayGuestMemory, RecordingGuestMemory, insideAny, type AccessRecord } from './test-memory.ts';
 
 const MEMORY_BYTES = 8192;
-const RUNS = 10_000;
+const RUNS = fuzzRuns();
 
 interface Case {
   seed: number;

@@ -88,11 +88,13 @@ export type VoprOutcome =
   | { readonly kind: 'guest-lost'; readonly why: string }
   | { readonly kind: 'source-crashed-guest-survives'; readonly why: string }
   | { readonly kind: 'failed-cleanly'; readonly why: string }
-  /** The source failed after the destination had started the guest (QEMU 7.2 restarts it at the source too). */
-  | { readonly kind: 'split-brain'; readonly why: string }
   /** The source paused in postcopy while the destination failed before it ran the guest: whole, stopped, not restartable by QEMU. */
   | { readonly kind: 'guest-stranded'; readonly why: string }
-  /** The destination completed (every page, EOF) but the source did not (paused before SHUT, or crashed): the guest runs whole at the destination. */
+  /**
+   * The destination completed (every page, EOF) but the source did not (paused or failed
+   * before SHUT, or crashed): the guest runs whole at the destination, the source kept its
+   * copy stopped (the split-brain rule, termination.ts).
+   */
   | { readonly kind: 'destination-completed-only'; readonly why: string };
 
 /** A destination store that loses its first write of `victim` (the injected bug). */
@@ -138,8 +140,10 @@ export class VoprWorld {
   bandwidthFraction = 1;
   /** Set by the cancel-at-switch fault: cancel at the next precopy stop-guest. */
   cancelAtSwitch = false;
-  /** The source emitted run-guest while the guest ran at the destination. */
+  /** The source emitted run-guest while the guest ran at the destination (a split brain: a violation). */
   sourceRestartedGuest = false;
+  /** Failures after the handover where the source kept the guest stopped and the operator ran `cont`. */
+  operatorConts = 0;
   private readonly log: DirtyLog;
   private readonly blocks: RamBlockList;
   private readonly hash = new Fnv1a64();
@@ -428,11 +432,21 @@ export class VoprWorld {
     if (a.conn !== null && !a.conn.dead) this.connectionLost(a, a.conn, `source ${to}`, nowNs);
     this.scheduler.at(nowNs, (now) => {
       if (this.outcome !== null || this.attempt !== a) return;
-      if (this.guestSide === 'destination' && a.dest.status === 'completed') {
-        const restarted = this.sourceRestartedGuest ? 'and restarted the guest there too' : 'and left the guest stopped';
-        return this.end(now, { kind: 'split-brain', why: `source ${to} after the destination ran the guest, ${restarted}` });
+      if (this.sourceRestartedGuest) return this.violate(now, `split brain: source ${to} restarted the guest after the destination ran it`);
+      if (this.guestSide === 'destination') {
+        if (a.dest.status === 'completed') {
+          return this.end(now, { kind: 'destination-completed-only', why: `source ${to} after the destination completed; the source kept the guest stopped` });
+        }
+        return this.violate(now, `source ${to} while the destination runs the guest in ${a.dest.status}`);
       }
-      if (this.guestSide !== 'source' || !this.guestRunning) return this.violate(now, `source ${to} but the guest does not run at the source`);
+      if (!this.guestRunning) {
+        // The source sent EOF, so it kept the guest stopped; the destination did not run it
+        // (it failed without EOF). The operator stops that destination and runs `cont`.
+        this.operatorConts++;
+        a.destAlive = false;
+        this.note(now, `operator: source ${to} with the guest kept stopped, destination ${a.dest.status} never ran it: cont on the source`);
+        this.guestRunning = true;
+      }
       this.scheduler.at(now + this.plan.retryDelayNs, (t) => this.startAttempt(t), 'retry');
     }, 'after-failure');
   }

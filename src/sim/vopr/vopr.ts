@@ -38,6 +38,8 @@ export interface VoprSeedResult {
   readonly faultLog: readonly string[];
   readonly attempts: number;
   readonly recoveries: number;
+  /** Failures after EOF where the source kept the guest stopped and the operator ran `cont`. */
+  readonly operatorConts: number;
   readonly postcopy: boolean;
   readonly traceHash: string;
   readonly lines: readonly string[];
@@ -64,6 +66,7 @@ export function runVoprSeed(seed: number, options: VoprWorldOptions = {}): VoprS
     faultLog: world.faultLog,
     attempts: attempts.length,
     recoveries: attempts.reduce((n, a) => n + a.recoveries, 0),
+    operatorConts: world.operatorConts,
     postcopy: attempts.some((a) => a.sourceStatuses.some((s) => s.to === 'postcopy-active')),
     traceHash: world.traceHash,
     lines: world.lines,
@@ -76,9 +79,9 @@ export function runVoprSeed(seed: number, options: VoprWorldOptions = {}): VoprS
 function judge(world: VoprWorld): InvariantVerdict[] {
   const a = world.attempt;
   const outcome = world.outcome;
-  // A split brain still has a destination that completed and runs the guest: judge it.
+  // A destination that completed while the source did not still runs the guest: judge it.
   const kind = outcome?.kind;
-  const completed = (kind === 'completed' || kind === 'split-brain' || kind === 'destination-completed-only') && a !== null;
+  const completed = (kind === 'completed' || kind === 'destination-completed-only') && a !== null;
   const lost = outcome === null || outcome.kind === 'guest-lost';
   const why = outcome === null ? 'the run did not end' : 'why' in outcome ? outcome.why : '';
   const verdicts: InvariantVerdict[] = [];
@@ -161,11 +164,12 @@ export interface VoprSummary {
   postcopy: number;
   attemptsRetried: number;
   recoveries: number;
+  operatorConts: number;
   faultsByKind: Record<string, number>;
 }
 
 export function emptySummary(): VoprSummary {
-  return { seeds: 0, failed: [], outcomes: {}, postcopy: 0, attemptsRetried: 0, recoveries: 0, faultsByKind: {} };
+  return { seeds: 0, failed: [], outcomes: {}, postcopy: 0, attemptsRetried: 0, recoveries: 0, operatorConts: 0, faultsByKind: {} };
 }
 
 /** Adds one seed to `s`. */
@@ -177,6 +181,7 @@ export function addToSummary(s: VoprSummary, r: VoprSeedResult): void {
   if (r.postcopy) s.postcopy++;
   s.attemptsRetried += Math.max(0, r.attempts - 1);
   s.recoveries += r.recoveries;
+  s.operatorConts += r.operatorConts;
   for (const f of r.plan.faults) {
     const k = f.kind === 'qmp' ? `qmp:${f.command}` : f.kind === 'crash' ? `crash:${f.side}` : f.kind;
     s.faultsByKind[k] = (s.faultsByKind[k] ?? 0) + 1;
