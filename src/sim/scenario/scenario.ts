@@ -73,7 +73,8 @@ export interface Scenario {
     readonly kernelDataBytes: number;
     /**
      * Where the boot data lies: 'low' (within reserved, from page 0) or 'spread' (besides
-     * reserved, in whole 4 MiB blocks spread evenly between reserved and reserved-top).
+     * reserved, its whole 4 MiB blocks spread evenly over the free blocks in the lower
+     * kernelDataSpan of boot RAM; the rest within reserved, from page 0).
      */
     readonly kernelDataLayout: 'low' | 'spread';
     /** With 'spread': the share of boot RAM, from the bottom, the blocks are spread over. */
