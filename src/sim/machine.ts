@@ -119,9 +119,15 @@ export function buildMachine(scenario: Scenario, seed: number, onHint: (startPag
         },
     seed: new Prng(seed).fork().u32(),
   });
-  writeKernelData(sourceBacking, scenario.guest.kernelDataBytes, kernelPages.start);
-  reserveTop(guest, sourceBacking, scenario.guest.reservedTopBytes, memoryBytes / TARGET_PAGE_SIZE);
-  fragment(guest, sourceBacking, scenario.guest.fragmentedBytes, Math.ceil(scenario.guest.reservedBytes / TARGET_PAGE_SIZE));
+  const g = scenario.guest;
+  const bootRamPages = memoryBytes / TARGET_PAGE_SIZE;
+  const spreadBytes = g.kernelDataLayout === 'spread' ? spreadKernelDataBytes(g.kernelDataBytes) : 0;
+  writeKernelData(sourceBacking, g.kernelDataBytes - spreadBytes, kernelPages.start);
+  reserveTop(guest, sourceBacking, g.reservedTopBytes, bootRamPages);
+  const firstFreeBlock = fragment(guest, sourceBacking, g.fragmentedBytes, kernelEndPage);
+  const topBlock = Math.floor((bootRamPages - Math.floor(g.reservedTopBytes / TARGET_PAGE_SIZE)) / MAX_ORDER_PAGES);
+  const spanEndBlock = Math.min(topBlock, Math.floor((bootRamPages * g.kernelDataSpan) / MAX_ORDER_PAGES));
+  spreadKernelData(guest, sourceBacking, spreadBytes / (MAX_ORDER_PAGES * TARGET_PAGE_SIZE), firstFreeBlock, spanEndBlock);
   const destinationDeviceMemory = new HookedBacking(destinationBacking);
   devices.buildDestination(destinationDeviceMemory);
   // The audit learns the unplugged pages when the migration starts (the guest plugs at boot).
@@ -174,12 +180,41 @@ function reserveTop(guest: Guest, backing: TrackableBacking, topBytes: number, b
  * so the block's other pages never coalesce into a 4 MiB block. Lowest first: the allocator
  * hands them out first.
  */
-function fragment(guest: Guest, backing: TrackableBacking, fragmentedBytes: number, reservedPages: number): void {
+function fragment(guest: Guest, backing: TrackableBacking, fragmentedBytes: number, reservedPages: number): number {
   const blocks = Math.ceil(fragmentedBytes / (MAX_ORDER_PAGES * TARGET_PAGE_SIZE));
   const first = Math.ceil(reservedPages / MAX_ORDER_PAGES);
   for (let b = first; b < first + blocks; b++) {
     const pinned = (b + 1) * MAX_ORDER_PAGES - 1;
     if (!guest.allocator.reserveRange(pinned, pinned + 1)) throw new Error(`guest.fragmented: page ${pinned} is not free at boot`);
     backing.bumpPage(pinned);
+  }
+  return first + blocks;
+}
+
+/**
+ * Of `kernel-data-layout: spread`'s boot data, the bytes spread through RAM: the whole 4 MiB
+ * blocks (the rest lies low in reserved, as with `low`).
+ */
+export function spreadKernelDataBytes(kernelDataBytes: number): number {
+  const blockBytes = MAX_ORDER_PAGES * TARGET_PAGE_SIZE;
+  return Math.floor(kernelDataBytes / blockBytes) * blockBytes;
+}
+
+/**
+ * The kernel's boot data spread through RAM (`kernel-data-layout: spread`), as a Linux guest
+ * has it after physical KASLR placed the kernel and the allocator placed its page cache:
+ * `blocks` whole 4 MiB blocks, evenly spaced over the 4 MiB blocks [firstBlock, endBlock),
+ * taken out of the allocator and given content. Whole blocks leave the memory the hint driver
+ * can take as it was.
+ */
+function spreadKernelData(guest: Guest, backing: TrackableBacking, blocks: number, firstBlock: number, endBlock: number): void {
+  if (blocks === 0) return;
+  const span = endBlock - firstBlock;
+  if (blocks > span) throw new Error(`guest.kernel-data: ${blocks} blocks of 4 MiB do not fit in the ${span} free blocks`);
+  for (let i = 0; i < blocks; i++) {
+    const start = (firstBlock + Math.floor(((i + 0.5) * span) / blocks)) * MAX_ORDER_PAGES;
+    const end = start + MAX_ORDER_PAGES;
+    if (!guest.allocator.reserveRange(start, end)) throw new Error(`guest.kernel-data: pages [${start}, ${end}) are not free at boot`);
+    for (let p = start; p < end; p++) backing.bumpPage(p);
   }
 }

@@ -5,13 +5,15 @@
  *
  * How the guest is rebuilt:
  * - guest.reserved: guest RAM minus the guest's MemFree before `migrate` (the kernel, its data,
- *   the initramfs; the 64 MiB or so below MemTotal included), minus reserved-top;
+ *   the initramfs; the 64 MiB or so below MemTotal included), minus reserved-top, minus the
+ *   boot data's spread blocks;
  * - guest.reserved-top: the data at the top of RAM (the struct page array, memblock's other
  *   top-down allocations): the downtime-bytes of the hint-off idle 128 MiB/s runs of this size
  *   and init_on_alloc (lab-data.ts topDataBytes), mem / 64 when there are none;
  * - guest.kernel-data: the rest of the pages holding data after boot: the normal pages a
- *   hint-off migration of the idle guest of the same size sends, minus reserved-top (written
- *   from page 0 of reserved);
+ *   hint-off migration of the idle guest of the same size sends, minus reserved-top; its whole
+ *   4 MiB blocks spread evenly through the lower LAB_BOOT_DATA_SPAN of RAM besides reserved
+ *   (`kernel-data-layout: spread`), the rest from page 0 of reserved;
  * - guest.fragmented: free memory the hint driver cannot take (not in 4 MiB blocks): the least
  *   MemFree the alloc guest of this size showed while hinting at 128 MiB/s, when it had all the
  *   time it needed; lowest in memory, so the alloc workload fills it first;
@@ -29,6 +31,7 @@
  */
 import * as C from '../calibration.ts';
 import { GUEST_VRING_WINDOW_BYTES_DEFAULT } from '../../guest/guest.ts';
+import { spreadKernelDataBytes } from '../machine.ts';
 import { MiB, TARGET_PAGE_SIZE } from '../../lib/units.ts';
 import { initOnAllocOf, kernelDataPages, labCases, topDataBytes, unhintableFreeKb, type LabCase, type LabRow } from './lab-data.ts';
 
@@ -70,9 +73,11 @@ export function labGuestOf(inputs: LabScenarioInputs): {
   const reservedTopBytes = inputs.topDataBytes === null
     ? memoryBytes / TARGET_PAGE_SIZE * C.LAB_STRUCT_PAGE_BYTES
     : pagesFloor(inputs.topDataBytes) * TARGET_PAGE_SIZE;
-  const reservedBytes = pagesFloor(memoryBytes - freeBytes - reservedTopBytes) * TARGET_PAGE_SIZE;
-  const kernelDataMax = reservedBytes - GUEST_VRING_WINDOW_BYTES_DEFAULT;
+  const keptBytes = pagesFloor(memoryBytes - freeBytes - reservedTopBytes) * TARGET_PAGE_SIZE;
+  const kernelDataMax = keptBytes - GUEST_VRING_WINDOW_BYTES_DEFAULT;
   const kernelDataBytes = Math.min(inputs.kernelDataPages * TARGET_PAGE_SIZE - reservedTopBytes, kernelDataMax);
+  // Spread boot data (its whole 4 MiB blocks) lies besides reserved: what the kernel keeps stays the same.
+  const reservedBytes = keptBytes - spreadKernelDataBytes(kernelDataBytes);
   const allocBytes = c.workload === 'alloc' ? (c.allocFilledMib + C.LAB_ALLOC_STAGING_MIB) * MiB : 0;
   const fill = allocBytes / memoryBytes;
   const fragmentedBytes = Math.floor(inputs.unhintableFreeKb / 4096) * 4 * MiB;
@@ -101,6 +106,7 @@ export function labScenarioYaml(inputs: LabScenarioInputs): string {
     `description: lab case ${c.id} (${inputs.source})`,
     `seed: 1`,
     `guest: { memory: ${c.memMib}M, backing: compact, reserved: ${g.reservedBytes}, kernel-data: ${g.kernelDataBytes}, reserved-top: ${g.reservedTopBytes},`,
+    `         kernel-data-layout: spread, kernel-data-span: ${C.LAB_BOOT_DATA_SPAN},`,
     `         fragmented: ${g.fragmentedBytes}, init-on-alloc: ${c.initOnAlloc} }`,
     `workload: ${workload}`,
     `devices:`,

@@ -17,7 +17,7 @@ import type { FreePageHintPostcopyPolicy } from '../../devices/balloon/postcopy-
 import type { HintPacing } from '../../guest/drivers/free-page-hint-worker.ts';
 import { GUEST_VRING_WINDOW_BYTES_DEFAULT } from '../../guest/guest.ts';
 import type { WorkloadSpec } from '../../guest/workloads/index.ts';
-import { GiB, TARGET_PAGE_SIZE } from '../../lib/units.ts';
+import { GiB, MiB, TARGET_PAGE_SIZE } from '../../lib/units.ts';
 import type { LinkDirectionConfig } from '../link.ts';
 import { parseDurationValue, parseRateValue, parseSizeValue } from './quantities.ts';
 import { scenarioDocumentSchema, type ScenarioDocument, type WorkloadDocument } from './schema.ts';
@@ -71,6 +71,14 @@ export interface Scenario {
     readonly reservedBytes: number;
     /** Bytes of reserved memory holding data at boot (non-zero pages from page 0). */
     readonly kernelDataBytes: number;
+    /**
+     * Where the boot data lies: 'low' (within reserved, from page 0) or 'spread' (besides
+     * reserved, its whole 4 MiB blocks spread evenly over the free blocks in the lower
+     * kernelDataSpan of boot RAM; the rest within reserved, from page 0).
+     */
+    readonly kernelDataLayout: 'low' | 'spread';
+    /** With 'spread': the share of boot RAM, from the bottom, the blocks are spread over. */
+    readonly kernelDataSpan: number;
     /** Memory the kernel keeps at the top of boot RAM, all holding data (e.g. struct pages). */
     readonly reservedTopBytes: number;
     /** Free memory in blocks below 4 MiB, lowest first above reserved (not hintable). */
@@ -201,7 +209,8 @@ export function resolveScenario(doc: ScenarioDocument): Scenario {
   if (memoryBytes <= 0 || memoryBytes % TARGET_PAGE_SIZE !== 0) problems.push(`guest.memory: ${memoryBytes} is not a positive multiple of 4096`);
   if (doc.guest.reserved >= memoryBytes) problems.push('guest.reserved: must be smaller than guest.memory');
   if (doc.guest.tick <= 0) problems.push('guest.tick: must be > 0');
-  if (doc.guest['kernel-data'] > doc.guest.reserved - GUEST_VRING_WINDOW_BYTES_DEFAULT) problems.push('guest.kernel-data: must leave the last MiB of guest.reserved (the rings) free');
+  const lowKernelDataBytes = doc.guest['kernel-data'] % (doc.guest['kernel-data-layout'] === 'spread' ? 4 * MiB : Infinity);
+  if (lowKernelDataBytes > doc.guest.reserved - GUEST_VRING_WINDOW_BYTES_DEFAULT) problems.push('guest.kernel-data: must leave the last MiB of guest.reserved (the rings) free');
   if (doc.guest['reserved-top'] % TARGET_PAGE_SIZE !== 0 || doc.guest['reserved-top'] + doc.guest.reserved >= memoryBytes) {
     problems.push('guest.reserved-top: must be a multiple of 4096 and leave memory for the allocator');
   }
@@ -247,6 +256,8 @@ export function resolveScenario(doc: ScenarioDocument): Scenario {
       tickNs: doc.guest.tick,
       reservedBytes: doc.guest.reserved,
       kernelDataBytes: doc.guest['kernel-data'],
+      kernelDataLayout: doc.guest['kernel-data-layout'],
+      kernelDataSpan: doc.guest['kernel-data-span'],
       reservedTopBytes: doc.guest['reserved-top'],
       fragmentedBytes: doc.guest.fragmented,
       initOnAlloc: doc.guest['init-on-alloc'],

@@ -115,6 +115,11 @@ export const scenarioDocumentSchema = z.strictObject({
     // Fidelity (src/sim/calibration.ts): reserved memory the kernel wrote at boot (non-zero
     // pages from page 0, around the rings), and Linux's init_on_alloc (hint blocks are zeroed).
     'kernel-data': sizeSchema.default(0),
+    // Where that data lies: `low` (from page 0 of reserved) or `spread` (whole 4 MiB blocks
+    // spread evenly through free memory, besides reserved: Linux after physical KASLR).
+    'kernel-data-layout': z.enum(['low', 'spread']).default('low'),
+    // With `spread`: the share of boot RAM, from the bottom, that the blocks are spread over.
+    'kernel-data-span': z.number().gt(0).max(1).default(1),
     // Memory the kernel keeps at the top of boot RAM (memblock's top-down allocations, such as
     // the struct page array), all holding data.
     'reserved-top': sizeSchema.default(0),
