@@ -161,6 +161,7 @@ export class VmCore {
   private stepDrivers(): void {
     if (this.runState !== 'running') return;
     const now = this.nowNs();
+    this.machine.pageCaches?.service();
     this.machine.guest?.step(now);
     this.machine.devices.poll(now);
   }
