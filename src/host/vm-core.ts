@@ -242,6 +242,7 @@ export class VmCore {
       deviceDecoder: m.devices.deviceDecoder(),
       vcpuCount: this.config.vcpus,
       capabilities: () => this.capabilities,
+      multifdChannels: () => this.parameters.multifdChannels,
       nowNs: () => this.nowNs(),
       runGuest: () => this.onIncomingRun(),
       pageReady: (page) => this.vcpus?.wakePage(page),
