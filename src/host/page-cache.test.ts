@@ -7,9 +7,10 @@ import { BuddyAllocator } from '../guest/allocator/buddy.ts';
 import { ChurnWorkload } from '../guest/workloads/churn.ts';
 import { ArrayPageTarget } from '../guest/workloads/array-target.ts';
 import { Prng } from '../lib/prng.ts';
-import { createPageCacheBuffer, PageCacheHost, REFILL_WATERMARKS, VcpuPageCache } from './page-cache.ts';
+import { createPageCacheBuffer, PageCacheHost, REFILL_WATERMARKS, refillWatermarks, VcpuPageCache } from './page-cache.ts';
 
 const PAGES = 65536;
+const WATERMARKS = refillWatermarks(PAGES);
 
 function setup(): { allocator: BuddyAllocator; host: PageCacheHost; cache: VcpuPageCache } {
   const allocator = new BuddyAllocator({ pageCount: PAGES });
@@ -17,12 +18,19 @@ function setup(): { allocator: BuddyAllocator; host: PageCacheHost; cache: VcpuP
   return { allocator, host: new PageCacheHost(allocator, [buffer]), cache: new VcpuPageCache(buffer) };
 }
 
+test('watermarks: the full table from 2 GiB up, proportionally fewer below, at least one block', () => {
+  assert.deepEqual(refillWatermarks(524288), REFILL_WATERMARKS);
+  assert.deepEqual(refillWatermarks(4 * 524288), REFILL_WATERMARKS);
+  assert.deepEqual(refillWatermarks(65536), [8, 4, 4, 2, 2, 1, 1, 1, 1, 1, 1]);
+  assert.deepEqual(refillWatermarks(1024), [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
+});
+
 test('a service fills every order to its watermark from the buddy allocator', () => {
   const { allocator, host } = setup();
   host.service();
-  const stocked = REFILL_WATERMARKS.reduce((sum, n, order) => sum + n * 2 ** order, 0);
+  const stocked = WATERMARKS.reduce((sum, n, order) => sum + n * 2 ** order, 0);
   assert.equal(allocator.allocatedPages, stocked);
-  assert.equal(host.blocksRefilled, REFILL_WATERMARKS.reduce((a, b) => a + b, 0));
+  assert.equal(host.blocksRefilled, WATERMARKS.reduce((a, b) => a + b, 0));
   host.service();
   assert.equal(allocator.allocatedPages, stocked, 'a full cache takes nothing more');
 });
@@ -64,7 +72,7 @@ test('churn over a cache keeps the allocator consistent: allocated = stock + hel
   }
   host.service();
   assert.ok(churn.blocksFreed > 100, `blocks freed: ${churn.blocksFreed}`);
-  const stock = REFILL_WATERMARKS.reduce((sum, n, order) => sum + n * 2 ** order, 0);
+  const stock = WATERMARKS.reduce((sum, n, order) => sum + n * 2 ** order, 0);
   assert.equal(allocator.allocatedPages, stock + churn.usedPages);
   assert.equal(allocator.freePages + allocator.allocatedPages, PAGES);
 });

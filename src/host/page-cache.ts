@@ -31,8 +31,20 @@ import { MAX_PAGE_ORDER, type BuddyAllocator } from '../guest/allocator/buddy.ts
 const ORDERS = MAX_PAGE_ORDER + 1;
 /** Entries per refill ring (a power of two). */
 const REFILL_RING_ENTRIES = 64;
-/** Blocks each refill ring is kept at, per order: mostly small blocks, as churn wants. */
+/**
+ * Blocks each refill ring is kept at, per order, in a guest of WATERMARK_GUEST_PAGES or more
+ * (about 27 MiB per vCPU): mostly small blocks, as churn wants. Smaller guests keep
+ * proportionally fewer, at least one block of each order (refillWatermarks).
+ */
 export const REFILL_WATERMARKS: readonly number[] = [64, 32, 32, 16, 16, 8, 8, 4, 4, 2, 2];
+/** 2 GiB of 4 KiB pages. */
+const WATERMARK_GUEST_PAGES = 524288;
+
+/** The refill watermarks for a guest of `pageCount` pages (see REFILL_WATERMARKS). */
+export function refillWatermarks(pageCount: number): number[] {
+  const scale = Math.min(1, pageCount / WATERMARK_GUEST_PAGES);
+  return REFILL_WATERMARKS.map((n) => Math.max(1, Math.round(n * scale)));
+}
 /** Longest wait of an allocation on an empty refill ring (the main thread services every 2 ms). */
 const REFILL_WAIT_MS = 5;
 const IDLE_REFILL_WAIT_MS = 200;
@@ -129,6 +141,7 @@ export class VcpuPageCache {
 export class PageCacheHost {
   private readonly caches: Int32Array[];
   private readonly allocator: BuddyAllocator;
+  private readonly watermarks: readonly number[];
   /** Blocks freed into the allocator, and blocks handed to the vCPUs. */
   blocksFreed = 0;
   blocksRefilled = 0;
@@ -136,6 +149,7 @@ export class PageCacheHost {
   constructor(allocator: BuddyAllocator, buffers: readonly SharedArrayBuffer[]) {
     this.allocator = allocator;
     this.caches = buffers.map((b) => new Int32Array(b));
+    this.watermarks = refillWatermarks(allocator.pageCount);
   }
 
   /** Drains every free ring into the allocator, then refills every refill ring. */
@@ -160,7 +174,7 @@ export class PageCacheHost {
       const before = w[REFILL_TAIL + order];
       let tail = before;
       const have = tail - Atomics.load(w, REFILL_HEAD + order);
-      for (let n = have; n < REFILL_WATERMARKS[order]; n++) {
+      for (let n = have; n < this.watermarks[order]; n++) {
         const pfn = this.allocator.allocReclaiming(order);
         if (pfn < 0) break;
         w[REFILL_BASE + order * REFILL_RING_ENTRIES + (tail & (REFILL_RING_ENTRIES - 1))] = pfn;
