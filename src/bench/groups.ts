@@ -9,7 +9,8 @@ import { makeLimitsGroup } from './limits-group.ts';
 import { makeQemuGroup } from './qemu-group.ts';
 import { makeLivemigGroup } from './livemig-group.ts';
 import { makeSimGroup } from './sim-group.ts';
+import { makeMultifdGroup } from './multifd-group.ts';
 
 export function benchGroups(): BenchGroup[] {
-  return [makeCodecGroup(), makeMemoryGroup(), makeLimitsGroup(), makeQemuGroup(), makeLivemigGroup(), makeSimGroup()];
+  return [makeCodecGroup(), makeMemoryGroup(), makeLimitsGroup(), makeQemuGroup(), makeLivemigGroup(), makeMultifdGroup(), makeSimGroup()];
 }

@@ -20,6 +20,8 @@ import type { MigrationStatus } from './status.ts';
 
 /** Where bytes travel. `main` is the migration stream; `preempt` is postcopy-preempt's channel. */
 export type ChannelName = 'main' | 'preempt';
+/** The multifd channel with id N (its own connection; the source writes, the destination reads). */
+export type MultifdChannelName = `multifd${number}`;
 
 /** QEMU's PrecopyNotifyReason, in its order. */
 export type PrecopyNotifyReason = 'setup' | 'before-bitmap-sync' | 'after-bitmap-sync' | 'complete' | 'cleanup';
@@ -95,7 +97,7 @@ export interface DestHooks {
 /** What an engine asks its shell to do. Effects are carried out in the order given. */
 export type Effect =
   /** Write bytes on a channel (source: stream; destination: return path). */
-  | { readonly kind: 'send'; readonly channel: ChannelName | 'return-path'; readonly data: Uint8Array }
+  | { readonly kind: 'send'; readonly channel: ChannelName | MultifdChannelName | 'return-path'; readonly data: Uint8Array }
   /** MigrationStatus changed (source or destination). */
   | { readonly kind: 'status'; readonly from: MigrationStatus; readonly to: MigrationStatus }
   /** A QMP event to emit (MIGRATION_PASS, ...); MIGRATION itself follows from `status`. */

@@ -108,7 +108,7 @@ export function runPair(options: PairOptions): PairRun {
   };
   const applySource = (result: StepResult): void => {
     for (const e of result.effects) {
-      if (e.kind === 'send') queue(e.channel, e.data);
+      if (e.kind === 'send') queue(e.channel as Wire, e.data); // no multifd here
       else if (e.kind === 'status') sourceStatuses.push(e.to);
     }
   };

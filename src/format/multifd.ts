@@ -348,9 +348,22 @@ export interface MultifdPacketInput {
 /** Writes one packet: header, pages_alloc offsets (unused ones zero) and the page data. */
 export function writeMultifdPacket(out: ByteWriter, p: MultifdPacketInput): void {
   const pageSize = p.pageSizeBytes ?? MULTIFD_DEFAULT_PAGE_SIZE_BYTES;
+  if (p.pages.length !== p.offsets.length) throw encodeError(`${p.pages.length} page(s) for ${p.offsets.length} offset(s)`);
+  writeMultifdPacketHeader(out, p);
+  for (const page of p.pages) {
+    if (page.length !== pageSize) throw encodeError(`page of ${page.length} bytes, expected ${pageSize}`);
+    out.bytes(page);
+  }
+}
+
+/**
+ * Writes a packet's header and offset array (`offsets.length` pages follow, which the caller
+ * appends, each `pageSizeBytes` long).
+ */
+export function writeMultifdPacketHeader(out: ByteWriter, p: Omit<MultifdPacketInput, 'pages'>): void {
+  const pageSize = p.pageSizeBytes ?? MULTIFD_DEFAULT_PAGE_SIZE_BYTES;
   const pagesAlloc = p.pagesAlloc ?? Math.floor(MULTIFD_PACKET_PAYLOAD_BYTES / pageSize);
   const n = p.offsets.length;
-  if (p.pages.length !== n) throw encodeError(`${p.pages.length} page(s) for ${n} offset(s)`);
   if (n > pagesAlloc) throw encodeError(`${n} page(s) exceed pages_alloc ${pagesAlloc}`);
   if (p.blockName.length > MULTIFD_BLOCK_NAME_BYTES - 1) throw encodeError(`block name longer than 255 bytes`);
   if (!Number.isSafeInteger(p.packetNum) || p.packetNum < 0) throw encodeError(`bad packet number ${p.packetNum}`);
@@ -363,15 +376,12 @@ export function writeMultifdPacket(out: ByteWriter, p: MultifdPacketInput): void
     out.u8(c);
   }
   out.fill(0, MULTIFD_BLOCK_NAME_BYTES - p.blockName.length);
-  for (const offsetBytes of p.offsets) {
+  for (let i = 0; i < n; i++) {
+    const offsetBytes = p.offsets[i];
     if (!Number.isSafeInteger(offsetBytes) || offsetBytes < 0 || offsetBytes % pageSize !== 0) throw encodeError(`bad page offset ${offsetBytes}`);
     out.be64(offsetBytes);
   }
   out.fill(0, 8 * (pagesAlloc - n));
-  for (const page of p.pages) {
-    if (page.length !== pageSize) throw encodeError(`page of ${page.length} bytes, expected ${pageSize}`);
-    out.bytes(page);
-  }
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {

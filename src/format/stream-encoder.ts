@@ -111,6 +111,14 @@ export class StreamEncoder extends ChunkWriter {
     return this.offsetBytes + this.payloadAdjust;
   }
 
+  /**
+   * Counts `bytes` written on other connections (multifd channels) in `wireOffsetBytes`, as
+   * QEMU 7.2 charges multifd packets to the main file's rate limit.
+   */
+  addExternalWireBytes(bytes: number): void {
+    this.payloadAdjust += bytes;
+  }
+
   // --- file structure -------------------------------------------------------------------
 
   /** be32 magic "QEVM", be32 version 3. */

@@ -12,6 +12,11 @@
  *
  * Default sizes: an incrementer or random workload without a size takes half of the guest's
  * free memory; each vCPU gets an equal share of the size and of the rate.
+ *
+ * kernel-build (allocator churn) owns no region: each vCPU allocates and frees blocks through
+ * its page cache (page-cache.ts) from the guest's allocator while it runs, so the pages it
+ * frees become free in the guest, and free page hinting can give them to the host. It keeps
+ * 60% of the guest's RAM allocated by default, as the simulator's kernel-build does.
  */
 import type { GuestDevices } from '../guest/guest.ts';
 import { Guest } from '../guest/guest.ts';
@@ -20,6 +25,7 @@ import { TARGET_PAGE_SIZE } from '../lib/units.ts';
 import type { BytesBacking } from '../memory/bytes-backing.ts';
 import type { DirtyLog } from '../memory/dirty-log.ts';
 import type { DirtyTrackingMemory } from '../memory/dirty-tracking-memory.ts';
+import { createPageCacheBuffer } from './page-cache.ts';
 import type { WorkloadChoice } from './vm-args.ts';
 import type { VcpuPlan } from './vcpu-worker.ts';
 
@@ -39,16 +45,19 @@ function vcpuSeed(seed: number, vcpu: number): number {
 }
 
 const EMPTY_REGION = new Int32Array(0);
+/** kernel-build's default allocated share of RAM. */
+const KERNEL_BUILD_USED_FRACTION = 0.6;
 
 /** The plans of `vcpus` vCPUs running `choice` (see the module comment). */
 export function planVcpus(guest: Guest, choice: WorkloadChoice, vcpus: number, seed: number): VcpuPlan[] {
   const plans: VcpuPlan[] = [];
+  if (choice.kind === 'kernel-build') return planKernelBuild(guest, choice, vcpus, seed);
   const freeBytes = guest.freeBytes();
   const totalBytes = choice.kind === 'idle' ? 0 : choice.sizeBytes ?? Math.floor(freeBytes / 2);
   const pagesPerVcpu = Math.floor(totalBytes / TARGET_PAGE_SIZE / Math.max(1, vcpus));
   for (let vcpu = 0; vcpu < vcpus; vcpu++) {
     if (choice.kind === 'idle' || pagesPerVcpu === 0) {
-      plans.push({ workload: { kind: 'idle' }, seed: vcpuSeed(seed, vcpu), blockPfns: EMPTY_REGION, blockOrder: 0, pageCount: 0, savesCursor: false });
+      plans.push({ workload: { kind: 'idle' }, seed: vcpuSeed(seed, vcpu), blockPfns: EMPTY_REGION, blockOrder: 0, pageCount: 0, savesCursor: false, pageCache: null });
       continue;
     }
     const set = PageSet.allocate(guest.allocator, pagesPerVcpu, PageSet.orderFor(pagesPerVcpu));
@@ -59,7 +68,21 @@ export function planVcpus(guest: Guest, choice: WorkloadChoice, vcpus: number, s
     const workload: WorkloadSpec = choice.kind === 'incrementer'
       ? { kind: 'incrementer', rateBytesPerS }
       : { kind: choice.kind, rateBytesPerS, sizeBytes: set.pageCount * TARGET_PAGE_SIZE };
-    plans.push({ workload, seed: vcpuSeed(seed, vcpu), blockPfns, blockOrder: set.blockOrder, pageCount: set.pageCount, savesCursor: choice.kind === 'incrementer' });
+    plans.push({ workload, seed: vcpuSeed(seed, vcpu), blockPfns, blockOrder: set.blockOrder, pageCount: set.pageCount, savesCursor: choice.kind === 'incrementer', pageCache: null });
+  }
+  return plans;
+}
+
+/** kernel-build: churn on every vCPU, each with its page cache (see the module comment). */
+function planKernelBuild(guest: Guest, choice: WorkloadChoice & { kind: 'kernel-build' }, vcpus: number, seed: number): VcpuPlan[] {
+  const usedBytes = choice.usedBytes ?? Math.floor(guest.pageCount * TARGET_PAGE_SIZE * KERNEL_BUILD_USED_FRACTION);
+  const plans: VcpuPlan[] = [];
+  for (let vcpu = 0; vcpu < vcpus; vcpu++) {
+    const workload: WorkloadSpec = { kind: 'churn', usedTargetBytes: Math.floor(usedBytes / vcpus), rateBytesPerS: choice.rateBytesPerS / vcpus };
+    plans.push({
+      workload, seed: vcpuSeed(seed, vcpu), blockPfns: EMPTY_REGION, blockOrder: 0, pageCount: guest.pageCount, savesCursor: false,
+      pageCache: createPageCacheBuffer(guest.pageCount),
+    });
   }
   return plans;
 }

@@ -8,6 +8,10 @@
  * Postcopy faults come from the vCPU threads (`onGuestFault`); a fault on a page that is
  * present by the time the message is handled wakes the vCPU at once.
  *
+ * Multifd (capability multifd when the source connects): the next multifd-channels
+ * connections are its channels (multifd-channels.ts); their bytes go to the engine as they
+ * arrive, and a channel that breaks before the end drops the main one, failing the load.
+ *
  * On a load failure the channel is dropped (QEMU exits without SHUT; the VM decides whether
  * the process exits). A channel that closes before EOF fails the load through the engine.
  *
@@ -26,6 +30,7 @@ import { assert } from '../lib/assert.ts';
 import type { Channel } from '../transport/channel.ts';
 import { openIncoming, type IncomingEndpoint, type OpenOptions } from '../transport/open.ts';
 import { parseMigrationUri } from '../transport/uri.ts';
+import { acceptMultifd } from './multifd-channels.ts';
 
 /** What the incoming migration needs from its VM. */
 export interface IncomingHost {
@@ -35,6 +40,8 @@ export interface IncomingHost {
   readonly vcpuCount: number;
   /** The VM's migration capabilities now. */
   capabilities(): MigrationCapabilities;
+  /** The VM's multifd-channels parameter now. */
+  multifdChannels(): number;
   nowNs(): number;
   /** The engine started the guest (the VM applies `-S`/autostart). */
   runGuest(): void;
@@ -67,6 +74,8 @@ export class IncomingMigration {
   private loadQueued = false;
   /** Set by `close`: the channel's end is ours, not a failure to report. */
   private closing = false;
+  /** Multifd channel connections, once accepted. */
+  private multifdChannels: Channel[] = [];
 
   private constructor(host: IncomingHost, endpoint: IncomingEndpoint) {
     this.host = host;
@@ -88,12 +97,14 @@ export class IncomingMigration {
       capabilities: host.capabilities(),
       autostart: true,
       deviceDecoder: host.deviceDecoder,
+      multifdChannels: host.multifdChannels(),
     });
   }
 
   /** Binds `uri` and starts waiting for the source's connection. */
   static async listen(host: IncomingHost, uri: string, open: OpenOptions): Promise<IncomingMigration> {
-    const endpoint = await openIncoming(uri, { ...open, expectedConnections: 1 });
+    // Multifd channels follow the main connection (capabilities may still change until then).
+    const endpoint = await openIncoming(uri, open);
     const incoming = new IncomingMigration(host, endpoint);
     void incoming.acceptOne();
     return incoming;
@@ -129,9 +140,27 @@ export class IncomingMigration {
       return;
     }
     this.listening = false;
-    await this.endpoint.close();
     this.engine = this.newEngine();
     this.attach(channel);
+    // Not awaited: a listener's close resolves only once its accepted connections are gone.
+    if (this.host.capabilities().multifd) void this.acceptChannels();
+    else void this.endpoint.close();
+  }
+
+  /** Multifd: the next multifd-channels connections, then no more listening. */
+  private async acceptChannels(): Promise<void> {
+    this.multifdChannels = await acceptMultifd(this.endpoint, this.host.multifdChannels(), {
+      onData: (index, chunk) => {
+        if (!this.closing) this.apply(this.engine.onMultifdBytes(index, chunk, this.host.nowNs()));
+      },
+      onError: (error) => {
+        if (this.closing || isFinalStatus(this.engine.status)) return;
+        if (this.error === null) this.error = error;
+        this.channel?.destroy(error);
+      },
+      isOver: () => this.closing || isFinalStatus(this.engine.status),
+    }, ACCEPT_TIMEOUT_MS);
+    await this.endpoint.close();
   }
 
   /** Makes `channel` the current one; a dropped channel's late data and close are ignored. */
@@ -231,8 +260,10 @@ export class IncomingMigration {
   async close(): Promise<void> {
     this.closing = true;
     this.listening = false;
-    await this.endpoint.close();
+    // Connections first: a listener's close resolves only once its accepted connections are gone.
     this.channel?.destroy();
+    for (const channel of this.multifdChannels) channel.destroy();
+    await this.endpoint.close();
   }
 
   /** Drops the current channel; on a pause its unloaded bytes go with it (the dead connection's). */
@@ -244,6 +275,7 @@ export class IncomingMigration {
       this.pendingBytes = 0;
     }
     channel?.destroy();
+    for (const multifd of this.multifdChannels) multifd.destroy();
   }
 
   /** Carries out the effects of an engine command the VM ran (migrate-pause). */

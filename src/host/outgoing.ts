@@ -16,6 +16,16 @@
  * while fewer than POSTCOPY_QUEUE_BYTES_MAX wait in the channel, so a requested page does not
  * queue behind megabytes of background pages. Every pump ends with a flush.
  *
+ * Completion (engine option awaitWritten): after the precopy EOF without a return path the
+ * engine waits in `awaiting-written`; the shell reports `written` once every queue (the main
+ * channel's and the multifd channels') is empty, i.e. the stream's last bytes are with the
+ * kernel, as QEMU's blocking writes are when it completes. That time ends total-time and
+ * downtime, which therefore include the final pass and the flush.
+ *
+ * Multifd (capability multifd): the channels are opened after the main connection
+ * (multifd-channels.ts); packets go to their channel as the engine emits them, and a channel
+ * over its high-water mark stops the pump like the main one.
+ *
  * Failures: a connect or TLS error, a write error or the peer going away become
  * `engine.channelError`, whose effects give a stopped guest back (failed precopy) or leave it
  * stopped (postcopy-paused). The first transport error is kept typed in `error`.
@@ -37,6 +47,7 @@ import { KiB, MiB, NS_PER_MS } from '../lib/units.ts';
 import { ChannelWriter, type Channel } from '../transport/channel.ts';
 import { ChunkPool } from './chunk-pool.ts';
 import { openOutgoing, type OpenOptions } from '../transport/open.ts';
+import { MultifdConnections } from './multifd-channels.ts';
 
 /** Wire bytes one precopy pump may write. */
 export const PRECOPY_PUMP_BYTES = 8 * MiB;
@@ -89,6 +100,8 @@ export class OutgoingMigration {
   private readonly pendingSends: Uint8Array[] = [];
   /** The main stream's chunk buffers; the channel carries exactly that stream from offset 0. */
   private readonly pool = new ChunkPool(() => (this.channel === null ? 0 : this.channel.bytesWritten - this.channel.queuedBytes));
+  /** The multifd channels (capability multifd), else null. */
+  private readonly multifd: MultifdConnections | null;
   private tickTimer: NodeJS.Timeout | null = null;
   private pumpTimer: NodeJS.Timeout | null = null;
   private pumpQueued = false;
@@ -110,8 +123,11 @@ export class OutgoingMigration {
       hintPolicy: options.hintPolicy,
       chunkSizeBytes: SOURCE_CHUNK_BYTES,
       allocChunk: this.pool.alloc,
+      awaitWritten: true,
+      multifd: true,
     });
     this.armFinished();
+    this.multifd = options.capabilities.multifd ? new MultifdConnections(options.parameters.multifdChannels, (error) => this.fail(error)) : null;
     this.apply(this.engine.start(host.nowNs()));
     this.tickTimer = setInterval(() => this.onTick(), TICK_INTERVAL_MS);
     void this.connect(this.uri, options.open);
@@ -172,6 +188,8 @@ export class OutgoingMigration {
       if (this.channel === channel) this.onChannelClosed(error);
     });
     this.schedulePump();
+    // Multifd never pauses (the engine refuses it with postcopy): this is the first connect.
+    if (this.multifd !== null) await this.multifd.connect(uri, open);
   }
 
   /**
@@ -269,6 +287,9 @@ export class OutgoingMigration {
       if (isFinalStatus(this.engine.status) || writer.channel.closed) return;
       if (this.stopFailed) return this.apply(this.engine.channelError(this.host.nowNs(), `cannot stop the guest: ${this.error?.message}`));
       if (writer.channel.needsDrain) return this.awaitDrain(writer.channel);
+      const multifdFull = this.multifd?.needingDrain() ?? null;
+      if (multifdFull !== null) return this.awaitDrain(multifdFull);
+      if (this.engine.phase === 'awaiting-written') return this.reportWritten(writer.channel);
       const postcopy = this.engine.status === 'postcopy-active';
       if (postcopy && writer.channel.queuedBytes >= POSTCOPY_QUEUE_BYTES_MAX) return this.pumpLater(1);
       const now = this.host.nowNs();
@@ -281,6 +302,12 @@ export class OutgoingMigration {
       if (postcopy || this.host.nowNs() >= sliceEndNs) break;
     }
     this.schedulePump();
+  }
+
+  /** `written` once no queue holds stream bytes any more; until then, a look every ms. */
+  private reportWritten(main: Channel): void {
+    if (main.queuedBytes + (this.multifd?.queuedBytes ?? 0) > 0) return this.pumpLater(1);
+    this.apply(this.engine.written(this.host.nowNs()));
   }
 
   private awaitDrain(channel: Channel): void {
@@ -313,7 +340,10 @@ export class OutgoingMigration {
   private applyEffect(effect: Effect): void {
     switch (effect.kind) {
       case 'send':
-        assert(effect.channel === 'main', `the real source sends on ${effect.channel} only with multifd or preempt, which are off`);
+        if (effect.channel !== 'main') {
+          assert(this.multifd !== null && effect.channel.startsWith('multifd'), `the real source sends on ${effect.channel} only with preempt, which is off`);
+          return this.multifd.write(Number(effect.channel.slice('multifd'.length)), effect.data);
+        }
         if (this.writer === null) this.pendingSends.push(effect.data);
         else if (!this.writer.channel.closed) this.writer.write(effect.data);
         return;
@@ -354,8 +384,13 @@ export class OutgoingMigration {
     this.tickTimer = null;
     this.pumpTimer = null;
     const writer = this.writer;
-    if (status === 'completed' && writer !== null && !writer.channel.closed) writer.end();
-    else this.channel?.destroy();
+    if (status === 'completed' && writer !== null && !writer.channel.closed) {
+      writer.end();
+      this.multifd?.end();
+    } else {
+      this.channel?.destroy();
+      this.multifd?.destroy();
+    }
     if (status === 'postcopy-paused') {
       this.channel = null;
       this.writer = null;

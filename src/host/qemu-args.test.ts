@@ -86,7 +86,7 @@ const REFUSED: Array<{ readonly args: string[]; readonly text: string; readonly 
   { args: ['-M', 'none,memory-backend=m0', '-m', '32M', '-object', 'memory-backend-ram,id=m0,size=16M'], text: 'Machine memory size does not match the size of the memory backend' },
   { args: ['-incoming', 'foo:bar'], text: '-incoming foo:bar: unknown migration protocol: foo:bar' },
   { args: ['-qmp', 'unix:/tmp/q.sock,server=off'], text: '-qmp unix:/tmp/q.sock,server=off: livemig serves QMP only in server mode (server=on)' },
-  { args: ['--workload', 'spin'], text: '--workload spin: expects idle, incrementer[:SIZE[:RATE]], hot-set:SIZE:RATE or random:RATE[:SIZE]' },
+  { args: ['--workload', 'spin'], text: '--workload spin: expects idle, incrementer[:SIZE[:RATE]], hot-set:SIZE:RATE, random:RATE[:SIZE] or kernel-build[:USED[:RATE]]' },
   { args: ['--workload', 'incrementer', '--vcpus', '0'], text: '--workload needs at least one vCPU (--vcpus N)' },
   { args: ['--vcpus', '99'], text: '--vcpus 99: expects an integer from 0 to 16' },
   { args: ['disk.img'], text: 'disk.img: unexpected argument (livemig has no disk images)' },

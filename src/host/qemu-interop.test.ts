@@ -10,45 +10,26 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { requireQemu } from '../harness/skip.ts';
 import { startQemu, type QemuProcess } from '../harness/qemu.ts';
 import { mismatchedPages, writePatternFile } from '../harness/qemu-migrate.ts';
 import { makeTempDir, removeTempDir } from '../harness/ram-image.ts';
 import type { MigrationInfo } from '../harness/qmp-client.ts';
+import { BASE_ARGS, LIVEMIG_QEMU, listeningUri, startQemuToLivemig } from '../harness/livemig-interop.ts';
 import { MiB } from '../lib/units.ts';
 import { VCPU_STATE_PAGE } from './vcpu-control.ts';
 import { oracleChecks, startVm, waitFor } from './vm.test-util.ts';
 
-const LIVEMIG_QEMU = fileURLToPath(new URL('../../bin/livemig-qemu.js', import.meta.url));
 const SIZE = 256 * MiB;
-const BASE = ['-nodefaults', '-display', 'none'];
+const BASE = BASE_ARGS;
 const UNCAPPED = 100 * 1024 ** 3;
-
-async function listeningUri(qemu: QemuProcess): Promise<string> {
-  const info = await qemu.qmp.execute<MigrationInfo>('query-migrate');
-  const port = Number((info['socket-address'] as Array<{ port: string }> | undefined)?.[0]?.port);
-  assert.ok(Number.isInteger(port) && port > 0, `no listening port: ${JSON.stringify(info)}`);
-  return `tcp:127.0.0.1:${port}`;
-}
 
 test('(f) QEMU 7.2 migrates live over TCP to livemig-qemu; pmemsave shows the pattern', async (t) => {
   if (requireQemu(t) === null) return;
   const dir = makeTempDir('livemig-interop-');
   const started: QemuProcess[] = [];
   try {
-    const pattern = join(dir, 'pattern.ram');
-    writePatternFile(pattern, SIZE);
-    const dest = await startQemu({
-      name: 'livemig-qemu', qemuPath: LIVEMIG_QEMU, watchdogMs: 120_000,
-      args: ['-M', 'none,memory-backend=mem', '-m', '256M', ...BASE, '-object', `memory-backend-ram,id=mem,size=${SIZE}`, '-incoming', 'defer'],
-    });
-    started.push(dest);
-    const source = await startQemu({
-      name: 'qemu-source', watchdogMs: 120_000,
-      args: ['-M', 'none,memory-backend=mem', '-m', '256M', ...BASE, '-object', `memory-backend-file,id=mem,size=${SIZE},mem-path=${pattern},share=on,prealloc=on`],
-    });
-    started.push(source);
+    const { source, dest } = await startQemuToLivemig(dir, SIZE, started);
     const capabilities = [{ capability: 'events', state: true }];
     for (const q of [dest, source]) await q.qmp.execute('migrate-set-capabilities', { capabilities });
     await source.qmp.execute('migrate-set-parameters', { 'max-bandwidth': UNCAPPED });

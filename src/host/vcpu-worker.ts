@@ -26,6 +26,8 @@ import { DirtyLog } from '../memory/dirty-log.ts';
 import { ReceivedMap } from '../memory/received-map.ts';
 import { createWorkload, NOT_STALLED, type PageWriteTarget, type Workload, type WorkloadSpec } from '../guest/workloads/index.ts';
 import { IncrementerWorkload } from '../guest/workloads/incrementer.ts';
+import { ChurnWorkload } from '../guest/workloads/churn.ts';
+import { VcpuPageCache } from './page-cache.ts';
 import {
   STAT_PAGE_WRITES, STAT_STEPS, VCPU_STATE_MAGIC, VCPU_STATE_PAGE, VCPU_STATE_SLOT_BYTES,
   VcpuCommand, VcpuControl, VcpuState,
@@ -64,6 +66,11 @@ export interface VcpuPlan {
   readonly pageCount: number;
   /** The workload is an incrementer, whose cursor is saved in the vCPU state page. */
   readonly savesCursor: boolean;
+  /**
+   * kernel-build: the vCPU's page cache (page-cache.ts). The workload then allocates its own
+   * pages and sees guest pages directly (no region, no rotation).
+   */
+  readonly pageCache: SharedArrayBuffer | null;
 }
 
 /** The guest page of the region's i-th page. */
@@ -88,6 +95,8 @@ class Vcpu {
   /** The workload's view of memory (see the module comment). */
   private readonly target: PageWriteTarget;
   private readonly data: VcpuWorkerData;
+  /** kernel-build's page cache, or null. */
+  private readonly pageCache: VcpuPageCache | null;
 
   constructor(data: VcpuWorkerData) {
     this.data = data;
@@ -97,9 +106,16 @@ class Vcpu {
     this.log = DirtyLog.attach(data.dirtyLog, data.pageCount);
     this.received = ReceivedMap.attach(data.received, data.pageCount);
     const plan = data.plan;
-    const spec = { ...plan.workload, firstPage: 0, sizeBytes: plan.pageCount * TARGET_PAGE_SIZE } as WorkloadSpec;
-    this.workload = createWorkload(spec, { pageCount: plan.pageCount, prng: new Prng(plan.seed) });
+    this.pageCache = plan.pageCache === null ? null : new VcpuPageCache(plan.pageCache);
+    this.workload = this.makeWorkload(plan);
     this.target = this.makeTarget();
+  }
+
+  private makeWorkload(plan: VcpuPlan): Workload {
+    const prng = new Prng(plan.seed);
+    if (this.pageCache !== null && plan.workload.kind === 'churn') return new ChurnWorkload({ ...plan.workload, allocator: this.pageCache }, prng);
+    const spec = { ...plan.workload, firstPage: 0, sizeBytes: plan.pageCount * TARGET_PAGE_SIZE } as WorkloadSpec;
+    return createWorkload(spec, { pageCount: plan.pageCount, prng });
   }
 
   private nowNs(): number {
@@ -114,6 +130,7 @@ class Vcpu {
         const pfn = this.physical(page);
         bytes[pfn * TARGET_PAGE_SIZE + offset] = value;
         this.log.markDirty(pfn);
+        this.pageCache?.markWritten(pfn);
       },
       readByte: (page, offset) => bytes[this.physical(page) * TARGET_PAGE_SIZE + offset],
       isPresent: (page) => {
@@ -126,6 +143,7 @@ class Vcpu {
   }
 
   private physical(page: number): number {
+    if (this.pageCache !== null) return page;
     const n = this.data.plan.pageCount;
     const i = page + this.rotation;
     return regionPage(this.data.plan, i >= n ? i - n : i);
@@ -178,6 +196,7 @@ class Vcpu {
     const { control, data } = this;
     const before = this.workload.stats().pageWrites;
     const stalled = this.workload.step(this.nowNs(), this.target);
+    this.pageCache?.flush();
     control.addStat(data.vcpu, STAT_PAGE_WRITES, this.workload.stats().pageWrites - before);
     control.addStat(data.vcpu, STAT_STEPS, 1);
     this.saveState();

@@ -8,8 +8,9 @@
  * id=ID,size=SIZE` names the block after the backend, and `-m`, when also given, must match.
  *
  * livemig's additions for `livemig vm`: `--vcpus N` (or QEMU's `-smp N`), `--seed N` and
- * `--workload idle | incrementer[:SIZE[:RATE]] | hot-set:SIZE:RATE | random:RATE[:SIZE]`
- * (sizes in bytes with K/M/G suffixes, rates in bytes per second of page writes).
+ * `--workload idle | incrementer[:SIZE[:RATE]] | hot-set:SIZE:RATE | random:RATE[:SIZE] |
+ * kernel-build[:USED[:RATE]]` (sizes in bytes with K/M/G suffixes, rates in bytes per second of
+ * page writes; kernel-build is allocator churn keeping USED allocated, 60% of RAM by default).
  */
 import type { FreePageHintPostcopyPolicy } from '../devices/balloon/postcopy-policy.ts';
 import { isFreePageHintPostcopyPolicy } from '../devices/balloon/postcopy-policy.ts';
@@ -55,7 +56,8 @@ export type WorkloadChoice =
   | { readonly kind: 'idle' }
   | { readonly kind: 'incrementer'; readonly sizeBytes: number | null; readonly rateBytesPerS: number }
   | { readonly kind: 'hot-set'; readonly sizeBytes: number; readonly rateBytesPerS: number }
-  | { readonly kind: 'random'; readonly sizeBytes: number | null; readonly rateBytesPerS: number };
+  | { readonly kind: 'random'; readonly sizeBytes: number | null; readonly rateBytesPerS: number }
+  | { readonly kind: 'kernel-build'; readonly usedBytes: number | null; readonly rateBytesPerS: number };
 
 /** One VM's command line, interpreted. */
 export interface VmCommandLine {
@@ -212,8 +214,11 @@ export function parseWorkload(text: string): WorkloadChoice {
     case 'random':
       if (rest.length < 1 || rest.length > 2) break;
       return { kind: 'random', rateBytesPerS: rate(rest[0]), sizeBytes: size(rest[1]) };
+    case 'kernel-build':
+      if (rest.length > 2) break;
+      return { kind: 'kernel-build', usedBytes: size(rest[0]), rateBytesPerS: rate(rest[1]) };
   }
-  throw bad(`${what}: expects idle, incrementer[:SIZE[:RATE]], hot-set:SIZE:RATE or random:RATE[:SIZE]`);
+  throw bad(`${what}: expects idle, incrementer[:SIZE[:RATE]], hot-set:SIZE:RATE, random:RATE[:SIZE] or kernel-build[:USED[:RATE]]`);
 }
 
 /** Mutable collector while options are read in order. */

@@ -161,6 +161,7 @@ export class VmCore {
   private stepDrivers(): void {
     if (this.runState !== 'running') return;
     const now = this.nowNs();
+    this.machine.pageCaches?.service();
     this.machine.guest?.step(now);
     this.machine.devices.poll(now);
   }
@@ -241,6 +242,7 @@ export class VmCore {
       deviceDecoder: m.devices.deviceDecoder(),
       vcpuCount: this.config.vcpus,
       capabilities: () => this.capabilities,
+      multifdChannels: () => this.parameters.multifdChannels,
       nowNs: () => this.nowNs(),
       runGuest: () => this.onIncomingRun(),
       pageReady: (page) => this.vcpus?.wakePage(page),

@@ -19,6 +19,7 @@ import { ReceivedMap } from '../memory/received-map.ts';
 import { buildGuest, planVcpus } from './guest-plan.ts';
 import { HostDevices, type HostDeviceCallbacks } from './host-devices.ts';
 import { loadBackendFile } from './memory-backend.ts';
+import { PageCacheHost } from './page-cache.ts';
 import type { VcpuPlan } from './vcpu-worker.ts';
 import type { VmCommandLine } from './vm-args.ts';
 
@@ -33,6 +34,8 @@ export interface VmMachine {
   readonly guest: Guest | null;
   readonly devices: HostDevices;
   readonly plans: readonly VcpuPlan[];
+  /** The vCPUs' page caches (kernel-build), serviced from the guest's allocator; or null. */
+  readonly pageCaches: PageCacheHost | null;
 }
 
 /** Touches every page of guest RAM without changing it (one word per page). */
@@ -67,5 +70,7 @@ export function buildMachine(config: VmCommandLine, callbacks: HostDeviceCallbac
     memory = guest.memory;
   }
   const plans = guest === null ? [] : planVcpus(guest, config.workload, config.vcpus, config.seed);
-  return { backing, dirtyLog, received, blocks, memory, guest, devices, plans };
+  const cacheBuffers = plans.flatMap((p) => (p.pageCache === null ? [] : [p.pageCache]));
+  const pageCaches = guest === null || cacheBuffers.length === 0 ? null : new PageCacheHost(guest.allocator, cacheBuffers);
+  return { backing, dirtyLog, received, blocks, memory, guest, devices, plans, pageCaches };
 }

@@ -11,9 +11,10 @@
  * lost connection leaves both sides postcopy-paused with the guest stopped on the source and
  * waiting on the destination; `migrate-recover URI` on the destination listens again and
  * `migrate` with `resume: true` on the source connects to it (outgoing.ts, incoming.ts).
- * Not supported (refused with QEMU's text): pre-switchover (migrate-continue). Capabilities the source engine lacks (multifd, xbzrle, ...) are
+ * Not supported (refused with QEMU's text): pre-switchover (migrate-continue). Capabilities the source engine lacks (xbzrle, compress, ...) are
  * refused by `migrate` with the engine's text; postcopy-preempt needs a second channel the
- * real shell does not open yet.
+ * real shell does not open yet. Multifd opens multifd-channels extra connections (tcp: and
+ * unix: only, multifd-channels.ts).
  *
  * @example
  * const vm = await LivemigVm.start(interpretVmArgs(tokenizeQemuArgs(['-m', '256M'], LIVEMIG_VM_OPTIONS)));
@@ -31,6 +32,7 @@ import { TransportError, TRANSPORT_ERR_BAD_URI } from '../transport/errors.ts';
 import type { OpenOptions } from '../transport/open.ts';
 import { loadTlsCreds, type TlsEndpoint } from '../transport/tls.ts';
 import { parseMigrationUri } from '../transport/uri.ts';
+import { multifdUriRefusal } from './multifd-channels.ts';
 import { VmCore, type VmHooks } from './vm-core.ts';
 import type { VmCommandLine } from './vm-args.ts';
 import { VmCommandError, invalidParameter, vmError, type BalloonInfo, type MigrateArgs, type PmemsaveArgs, type StatusInfo, type VersionInfo } from './vm-types.ts';
@@ -105,6 +107,8 @@ export class LivemigVm extends VmCore {
     if (args.blk === true || args.inc === true) throw vmError('livemig does not migrate block devices');
     checkUri(args.uri);
     if (this.capabilities['postcopy-preempt']) throw vmError("livemig's real shell does not open the postcopy-preempt channel yet");
+    const multifdRefusal = this.capabilities.multifd ? multifdUriRefusal(args.uri) : null;
+    if (multifdRefusal !== null) throw vmError(multifdRefusal);
     const open = this.tlsOptions('client');
     try {
       this.startOutgoing(args.uri, open);

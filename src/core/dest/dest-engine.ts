@@ -39,7 +39,9 @@
  * by a local zero fill, or released when postcopy ends. On failure QEMU exits without SHUT;
  * the shell closes the return path.
  *
- * What it deliberately doesn't do: COLO and multifd channels.
+ * Multifd channels (capability multifd): multifd-receive.ts.
+ *
+ * What it deliberately doesn't do: COLO.
  *
  * @example
  * const engine = new DestEngine({ ram, hooks, vcpuCount: 2, capabilities: { 'postcopy-ram': true } });
@@ -59,6 +61,7 @@ import { DestRecovery } from './dest-recovery.ts';
 import type { ChannelReplacedResult, DestCommandResult, DestEngineOptions, DestStats, FaultResult } from './dest-types.ts';
 import { FaultTracker } from './fault-tracker.ts';
 import { IncomingStream } from './incoming-stream.ts';
+import { MultifdReceiver } from './multifd-receive.ts';
 import { PagePlacer } from './placement.ts';
 import { PreemptStream } from './preempt-stream.ts';
 
@@ -81,6 +84,8 @@ export class DestEngine {
   private readonly recovery: DestRecovery;
   /** Bytes pushed on the main channel. */
   private bytesReceived = 0;
+  /** Multifd channels (capability multifd), else null. */
+  private readonly multifd: MultifdReceiver | null = null;
 
   constructor(options: DestEngineOptions) {
     this.ram = options.ram;
@@ -91,6 +96,32 @@ export class DestEngine {
     this.stream = new IncomingStream(this.ctx, this.placer, this.faults, options, this.recovery);
     this.preempt = new PreemptStream(this.ctx, this.placer, this.faults, this.stream, options.payloadMode ?? 'bytes');
     if (options.capabilities?.['postcopy-preempt'] === true) this.stream.preemptOpen = () => !this.preempt.sawEos;
+    if (options.capabilities?.multifd === true) {
+      this.multifd = new MultifdReceiver(options.ram, this.placer, options.multifdChannels ?? 2, () => this.stream.onMultifdCaughtUp());
+      this.stream.multifd = this.multifd;
+    }
+  }
+
+  /**
+   * Bytes of the multifd channel that connected `index`-th (capability multifd; its init
+   * packet first). A decode error fails the load, as a bad packet does in QEMU.
+   */
+  onMultifdBytes(index: number, bytes: Uint8Array, nowNs: number): StepResult {
+    const ctx = this.ctx;
+    ctx.begin(nowNs);
+    const multifd = this.multifd;
+    if (multifd === null || index < 0 || index >= multifd.channelCount) {
+      ctx.loadError(new DestError(MIG_ERR_DEST_CHANNEL, `multifd channel ${index} is not expected (multifd ${multifd === null ? 'off' : `with ${multifd.channelCount} channels`})`));
+      return ctx.finish();
+    }
+    if (ctx.phase.kind === 'failed') return ctx.finish();
+    if (ctx.phase.kind === 'idle') ctx.move({ kind: 'stream-start' });
+    try {
+      multifd.push(index, bytes);
+    } catch (e) {
+      ctx.loadError(toDestError(e));
+    }
+    return ctx.finish();
   }
 
   // --- inputs ---------------------------------------------------------------------------

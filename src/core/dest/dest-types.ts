@@ -39,6 +39,8 @@ export interface DestEngineOptions {
   readonly deviceDecoder?: DeviceSectionDecoder;
   /** Overrides of the stream decoder's limits. */
   readonly limits?: Partial<StreamLimits>;
+  /** With capability `multifd`: the channels the source opens (multifd-channels); default 2. */
+  readonly multifdChannels?: number;
 }
 
 /** What `onGuestFault` returns: the effects, and whether the vCPU may go on. */

@@ -43,6 +43,7 @@ import { CapturingDeviceDecoder, deviceBlobOf, globalstateRunstate } from './dev
 import type { DestRecovery } from './dest-recovery.ts';
 import type { FaultTracker } from './fault-tracker.ts';
 import { createPageSink } from './page-sink.ts';
+import type { MultifdReceiver } from './multifd-receive.ts';
 import type { PagePlacer } from './placement.ts';
 import { adviseRefusal } from './postcopy-advise.ts';
 
@@ -79,6 +80,10 @@ export class IncomingStream {
    * the engine); a postcopy EOF then waits for it. Null without postcopy-preempt.
    */
   preemptOpen: (() => boolean) | null = null;
+  /** Multifd channels (capability multifd), else null. */
+  multifd: MultifdReceiver | null = null;
+  /** A precopy EOF arrived and waits for every multifd channel's last SYNC. */
+  private eofWaitsForMultifd = false;
   /** The main stream's postcopy EOF arrived and waits for the preempt channel's EOS. */
   private eofWaitsForPreempt = false;
   /** Pages missing when the guest was started after a precopy load; null when not started so. */
@@ -116,9 +121,11 @@ export class IncomingStream {
       case 'configuration':
       case 'section-begin':
       case 'section-end':
-      case 'ram-eos':
       case 'packaged-end':
       case 'vmdescription':
+        return;
+      case 'ram-eos':
+        this.multifd?.mainEos();
         return;
       case 'ram-blocks': {
         const refusal = this.placer.setStreamBlocks(record.blocks);
@@ -208,6 +215,11 @@ export class IncomingStream {
     const phase = this.ctx.phase;
     switch (phase.kind) {
       case 'precopy':
+        if (this.multifd !== null && !this.multifd.caughtUp) {
+          // QEMU waits in each EOS for every channel's SYNC: the last pass must be placed.
+          this.eofWaitsForMultifd = true;
+          return this.ctx.mark('eof-waits-for-multifd');
+        }
         return this.completePrecopy(phase.ramAdvised);
       case 'postcopy':
         if (this.preemptOpen !== null && this.preemptOpen()) {
@@ -239,6 +251,14 @@ export class IncomingStream {
     this.startGuest();
     this.ctx.move({ kind: 'eof' });
     this.sendShut();
+  }
+
+  /** Every multifd channel delivered the last pass's SYNC: a precopy EOF that waited completes now. */
+  onMultifdCaughtUp(): void {
+    const phase = this.ctx.phase;
+    if (!this.eofWaitsForMultifd || phase.kind !== 'precopy') return;
+    this.eofWaitsForMultifd = false;
+    this.completePrecopy(phase.ramAdvised);
   }
 
   /** The preempt channel's EOS arrived: a postcopy EOF that waited for it completes now. */

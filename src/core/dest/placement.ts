@@ -91,6 +91,14 @@ export class PagePlacer implements PlacementCounters {
   placedTwiceAttempts = 0;
   nonzeroFills = 0;
 
+  /**
+   * Multifd (multifd-receive.ts): asked before a precopy page is written; false drops the
+   * record as stale (an older pass of the page arrived after a newer one). Null: no check.
+   */
+  gate: ((pageIndex: number) => boolean) | null = null;
+  /** Records the gate dropped. */
+  staleDropped = 0;
+
   constructor(ram: DestRam) {
     assert(ram.store.pageCount === ram.received.pageCount, 'page store and received map disagree on the page count');
     assert(ram.blocks.endBytes <= ram.store.sizeBytes, 'RAM blocks reach beyond the page store');
@@ -129,9 +137,23 @@ export class PagePlacer implements PlacementCounters {
     const pageIndex = this.pageIndexOf(ref, offsetBytes);
     this.pagesReceived++;
     if (postcopy) this.refuseSecondPlacement(pageIndex, ref, offsetBytes, false);
+    if (this.gate !== null && !this.admit(pageIndex)) return pageIndex;
     this.writeBytes(pageIndex, data);
     this.markReceived(pageIndex, postcopy);
     return pageIndex;
+  }
+
+  /** A page from a multifd channel (precopy, already admitted by the gate's owner). */
+  loadMultifdPage(pageIndex: number, data: Uint8Array): void {
+    this.pagesReceived++;
+    this.writeBytes(pageIndex, data);
+    this.markReceived(pageIndex, false);
+  }
+
+  private admit(pageIndex: number): boolean {
+    if (this.gate!(pageIndex)) return true;
+    this.staleDropped++;
+    return false;
   }
 
   /** Loads a version-mode PAGE record (the page's version); returns its page index. */
@@ -157,6 +179,7 @@ export class PagePlacer implements PlacementCounters {
     const pageIndex = this.pageIndexOf(ref, offsetBytes);
     this.zeroPagesReceived++;
     if (postcopy) this.refuseSecondPlacement(pageIndex, ref, offsetBytes, fill === 0);
+    if (this.gate !== null && !this.admit(pageIndex)) return pageIndex;
     if (fill !== 0) {
       this.nonzeroFills++;
       this.scratch.fill(fill);
@@ -176,6 +199,10 @@ export class PagePlacer implements PlacementCounters {
    */
   loadZeroRun(ref: RamBlockRef, offsetBytes: number, pageCount: number, postcopy: boolean): number {
     const first = this.pageIndexOf(ref, offsetBytes);
+    if (this.gate !== null) {
+      for (let i = 0; i < pageCount; i++) this.loadZero(ref, offsetBytes + i * PAGE_SIZE_BYTES, 0, postcopy);
+      return first;
+    }
     const end = first + pageCount;
     if (postcopy) {
       const placed = this.received.bits.nextSetBelow(first, end);

@@ -42,6 +42,7 @@ export function writeRamChunk(ctx: SourceContext, budgetBytes: number): void {
     const encoder = ctx.backgroundEncoder();
     scanAndSend(ctx, encoder, encoder.wireOffsetBytes + allowanceBytes, ctx.options.maxChunkPages);
   }
+  ctx.syncMultifd();
   main.ramEos();
   ctx.stats.addTransferred(EOS_BYTES, ctx.transferPhase());
   main.footer(id);

@@ -5,7 +5,9 @@
  *   header, CONFIGURATION
  *   [postcopy-ram | return-path]  OPEN_RETURN_PATH, PING(1)
  *   [postcopy-ram]                POSTCOPY_ADVISE(0x1000, TPS)    [dirty-bitmaps only: empty ADVISE]
- *   START `ram`: bitmap all set, setup sync (BEFORE, AFTER, MIGRATION_PASS 1), MEM_SIZE list, EOS, footer
+ *   [multifd]                     each channel's init packet (on its own connection)
+ *   START `ram`: bitmap all set, setup sync (BEFORE, AFTER, MIGRATION_PASS 1), MEM_SIZE list,
+ *                [multifd] a SYNC packet per channel, EOS, footer
  *   SETUP notifier
  *   status setup → active
  *
@@ -32,6 +34,7 @@ export function startMigration(ctx: SourceContext, nowNs: number): void {
   ctx.stats.begin(nowNs, ctx.ram.blocks.totalBytes, ctx.params.downtimeLimitMs);
   ctx.limiter = createRateLimiter(ctx.params.maxBandwidthBytesPerSec, nowNs);
   ctx.window = openBandwidthWindow(nowNs, 0, 0);
+  ctx.multifd?.start(ctx.options.uuid);
   writePreamble(ctx);
   writeRamSetup(ctx, nowNs);
   ctx.hooks.precopyNotify('setup', nowNs, true);
@@ -66,6 +69,7 @@ function writeRamSetup(ctx: SourceContext, nowNs: number): void {
   for (const block of ctx.blocks) ctx.bitmap.setRange(block.startPage, block.startPage + block.pageCount);
   syncDirtyBitmap(ctx, nowNs, { notifiers: true, vmRunning: true });
   e.ramMemSize(ctx.blocks.map((b) => ({ name: b.name, usedLengthBytes: b.sizeBytes })));
+  ctx.syncMultifd();
   e.ramEos();
   e.footer(id);
 }

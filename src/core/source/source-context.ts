@@ -50,6 +50,8 @@ import { createRateLimiter, recordSent, type RateLimiter } from '../rate-limiter
 import { openBandwidthWindow, type BandwidthWindow } from '../bandwidth.ts';
 import { AUTO_CONVERGE_IDLE, type AutoConvergeState } from '../auto-converge.ts';
 import { createPageEmitter, type PageEmitter } from './page-emitter.ts';
+import { MultifdPageEmitter, MultifdSender } from './multifd-send.ts';
+import type { PageStore } from '../../memory/page-store.ts';
 import { RequestQueue } from './request-queue.ts';
 import { SourceError, type SourceEngineConfig, type SourceSendEffect } from './source-types.ts';
 import { checkSupported, gapsOf, resolveOptions, type ResolvedSourceOptions } from './source-options.ts';
@@ -139,6 +141,8 @@ export class SourceContext {
   readonly preempt: StreamEncoder | null;
   /** Writes page records from the store in the configured payload mode. */
   readonly emitter: PageEmitter;
+  /** Multifd channels (capability multifd), else null. */
+  readonly multifd: MultifdSender | null;
   /** The channel requested pages went to last (QEMU resets the "last block" when it changes). */
   lastPageChannel: ChannelName = 'main';
   /** Return-path decoder; null without a return path. A recovery replaces it (a new connection). */
@@ -239,12 +243,31 @@ export class SourceContext {
     this.preempt = this.caps['postcopy-preempt']
       ? new StreamEncoder({ onChunk: (chunk) => this.onChunk('preempt', chunk), chunkSizeBytes: this.options.chunkSizeBytes })
       : null;
-    this.emitter = createPageEmitter(config.ram.store, this.options.payloadMode);
+    this.multifd = this.caps.multifd ? this.newMultifdSender(config.ram.store) : null;
+    this.emitter = this.multifd !== null ? new MultifdPageEmitter(config.ram.store, this.multifd) : createPageEmitter(config.ram.store, this.options.payloadMode);
     this.rp = this.returnPath ? this.newReturnPathDecoder() : null;
     this.requests = new RequestQueue(this.options.requestQueueLimit);
     this.limiter = createRateLimiter(this.params.maxBandwidthBytesPerSec, 0);
     this.window = openBandwidthWindow(0, 0, 0);
     this.scanPage = this.blocks[0].startPage;
+  }
+
+  private newMultifdSender(store: PageStore): MultifdSender {
+    return new MultifdSender(this.params.multifdChannels, {
+      store,
+      effects: () => this.effects,
+      account: (bytes, transferred) => {
+        this.main.addExternalWireBytes(bytes);
+        this.flushedAdjust.main += bytes;
+        this.stats.multifdBytes += bytes;
+        if (transferred) this.stats.addTransferred(bytes, this.transferPhase());
+      },
+    });
+  }
+
+  /** QEMU's multifd_send_sync_main before a RAM EOS (nothing without multifd). */
+  syncMultifd(): void {
+    this.multifd?.sync();
   }
 
   /** A return-path decoder for a new connection; RECV_BITMAP sizes are checked per block. */
@@ -283,6 +306,7 @@ export class SourceContext {
 
   /** Hands what the encoders hold to the shell as `send` effects (main first). */
   flush(): void {
+    this.multifd?.flushPacket(true);
     this.main.flush();
     this.preempt?.flush();
     this.countRate();

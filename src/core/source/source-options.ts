@@ -107,9 +107,16 @@ function defaultSectionId(ids: Map<string, number>, ramSectionId: number, idstr:
 }
 
 export function checkSupported(config: SourceEngineConfig): void {
-  const on = UNSUPPORTED_CAPABILITIES.filter((name) => config.capabilities[name]);
+  const shellMultifd = config.multifd === true;
+  const on = UNSUPPORTED_CAPABILITIES.filter((name) => config.capabilities[name] && !(name === 'multifd' && shellMultifd));
   if (on.length > 0) {
     throw new SourceError('MIG_ERR_SOURCE_UNSUPPORTED', `The source engine does not implement capability ${on.join(', ')}`);
+  }
+  if (config.capabilities.multifd && config.capabilities['postcopy-ram']) {
+    throw new SourceError('MIG_ERR_SOURCE_UNSUPPORTED', 'The source engine does not implement multifd together with postcopy-ram');
+  }
+  if (config.capabilities.multifd && (config.payloadMode ?? 'bytes') !== 'bytes') {
+    throw new SourceError('MIG_ERR_SOURCE_UNSUPPORTED', 'multifd needs the bytes payload mode');
   }
 }
 

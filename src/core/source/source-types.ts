@@ -67,6 +67,11 @@ export interface SourceOptions {
    * is emitted (for shells that cannot tell when their writes finish).
    */
   readonly awaitWritten?: boolean;
+  /**
+   * The shell carries multifd channels (`send` effects on `multifdN`, N < multifd-channels):
+   * capability `multifd` is accepted (precopy only, bytes payload). Default false: refused.
+   */
+  readonly multifd?: boolean;
 }
 
 /** Everything a source engine is built from. */

@@ -40,6 +40,7 @@ export function completePrecopy(ctx: SourceContext, nowNs: number): void {
   syncDirtyBitmap(ctx, nowNs, { notifiers: true, vmRunning: false });
   serveRequests(ctx);
   scanAndSend(ctx, ctx.backgroundEncoder(), Infinity, Infinity);
+  ctx.syncMultifd();
   main.ramEos();
   main.footer(id);
   const devices = ctx.hooks.saveDevices(nowNs);

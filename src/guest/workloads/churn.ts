@@ -26,9 +26,12 @@ export const CHURN_LIFETIME_MEAN_NS_DEFAULT = 2 * NS_PER_S;
 /** Default bound on live blocks (13 bytes each). */
 export const CHURN_LIVE_BLOCKS_MAX_DEFAULT = 1 << 20;
 
+/** What churn needs from an allocator. */
+export type ChurnAllocator = Pick<BuddyAllocator, 'allocReclaiming' | 'free'>;
+
 export interface ChurnConfig {
-  /** The guest allocator blocks come from. */
-  readonly allocator: BuddyAllocator;
+  /** The guest allocator blocks come from (or a per-vCPU cache of it, host/page-cache.ts). */
+  readonly allocator: ChurnAllocator;
   /** Memory kept allocated, in bytes (may overshoot by one block). */
   readonly usedTargetBytes: number;
   /** Dirtying rate: page writes (touches and rewrites) per second times the page size. */
@@ -46,7 +49,7 @@ export interface ChurnConfig {
 export class ChurnWorkload implements Workload {
   readonly kind = 'churn' as const;
   /** The guest allocator. */
-  private readonly allocator: BuddyAllocator;
+  private readonly allocator: ChurnAllocator;
   /** Pages kept allocated. */
   private readonly targetPages: number;
   /** Cumulative order weights, index = order. */
