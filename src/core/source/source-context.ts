@@ -239,7 +239,7 @@ export class SourceContext {
     this.preempt = this.caps['postcopy-preempt']
       ? new StreamEncoder({ onChunk: (chunk) => this.onChunk('preempt', chunk), chunkSizeBytes: this.options.chunkSizeBytes })
       : null;
-    this.emitter = createPageEmitter(config.ram.store, this.options.payloadMode);
+    this.emitter = createPageEmitter(config.ram.store, this.options.payloadMode, config.ram.unwritten ?? null);
     this.rp = this.returnPath ? this.newReturnPathDecoder() : null;
     this.requests = new RequestQueue(this.options.requestQueueLimit);
     this.limiter = createRateLimiter(this.params.maxBandwidthBytesPerSec, 0);
