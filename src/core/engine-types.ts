@@ -94,6 +94,12 @@ export interface DestRam {
    * was cleared) this lets a precopy ZERO record skip reading such a page at all.
    */
   readonly verifiedZeroBelowPage?: () => number;
+  /**
+   * Optional: the pages no writer but this engine has written since the VM was built. A page
+   * in such a run whose received bit is clear is still all zero, so a ZERO record (precopy or
+   * postcopy) skips it unread.
+   */
+  readonly unwritten?: UnwrittenPages;
 }
 
 /** Callbacks from the destination engine into its host. */

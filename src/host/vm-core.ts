@@ -237,7 +237,14 @@ export class VmCore {
     const m = this.machine;
     this.emitMigration('setup');
     const incoming = await IncomingMigration.listen({
-      ram: { blocks: m.blocks, store: m.backing, received: m.received, verifiedZeroBelowPage: () => this.verifiedZeroBelowPage },
+      ram: {
+        blocks: m.blocks,
+        store: m.backing,
+        received: m.received,
+        verifiedZeroBelowPage: () => this.verifiedZeroBelowPage,
+        // Until the load completes, the written map holds every writer but the engine.
+        unwritten: m.written,
+      },
       hooks: {
         loadDevice: (blob) => m.devices.loadDevice(blob),
         postcopyNotify: (reason: PostcopyNotifyReason) => m.devices.postcopyNotify(reason),
