@@ -15,6 +15,11 @@
  * a query that misses a mark racing with it reports the page unwritten, and the page then goes
  * out as ZERO, exactly as if it had been read just before the store. The mark stays in the log,
  * so the next sync sends the page again (the usual precopy argument).
+ *
+ * Any new path that writes guest RAM must either go through the dirty log, or set the received
+ * bit of the page it places (as core/dest/placement.ts does; host/vm-core.ts ORs the received
+ * map in when an incoming migration completes), or mark the pages here. A missed path makes the
+ * next outgoing migration send its pages as zeros (src/host/migrate-unwritten.test.ts).
  */
 import { Bitmap } from '../lib/bitmap.ts';
 import type { DirtyLog } from './dirty-log.ts';
