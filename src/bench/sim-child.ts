@@ -1,6 +1,6 @@
 /**
  * Child process of the `sim` bench group: runs one scenario file with overrides and prints
- * one JSON line {ok, status, wallMs, maxRssBytes, arrayBufferBytes, liveArrayBufferBytes}.
+ * one JSON line {ok, status, wallMs, cpuMs (user + system), maxRssBytes, arrayBufferBytes, liveArrayBufferBytes}.
  * Run as `node --expose-gc --import tsx src/bench/sim-child.ts FILE [override...]`, so that
  * its peak RSS (process.resourceUsage().maxRSS) is the simulation's alone.
  *
@@ -28,6 +28,7 @@ const overrides = rest.map((text) => {
 });
 const scenario = loadScenario(readFileSync(file, 'utf8'), overrides);
 const started = process.hrtime.bigint();
+const cpuBefore = process.cpuUsage();
 // runScenario's steps, with the world kept here so that it is alive at the measurement.
 const trace = new TraceWriter({ keepLines: false });
 let world: World | null = null;
@@ -36,7 +37,9 @@ world = new World(scenario, machine, REAL_ENGINES, trace, scenario.seed);
 world.run();
 const result = resultOf(world, scenario.seed, trace);
 const wallMs = Number(process.hrtime.bigint() - started) / 1e6;
+const cpu = process.cpuUsage(cpuBefore);
+const cpuMs = (cpu.user + cpu.system) / 1000;
 const arrayBufferBytes = process.memoryUsage().arrayBuffers;
 (globalThis as { gc?: () => void }).gc?.();
 const liveArrayBufferBytes = process.memoryUsage().arrayBuffers;
-process.stdout.write(`${JSON.stringify({ ok: result.ok, status: result.status, wallMs, maxRssBytes: process.resourceUsage().maxRSS * 1024, arrayBufferBytes, liveArrayBufferBytes, pageCount: world.machine.pageCount })}\n`);
+process.stdout.write(`${JSON.stringify({ ok: result.ok, status: result.status, wallMs, cpuMs, maxRssBytes: process.resourceUsage().maxRSS * 1024, arrayBufferBytes, liveArrayBufferBytes, pageCount: world.machine.pageCount })}\n`);

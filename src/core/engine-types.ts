@@ -57,6 +57,20 @@ export interface SourceRam {
    * GET_DIRTY_LOG) and returns how many pages became newly dirty.
    */
   syncDirtyLog(into: MigrationBitmap): number;
+  /**
+   * Optional: which pages nothing has written since the VM was built, so they are still all
+   * zero. The source sends a ZERO record for such a page without reading it. A page written
+   * after the query is in the dirty log and is sent again after the next sync.
+   */
+  readonly unwritten?: UnwrittenPages;
+}
+
+/** Runs of pages that are known never written, hence all zero (memory/written-pages.ts). */
+export interface UnwrittenPages {
+  /** How many pages from `page` on (at most `count`) were never written; 0 if `page` may have been. */
+  unwrittenRun(page: number, count: number): number;
+  /** How many pages from `page` on (at most `count`) may have been written; 0 if `page` never was. */
+  writtenRun(page: number, count: number): number;
 }
 
 /** Callbacks from the source engine into its host, called synchronously inside an input. */
@@ -82,6 +96,12 @@ export interface DestRam {
    * was cleared) this lets a precopy ZERO record skip reading such a page at all.
    */
   readonly verifiedZeroBelowPage?: () => number;
+  /**
+   * Optional: the pages no writer but this engine has written since the VM was built. A page
+   * in such a run whose received bit is clear is still all zero, so a ZERO record (precopy or
+   * postcopy) skips it unread.
+   */
+  readonly unwritten?: UnwrittenPages;
 }
 
 /** Callbacks from the destination engine into its host. */

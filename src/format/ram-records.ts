@@ -95,13 +95,20 @@ function hex64(high: number, lowBytes: number): string {
  * never-written pages is 268 M records).
  */
 function zeroRunTail(bytes: Uint8Array, view: DataView, pos: number, end: number, offsetBytes: number, pageBytes: number, usedBytes: number): number {
-  let offset = offsetBytes;
-  while (end - pos >= 9 && offset + pageBytes <= usedBytes) {
-    const high = Math.floor(offset / TWO_32);
-    const low = ((offset - high * TWO_32) | ZERO_CONTINUE) >>> 0;
-    if (view.getUint32(pos + 4) !== low || view.getUint32(pos) !== high || bytes[pos + 8] !== 0) break;
+  const records = Math.min(Math.floor((end - pos) / 9), Math.floor((usedBytes - offsetBytes) / pageBytes));
+  if (!(records > 0)) return pos;
+  // The expected offset as its two be32 words, stepped without floating-point division.
+  let high = Math.floor(offsetBytes / TWO_32);
+  let low = offsetBytes - high * TWO_32;
+  const stop = pos + records * 9;
+  while (pos < stop) {
+    if (view.getUint32(pos + 4) !== ((low | ZERO_CONTINUE) >>> 0) || view.getUint32(pos) !== high || bytes[pos + 8] !== 0) break;
     pos += 9;
-    offset += pageBytes;
+    low += pageBytes;
+    if (low >= TWO_32) {
+      low -= TWO_32;
+      high++;
+    }
   }
   return pos;
 }

@@ -44,22 +44,27 @@ function withFile<T>(path: string, flags: string, what: string, body: (fd: numbe
   }
 }
 
-/** Reads a memory-backend-file's content into guest RAM (see the module comment). */
-export function loadBackendFile(spec: MemoryBackendSpec, backing: BytesBacking): void {
+/**
+ * Reads a memory-backend-file's content into guest RAM (see the module comment). Returns how
+ * many bytes from the start of RAM it may have written (0 for other backends).
+ */
+export function loadBackendFile(spec: MemoryBackendSpec, backing: BytesBacking): number {
   const path = spec.memPath;
-  if (spec.kind !== 'file' || path === null) return;
+  if (spec.kind !== 'file' || path === null) return 0;
   const exists = existsSync(path);
   const flags = !exists ? 'w+' : spec.share ? 'r+' : 'r';
-  withFile(path, flags, 'cannot read', (fd) => {
+  return withFile(path, flags, 'cannot read', (fd) => {
     const fileBytes = fstatSync(fd).size;
     const readable = Math.min(fileBytes, spec.sizeBytes);
-    for (let offset = 0; offset < readable;) {
+    let offset = 0;
+    while (offset < readable) {
       const length = Math.min(PIECE_BYTES, readable - offset);
       const got = readSync(fd, backing.bytes, offset, length, offset);
       if (got <= 0) break;
       offset += got;
     }
     if (spec.share && fileBytes < spec.sizeBytes) ftruncateSync(fd, spec.sizeBytes);
+    return offset;
   });
 }
 

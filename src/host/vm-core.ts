@@ -73,6 +73,8 @@ export class VmCore {
   private closing: Promise<void> | null = null;
   /** Pages below this were verified all zero while listening (prefaultWhileListening). */
   private verifiedZeroBelowPage = 0;
+  /** The pages the incoming migration placed are recorded in `machine.written`. */
+  private incomingWritesRecorded = false;
   /** The run state when the outgoing migration stopped the guest. */
   private stateBeforeStop: RunState = 'running';
 
@@ -181,7 +183,13 @@ export class VmCore {
       open,
     };
     const outgoing = new OutgoingMigration({
-      ram: { blocks: m.blocks, store: m.backing, syncDirtyLog: (into) => into.syncFrom(m.dirtyLog) },
+      ram: {
+        blocks: m.blocks,
+        store: m.backing,
+        syncDirtyLog: (into) => into.syncFrom(m.dirtyLog),
+        // Only while no incoming migration is placing pages the written map has not recorded.
+        unwritten: this.incoming === null || this.incomingWritesRecorded ? m.written : undefined,
+      },
       hooks: {
         precopyNotify: (reason: PrecopyNotifyReason, _nowNs: number, vmRunning: boolean) => m.devices.precopyNotify(reason, vmRunning),
         skipPages: () => null,
@@ -233,7 +241,14 @@ export class VmCore {
     const m = this.machine;
     this.emitMigration('setup');
     const incoming = await IncomingMigration.listen({
-      ram: { blocks: m.blocks, store: m.backing, received: m.received, verifiedZeroBelowPage: () => this.verifiedZeroBelowPage },
+      ram: {
+        blocks: m.blocks,
+        store: m.backing,
+        received: m.received,
+        verifiedZeroBelowPage: () => this.verifiedZeroBelowPage,
+        // Until the load completes, the written map holds every writer but the engine.
+        unwritten: m.written,
+      },
       hooks: {
         loadDevice: (blob) => m.devices.loadDevice(blob),
         postcopyNotify: (reason: PostcopyNotifyReason) => m.devices.postcopyNotify(reason),
@@ -250,6 +265,7 @@ export class VmCore {
       onStatus: (_from, to) => this.onIncomingStatus(to),
     }, uri, open);
     this.incoming = incoming;
+    this.incomingWritesRecorded = false;
     this.verifiedZeroBelowPage = 0;
     this.prefaultWhileListening(0);
     return incoming;
@@ -283,6 +299,11 @@ export class VmCore {
   }
 
   private onIncomingStatus(to: MigrationStatus): void {
+    // The engine writes RAM past the dirty log: every page it placed has its received bit set
+    // (a bit is cleared only with its page zeroed). A failed load leaves nothing known.
+    if (to === 'completed') this.machine.written.markFrom(this.machine.received.bits);
+    if (to === 'failed') this.machine.written.markAll();
+    if (to === 'completed' || to === 'failed') this.incomingWritesRecorded = true;
     this.emitMigration(to);
     if (to === 'postcopy-active') this.vcpus?.setTrap(true);
     if (to !== 'completed' && to !== 'failed') return;

@@ -16,6 +16,8 @@ import { DirtyLog } from '../memory/dirty-log.ts';
 import { DirtyTrackingMemory } from '../memory/dirty-tracking-memory.ts';
 import { RamBlockList } from '../memory/ram-block.ts';
 import { ReceivedMap } from '../memory/received-map.ts';
+import { WrittenPages } from '../memory/written-pages.ts';
+import { TARGET_PAGE_SIZE } from '../lib/units.ts';
 import { buildGuest, planVcpus } from './guest-plan.ts';
 import { HostDevices, type HostDeviceCallbacks } from './host-devices.ts';
 import { loadBackendFile } from './memory-backend.ts';
@@ -26,6 +28,8 @@ import type { VmCommandLine } from './vm-args.ts';
 export interface VmMachine {
   readonly backing: BytesBacking;
   readonly dirtyLog: DirtyLog;
+  /** The pages ever written since the machine was built (attached to `dirtyLog`). */
+  readonly written: WrittenPages;
   /** The destination's received map, shared with the vCPUs as their present map. */
   readonly received: ReceivedMap;
   readonly blocks: RamBlockList;
@@ -47,11 +51,16 @@ function preallocate(backing: BytesBacking): void {
 /** Builds the machine of `config` (see the module comment). */
 export function buildMachine(config: VmCommandLine, callbacks: HostDeviceCallbacks): VmMachine {
   const backing = new BytesBacking(config.ramSizeBytes, { shared: true });
+  const dirtyLog = new DirtyLog(backing.pageCount);
+  const written = new WrittenPages(dirtyLog);
   const backend = config.memoryBackend;
-  if (backend !== null) loadBackendFile(backend, backing);
+  if (backend !== null) {
+    // The file's content is written straight into RAM, past the dirty log.
+    const loadedBytes = loadBackendFile(backend, backing);
+    written.markRange(0, Math.ceil(loadedBytes / TARGET_PAGE_SIZE));
+  }
   // prealloc=on (QEMU's): the kernel maps every page now rather than at the first write.
   if (backend?.prealloc === true) preallocate(backing);
-  const dirtyLog = new DirtyLog(backing.pageCount);
   const received = new ReceivedMap(backing.pageCount);
   const blocks = RamBlockList.single(config.ramBlockName, config.ramSizeBytes);
   const devices = new HostDevices(config.balloon, config.ramSizeBytes, callbacks);
@@ -72,5 +81,5 @@ export function buildMachine(config: VmCommandLine, callbacks: HostDeviceCallbac
   const plans = guest === null ? [] : planVcpus(guest, config.workload, config.vcpus, config.seed);
   const cacheBuffers = plans.flatMap((p) => (p.pageCache === null ? [] : [p.pageCache]));
   const pageCaches = guest === null || cacheBuffers.length === 0 ? null : new PageCacheHost(guest.allocator, cacheBuffers);
-  return { backing, dirtyLog, received, blocks, memory, guest, devices, plans, pageCaches };
+  return { backing, dirtyLog, written, received, blocks, memory, guest, devices, plans, pageCaches };
 }

@@ -32,6 +32,11 @@ export class DirtyLog {
   readonly words: Uint32Array;
   /** A Bitmap view of the same words, for plain (non-atomic) queries and tests. */
   readonly bits: Bitmap;
+  /**
+   * When set, every bit a sync fetches is also ORed in here (the pages written at some time
+   * since the history was attached, less those still waiting in the log): see written-pages.ts.
+   */
+  history: Bitmap | null = null;
 
   /** A log of `pageCount` clear bits, or a view of an existing shared log. */
   constructor(pageCount: number, buffer?: SharedArrayBuffer) {
@@ -84,7 +89,9 @@ export class DirtyLog {
     let cleared = 0;
     for (let w = startPage >>> 5; startPage < endPage; w++) {
       const mask = rangeMask(w, startPage, endPage);
-      cleared += popcount32(Atomics.and(this.words, w, ~mask) & mask);
+      const fetched = Atomics.and(this.words, w, ~mask) & mask;
+      if (this.history !== null) this.history.words[w] |= fetched;
+      cleared += popcount32(fetched);
       startPage = (w + 1) * WORD_BITS;
     }
     return cleared;
@@ -123,6 +130,7 @@ export class DirtyLog {
     if (startPage === endPage) return 0;
     const log = this.words;
     const target = dest.words;
+    const history = this.history === null ? null : this.history.words;
     const firstWord = startPage >>> 5;
     const lastWord = (endPage - 1) >>> 5;
     // Whole words run from firstWhole to lastWhole (exclusive); partial edge words are
@@ -136,7 +144,9 @@ export class DirtyLog {
       // a word only leaves its bits for the next sync, and a mark that happened before this
       // sync began (by the memory model's happens-before) is visible to a plain read too.
       if (log[w] === 0) continue;
-      const incoming = Atomics.exchange(log, w, 0) & ~target[w];
+      const fetched = Atomics.exchange(log, w, 0);
+      if (history !== null) history[w] |= fetched;
+      const incoming = fetched & ~target[w];
       if (incoming !== 0) {
         added += popcount32(incoming);
         target[w] |= incoming;
@@ -149,7 +159,9 @@ export class DirtyLog {
   /** Fetches and clears the bits of word `w` inside [startPage, endPage) into `target`. */
   private fetchPartialWord(target: Uint32Array, w: number, startPage: number, endPage: number): number {
     const mask = rangeMask(w, startPage, endPage);
-    const incoming = Atomics.and(this.words, w, ~mask) & mask & ~target[w];
+    const fetched = Atomics.and(this.words, w, ~mask) & mask;
+    if (this.history !== null) this.history.words[w] |= fetched;
+    const incoming = fetched & ~target[w];
     if (incoming === 0) return 0;
     target[w] |= incoming;
     return popcount32(incoming);

@@ -95,7 +95,9 @@ export class ReceivedMap {
       const from = startPage - wordStart;
       const to = Math.min(endPage - wordStart, 32);
       const mask = ((to === 32 ? 0xffffffff : (1 << to) - 1) & ~((1 << from) - 1)) >>> 0;
-      removed += popcount32(mask & Atomics.and(this.words, w, ~mask));
+      // A plain read is exact here: only this thread sets bits. Words with nothing to clear
+      // (most of a postcopy discard of a large, mostly unsent guest) skip the atomic.
+      if ((this.words[w] & mask) !== 0) removed += popcount32(mask & Atomics.and(this.words, w, ~mask));
       startPage = wordStart + 32;
     }
     if (removed > 0) Atomics.sub(this.header, 0, removed);

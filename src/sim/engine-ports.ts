@@ -58,6 +58,8 @@ export interface EngineFactory {
 /** What the world tells the source-engine factory to call back. */
 export interface WorldSourceHooks {
   precopyNotify(reason: string, nowNs: number, vmRunning: boolean): void;
+  /** Main-stream bytes the destination has decoded, from the first byte (for chunk reuse). */
+  consumedStreamBytes(): number;
 }
 
 /** Why a run ended. */

@@ -6,6 +6,7 @@
 import type { PagePayloadMode, StepResult } from '../core/engine-types.ts';
 import { DestEngine } from '../core/dest/dest-engine.ts';
 import { SourceEngine } from '../core/source/source-engine.ts';
+import { ChunkPool } from '../format/chunk-pool.ts';
 import type { SourceCounters, SourceReadiness } from '../core/source/source-types.ts';
 import type { MigrationInfoQmp } from '../core/stats.ts';
 import type { MigrationStatus } from '../core/status.ts';
@@ -85,6 +86,7 @@ function payloadModeOf(machine: Machine): PagePayloadMode {
 export const REAL_ENGINES: EngineFactory = {
   source(machine: Machine, scenario: Scenario, hooks: WorldSourceHooks): SourcePort {
     const { devices, guest } = machine;
+    const pool = new ChunkPool(() => hooks.consumedStreamBytes());
     const engine = new SourceEngine({
       ram: {
         blocks: machine.blocks,
@@ -109,6 +111,7 @@ export const REAL_ENGINES: EngineFactory = {
       hintPolicy: scenario.balloon?.postcopyPolicy ?? 'refuse',
       // The world reports when the link serialized the last byte (QEMU's blocking qemu_fflush).
       awaitWritten: true,
+      allocChunk: pool.alloc,
     });
     return new SourceEngineAdapter(engine);
   },

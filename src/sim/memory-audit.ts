@@ -53,7 +53,7 @@ export class MemoryAudit {
   unpluggedPageCount = 0;
   /** Pages the destination guest has written (null until it runs). */
   writtenAfterResume: Bitmap | null = null;
-  /** Of those, pages that differed from the source at their first write. */
+  /** Of those, pages that differed from the source at their first write (null until one did). */
   firstWriteMismatch: Bitmap | null = null;
   /** The stores compared at first writes (set when the destination guest starts). */
   private stores: { readonly source: PageStore; readonly destination: PageStore } | null = null;
@@ -151,7 +151,6 @@ export class MemoryAudit {
   startDestinationAudit(source: PageStore, destination: PageStore): void {
     this.stores = { source, destination };
     this.writtenAfterResume = new Bitmap(this.pageCount);
-    this.firstWriteMismatch = new Bitmap(this.pageCount);
   }
 
   /** Whether first writes are being audited (the destination guest runs). */
@@ -166,7 +165,7 @@ export class MemoryAudit {
     const written = this.writtenAfterResume as Bitmap;
     for (let p = firstPage; p <= lastPage; p++) {
       if (!written.testAndSet(p)) continue;
-      if (!stores.destination.pageEquals(stores.source, p)) (this.firstWriteMismatch as Bitmap).set(p);
+      if (!stores.destination.pageEquals(stores.source, p)) (this.firstWriteMismatch ??= new Bitmap(this.pageCount)).set(p);
     }
   }
 

@@ -108,6 +108,8 @@ export class World {
   readonly stores: StoreWatch;
   /** High-water marks of the link's queues, in messages. */
   streamQueueHighWater = 0;
+  /** Main-stream bytes the destination has decoded (the source's chunk pool reuses them). */
+  private streamConsumedBytes = 0;
   returnQueueHighWater = 0;
   /** DONEs the guest's balloon driver had acted on at the last tick. */
   private donesSeen = 0;
@@ -134,6 +136,7 @@ export class World {
     this.link.returnPath.connect({ deliver: (bytes, _size, now) => this.onReturnPathBytes(bytes, now) });
     this.source = engines.source(machine, scenario, {
       precopyNotify: (reason, now, running) => this.trace.notifier(now, reason, running),
+      consumedStreamBytes: () => this.streamConsumedBytes,
     });
     this.destination = engines.destination(machine, scenario);
     this.guestRunner = new GuestRunner({
@@ -516,6 +519,8 @@ export class World {
     } finally {
       this.stores.loadingStream = false;
     }
+    // The decoder copies what it keeps (a record cut by the chunk's end): the chunk is free.
+    this.streamConsumedBytes += bytes.length;
   }
 
   private onReturnPathBytes(bytes: Uint8Array, nowNs: number): void {

@@ -8,6 +8,8 @@ import { CompactBacking } from '../../memory/compact-backing.ts';
 import { materializeCompactPage } from '../../memory/page-content.ts';
 import { RamBlockList } from '../../memory/ram-block.ts';
 import { ReceivedMap } from '../../memory/received-map.ts';
+import { DirtyLog } from '../../memory/dirty-log.ts';
+import { WrittenPages } from '../../memory/written-pages.ts';
 import { DestError, MIG_ERR_DEST_PAGE_PAYLOAD, MIG_ERR_DEST_PLACED_TWICE } from './dest-errors.ts';
 import { PagePlacer } from './placement.ts';
 import { PAGE, makeDestRam } from './dest.test-util.ts';
@@ -144,4 +146,40 @@ test('loadZeroRun skips, unread, the pages the host verified zero and the engine
   // Below page 500 only the received page 100 was read.
   assert.deepEqual(tested.filter(([start]) => start < 500), [[100, 101]]);
   for (let p = 0; p < 600; p++) assert.equal(ram.received.isReceived(p), true);
+});
+
+test('ZERO runs leave pages nobody else wrote unread, in precopy and in postcopy', () => {
+  const pages = 300;
+  const log = new DirtyLog(pages);
+  const written = new WrittenPages(log);
+  const ram = { ...makeDestRam([{ name: 'pc.ram', offsetBytes: 0, sizeBytes: pages * PAGE }]), unwritten: written };
+  const placer = new PagePlacer(ram);
+  assert.equal(placer.setStreamBlocks([{ name: 'pc.ram', usedLengthBytes: pages * PAGE }]), null);
+  const ref = { index: 0, name: 'pc.ram', usedLengthBytes: pages * PAGE };
+  const bytes = ram.store.bytes;
+  placer.loadPage(ref, 10 * PAGE, new Uint8Array(PAGE).fill(9), false); // received: zeroed
+  bytes[40 * PAGE + 1] = 4; // written by another writer (marked): zeroed
+  log.markDirty(40);
+  bytes[70 * PAGE + 2] = 5; // marked as never written: a ZERO run must not read it
+  bytes[220 * PAGE + 3] = 6; // postcopy, marked written: zeroed
+  written.markRange(220, 222);
+  bytes[250 * PAGE + 4] = 7; // postcopy, never written: left unread
+  const tested: number[] = [];
+  const previous = installZeroRangeTest((b, start, end) => {
+    for (let p = start / PAGE; p < end / PAGE; p++) tested.push(p);
+    return isZeroRangeJs(b, start, end);
+  });
+  try {
+    placer.loadZeroRun(ref, 0, 200, false);
+    placer.loadZeroRun(ref, 200 * PAGE, 100, true);
+  } finally {
+    installZeroRangeTest(previous);
+  }
+  assert.deepEqual(tested, [10, 40], 'only the received page and the written page were read');
+  assert.equal(bytes[10 * PAGE], 0);
+  assert.equal(bytes[40 * PAGE + 1], 0);
+  assert.equal(bytes[70 * PAGE + 2], 5, 'a page the host reports never written is not touched');
+  assert.equal(bytes[220 * PAGE + 3], 0);
+  assert.equal(bytes[250 * PAGE + 4], 7);
+  for (let p = 0; p < pages; p++) assert.equal(ram.received.isReceived(p), true);
 });

@@ -32,7 +32,7 @@ import { CompactPageError } from '../../memory/compact-backing.ts';
 import { PAGE_SIZE_BYTES, materializeCompactPage } from '../../memory/page-content.ts';
 import { isVersionedPageStore, type PageStore, type VersionedPageStore } from '../../memory/page-store.ts';
 import type { ReceivedMap } from '../../memory/received-map.ts';
-import type { DestRam } from '../engine-types.ts';
+import type { DestRam, UnwrittenPages } from '../engine-types.ts';
 import {
   DestError,
   MIG_ERR_DEST_BLOCK_SIZE,
@@ -215,6 +215,9 @@ export class PagePlacer implements PlacementCounters {
     const store = this.store;
     if (this.ramBytes !== null && !postcopy) {
       this.zeroBytesRun(this.ramBytes, first, end);
+    } else if (this.ramBytes !== null && this.ram.unwritten !== undefined) {
+      // Postcopy: no page of the run was received (checked above); those nobody wrote are zero.
+      this.zeroWrittenPages(this.ramBytes, this.ram.unwritten, first, end);
     } else if (store.zeroPages !== undefined) {
       // Zeroing a page that is zero already changes nothing, so the whole run may be zeroed.
       store.zeroPages(first, end);
@@ -304,26 +307,58 @@ export class PagePlacer implements PlacementCounters {
   /**
    * Precopy ZERO records for pages [first, end) of a bytes store: only pages that are not
    * already zero are written (QEMU's ram_handle_compressed), found with large native
-   * comparisons (lib/zero-range.ts) so fresh, untouched RAM is scanned, not written.
+   * comparisons (lib/zero-range.ts) so fresh, untouched RAM is scanned, not written. Pages that
+   * are known zero unless this engine received them (below the host's verified-zero mark, or
+   * never written by anyone else: DestRam) are not read at all unless received.
    */
   private zeroBytesRun(ramBytes: Uint8Array, first: number, end: number): void {
-    // Pages verified zero by the host and never received since are skipped unread.
     const verifiedEnd = Math.min(end, this.ram.verifiedZeroBelowPage?.() ?? 0);
+    const unwritten = this.ram.unwritten;
     let page = first;
-    while (page < verifiedEnd) {
-      const received = this.received.bits.nextSetBelow(page, verifiedEnd);
-      if (received === -1) {
-        page = verifiedEnd;
-        break;
+    while (page < end) {
+      let known = Math.max(page, verifiedEnd);
+      if (unwritten !== undefined) known += unwritten.unwrittenRun(known, end - known);
+      if (known > page) {
+        this.zeroReceivedPages(ramBytes, page, known);
+        page = known;
+        continue;
       }
-      page = received + 1;
-      if (!isZeroRange(ramBytes, received * PAGE_SIZE_BYTES, page * PAGE_SIZE_BYTES)) ramBytes.fill(0, received * PAGE_SIZE_BYTES, page * PAGE_SIZE_BYTES);
+      const stop = unwritten === undefined ? end : page + unwritten.writtenRun(page, end - page);
+      this.zeroNonZeroPages(ramBytes, page, stop);
+      page = stop;
     }
+  }
+
+  /** Zeroes the received pages of [first, end) that are not zero; the others are left unread. */
+  private zeroReceivedPages(ramBytes: Uint8Array, first: number, end: number): void {
+    const bits = this.received.bits;
+    for (let page = bits.nextSetBelow(first, end); page !== -1; page = bits.nextSetBelow(page + 1, end)) {
+      const at = page * PAGE_SIZE_BYTES;
+      if (!isZeroRange(ramBytes, at, at + PAGE_SIZE_BYTES)) ramBytes.fill(0, at, at + PAGE_SIZE_BYTES);
+    }
+  }
+
+  /** Zeroes the pages of [first, end) that are not zero, found a span at a time. */
+  private zeroNonZeroPages(ramBytes: Uint8Array, first: number, end: number): void {
+    let page = first;
     while (page < end) {
       page += zeroPagesAt(ramBytes, page * PAGE_SIZE_BYTES, end - page, PAGE_SIZE_BYTES);
       if (page < end) ramBytes.fill(0, page * PAGE_SIZE_BYTES, ++page * PAGE_SIZE_BYTES);
     }
   }
+
+  /** Postcopy ZERO run over pages none of which was received: zeroes those others may have written. */
+  private zeroWrittenPages(ramBytes: Uint8Array, unwritten: UnwrittenPages, first: number, end: number): void {
+    let page = first;
+    while (page < end) {
+      page += unwritten.unwrittenRun(page, end - page);
+      if (page >= end) return;
+      const stop = page + unwritten.writtenRun(page, end - page);
+      ramBytes.fill(0, page * PAGE_SIZE_BYTES, stop * PAGE_SIZE_BYTES);
+      page = stop;
+    }
+  }
+
 
   private writeBytes(pageIndex: number, bytes: Uint8Array): void {
     const ramBytes = this.ramBytes;

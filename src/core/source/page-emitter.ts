@@ -19,7 +19,7 @@ import { BytesBacking } from '../../memory/bytes-backing.ts';
 import { CompactBacking } from '../../memory/compact-backing.ts';
 import { EXACT_PAGE_VERSION, isVersionedPageStore, type PageStore } from '../../memory/page-store.ts';
 import type { RamBlock } from '../../memory/ram-block.ts';
-import type { PagePayloadMode } from '../engine-types.ts';
+import type { PagePayloadMode, UnwrittenPages } from '../engine-types.ts';
 import { zeroPagesAt } from '../../lib/zero-range.ts';
 
 /** Bytes of a PAGE|CONTINUE record in bytes mode: the record word and the page. */
@@ -42,14 +42,20 @@ export interface PageEmitter {
   emit(encoder: StreamEncoder, block: RamBlock, firstPage: number, count: number, wireLimit: number): number;
 }
 
-/** The emitter for a store and payload mode. */
-export function createPageEmitter(store: PageStore, mode: PagePayloadMode): PageEmitter {
+/**
+ * The emitter for a store and payload mode. With `unwritten` (bytes over real bytes only), pages
+ * known never written go out as ZERO runs without being read.
+ */
+export function createPageEmitter(store: PageStore, mode: PagePayloadMode, unwritten: UnwrittenPages | null = null): PageEmitter {
   if (mode === 'version') return new VersionEmitter(store);
-  if (store instanceof BytesBacking) return new BytesRunEmitter(store);
+  if (store instanceof BytesBacking) return new BytesRunEmitter(store, unwritten);
   return new StorePageEmitter(store);
 }
 
-/** bytes mode over real bytes: whole runs through the encoder's ramPages. */
+/**
+ * bytes mode over real bytes: whole runs through the encoder's ramPages; runs of pages never
+ * written (when the host knows them) as ZERO runs, unread.
+ */
 class BytesRunEmitter implements PageEmitter {
   zeroPages = 0;
   normalPages = 0;
@@ -57,9 +63,10 @@ class BytesRunEmitter implements PageEmitter {
   private viewBlock: RamBlock | null = null;
   private view: Uint8Array = new Uint8Array(0);
 
-  constructor(private readonly store: BytesBacking) {}
+  constructor(private readonly store: BytesBacking, private readonly unwritten: UnwrittenPages | null) {}
 
   emit(encoder: StreamEncoder, block: RamBlock, firstPage: number, count: number, wireLimit: number): number {
+    const unwritten = this.unwritten;
     if (block !== this.viewBlock) {
       this.view = this.store.bytes.subarray(block.offsetBytes, block.offsetBytes + block.sizeBytes);
       this.viewBlock = block;
@@ -69,9 +76,20 @@ class BytesRunEmitter implements PageEmitter {
     while (done < count) {
       const leftBytes = wireLimit - encoder.wireOffsetBytes;
       if (leftBytes <= 0 && done > 0) break;
+      const page = firstPage + done;
+      if (unwritten !== null) {
+        const zeros = unwritten.unwrittenRun(page, Math.min(count - done, Math.max(1, Math.ceil(leftBytes / ZERO_RECORD_BYTES))));
+        if (zeros > 0) {
+          encoder.ramZeroRun(block.name, page - block.startPage, zeros);
+          this.zeroPages += zeros;
+          done += zeros;
+          continue;
+        }
+      }
       // As many pages as surely fit if none is zero; zero pages leave budget for another round.
-      const n = Math.min(count - done, Math.max(1, Math.floor(leftBytes / PAGE_RECORD_BYTES)));
-      const startBytes = (firstPage - block.startPage + done) * pageBytes;
+      let n = Math.min(count - done, Math.max(1, Math.floor(leftBytes / PAGE_RECORD_BYTES)));
+      if (unwritten !== null) n = unwritten.writtenRun(page, n);
+      const startBytes = (page - block.startPage) * pageBytes;
       const written = encoder.ramPages(block.name, this.view, 0, startBytes, n * pageBytes);
       this.zeroPages += written.zeroPages;
       this.normalPages += written.normalPages;
