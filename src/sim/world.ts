@@ -58,8 +58,11 @@ export type { Refusal } from './world-guest-events.ts';
 export const STREAM_QUEUE_BYTES_MAX = 128 * 1024;
 /** Wire bytes of one postcopy pump (bounds the pages one pump scans, hence its scan time). */
 export const POSTCOPY_PUMP_BYTES_MAX = 32 * 1024;
-/** QEMU's MAX_WAIT: one precopy iteration sends for at most this long. */
-export const PRECOPY_ITERATION_NS = 50 * NS_PER_MS;
+/**
+ * How long one precopy iteration sends: QEMU's ram_save_iterate leaves its loop when
+ * `(now - t0) / 1000000 > MAX_WAIT` (50), in whole milliseconds, so after 51 ms.
+ */
+export const PRECOPY_ITERATION_NS = 51 * NS_PER_MS;
 /** How long a cancelled migration may take to end before the run gives up on it. */
 export const CANCEL_GRACE_NS = 1_000 * NS_PER_MS;
 /** Bound on events of one run (a run that needs more is a bug). */
