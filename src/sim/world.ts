@@ -17,8 +17,8 @@
  *   time-limit        a migration still running is cancelled (QMP migrate_cancel)
  *
  * The shell loop: the stream is pumped when the engine is ready and the wire has room. In
- * precopy a pump gets QEMU's iteration-sized budget (MAX_WAIT, 50 ms of wire); after the
- * postcopy switch at most POSTCOPY_PUMP_BYTES_MAX, and only while less than
+ * precopy a pump gets QEMU's iteration-sized budget (PRECOPY_ITERATION_NS of wire); after
+ * the postcopy switch at most POSTCOPY_PUMP_BYTES_MAX, and only while less than
  * STREAM_QUEUE_BYTES_MAX is queued, so a requested page waits for little. Scanned pages are
  * charged to the sender's CPU before its bytes are queued.
  * Bytes arrive after serialization and latency; the return path carries the destination's
