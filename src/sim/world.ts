@@ -17,8 +17,8 @@
  *   time-limit        a migration still running is cancelled (QMP migrate_cancel)
  *
  * The shell loop: the stream is pumped when the engine is ready and the wire has room. In
- * precopy a pump gets QEMU's iteration-sized budget (MAX_WAIT, 50 ms of wire); after the
- * postcopy switch at most POSTCOPY_PUMP_BYTES_MAX, and only while less than
+ * precopy a pump gets QEMU's iteration-sized budget (PRECOPY_ITERATION_NS of wire); after
+ * the postcopy switch at most POSTCOPY_PUMP_BYTES_MAX, and only while less than
  * STREAM_QUEUE_BYTES_MAX is queued, so a requested page waits for little. Scanned pages are
  * charged to the sender's CPU before its bytes are queued.
  * Bytes arrive after serialization and latency; the return path carries the destination's
@@ -58,8 +58,11 @@ export type { Refusal } from './world-guest-events.ts';
 export const STREAM_QUEUE_BYTES_MAX = 128 * 1024;
 /** Wire bytes of one postcopy pump (bounds the pages one pump scans, hence its scan time). */
 export const POSTCOPY_PUMP_BYTES_MAX = 32 * 1024;
-/** QEMU's MAX_WAIT: one precopy iteration sends for at most this long. */
-export const PRECOPY_ITERATION_NS = 50 * NS_PER_MS;
+/**
+ * How long one precopy iteration sends: QEMU's ram_save_iterate leaves its loop when
+ * `(now - t0) / 1000000 > MAX_WAIT` (50), in whole milliseconds, so after 51 ms.
+ */
+export const PRECOPY_ITERATION_NS = 51 * NS_PER_MS;
 /** How long a cancelled migration may take to end before the run gives up on it. */
 export const CANCEL_GRACE_NS = 1_000 * NS_PER_MS;
 /** Bound on events of one run (a run that needs more is a bug). */

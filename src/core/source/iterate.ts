@@ -2,7 +2,8 @@
  * `pump` and `tick`: one iteration of QEMU 7.2's migration thread (migration_iteration_run and
  * the loop around it, facts §4.3, §4.4):
  *
- *   close the bandwidth window if ≥ 100 ms old (threshold, mbps, rate-limit reset)
+ *   close the bandwidth window if ≥ 100 ms old (threshold, mbps, rate-limit reset); in
+ *   precopy and postcopy a tick closes it only while the rate limiter holds the thread (`tick`)
  *   rate limited and no page request queued?          → nothing (the shell waits)
  *   precopy:  remaining < threshold → sync (notifiers) and recount
  *             decide: iterate → one RAM PART chunk
@@ -55,8 +56,17 @@ export function pump(ctx: SourceContext, nowNs: number, budgetBytes: number): vo
   }
 }
 
-/** Time passed: the bandwidth window may close. */
+/**
+ * Time passed: the bandwidth window may close, unless the migration thread is iterating. QEMU
+ * updates the counters only in its loop, between iterations (migration_rate_limit after
+ * migration_iteration_run, and when it wakes from the rate limiter's sleep), so a window holds
+ * whole iterations whose bytes were written. In precopy and postcopy the shell's pumps are
+ * those points; a tick closes the window there only while the rate limiter holds the thread
+ * asleep.
+ */
 export function tick(ctx: SourceContext, nowNs: number): void {
+  const kind = ctx.phase.kind;
+  if ((kind === 'precopy' || kind === 'postcopy') && !isThrottled(ctx, 1)) return;
   rollWindow(ctx, nowNs);
 }
 

@@ -292,3 +292,18 @@ test('tick closes the 100 ms bandwidth window: mbps, pages-per-second, threshold
   assert.equal(info['expected-downtime'], 300); // no dirty rate measured yet: the limit stays
   assert.deepEqual(engine.readiness(100 * MS), { kind: 'pump' });
 });
+
+test('a tick while an iteration would run leaves the bandwidth window open; the next pump closes it (QEMU: between iterations)', () => {
+  const guest = new Guest('bytes', 1024);
+  for (let p = 0; p < 1024; p++) guest.write(p, p);
+  const { engine } = engineFor(guest, { parameters: params({ maxBandwidthBytesPerSec: 1000 * 10 * PAGE }) });
+  engine.start(0);
+  const first = engine.pump(MS, 100 * PAGE).pagesScanned;
+  assert.ok(first >= 100 && first < 1024, `${first} pages`);
+  assert.deepEqual(engine.readiness(120 * MS), { kind: 'pump' }); // not rate limited: the thread iterates
+  engine.tick(120 * MS);
+  assert.equal(engine.queryMigrate(120 * MS).ram?.['pages-per-second'], 0);
+  assert.ok(engine.pump(130 * MS, 50 * PAGE).pagesScanned > 0);
+  // The window closed at the pump's start: 130 ms holding the first pump's pages.
+  assert.equal(engine.queryMigrate(130 * MS).ram?.['pages-per-second'], Math.trunc(first / 0.13));
+});
