@@ -7,6 +7,13 @@
  * QEMU's `-M none` does; `-M none,memory-backend=ID` with `-object memory-backend-ram|file,
  * id=ID,size=SIZE` names the block after the backend, and `-m`, when also given, must match.
  *
+ * virtio-mem: `-object memory-backend-ram,id=MEM,size=SIZE -device virtio-mem-pci,id=ID,
+ * memdev=MEM,requested-size=SIZE[,block-size=SIZE]` with `-m SIZE,maxmem=MAX` (QEMU 7.2 needs
+ * maxmem for any memory device, and MAX - SIZE must hold the backend). The backend becomes a
+ * second RAM block named after it, placed right after boot RAM (livemig's `none` machine has
+ * no PCI hole; QEMU itself refuses virtio-mem-pci on `-M none`: "No 'PCI' bus found"). The
+ * texts of every refusal are QEMU 7.2's, checked against qemu-system-x86_64 with `-M q35`.
+ *
  * livemig's additions for `livemig vm`: `--vcpus N` (or QEMU's `-smp N`), `--seed N` and
  * `--workload idle | incrementer[:SIZE[:RATE]] | hot-set:SIZE:RATE | random:RATE[:SIZE] |
  * kernel-build[:USED[:RATE]]` (sizes in bytes with K/M/G suffixes, rates in bytes per second of
@@ -16,6 +23,7 @@ import type { FreePageHintPostcopyPolicy } from '../devices/balloon/postcopy-pol
 import { isFreePageHintPostcopyPolicy } from '../devices/balloon/postcopy-policy.ts';
 import { MiB, TARGET_PAGE_SIZE, parseSizeBytes } from '../lib/units.ts';
 import { BYTES_BACKING_MAX_SIZE_BYTES } from '../memory/bytes-backing.ts';
+import { VIRTIO_MEM_DEFAULT_BLOCK_SIZE_BYTES, VIRTIO_MEM_MIN_BLOCK_SIZE_BYTES } from '../devices/virtio-mem/constants.ts';
 import { TransportError, TRANSPORT_ERR_BAD_URI } from '../transport/errors.ts';
 import { parseMigrationUri } from '../transport/uri.ts';
 import { QemuArgsError, optValue, parseOnOff, parseQemuOpts, type ParsedOption, type QemuOpts } from './qemu-args.ts';
@@ -48,6 +56,18 @@ export interface BalloonSpec {
   readonly postcopyPolicy: FreePageHintPostcopyPolicy;
 }
 
+/** A `-device virtio-mem[-pci]` with its memory backend, placed after boot RAM. */
+export interface VirtioMemSpec {
+  readonly id: string | null;
+  /** The memdev's id: the name of the region's RAM block. */
+  readonly memdev: string;
+  readonly regionSizeBytes: number;
+  readonly requestedSizeBytes: number;
+  readonly blockSizeBytes: number;
+  /** Guest-physical start of the region (the boot RAM size). */
+  readonly addrBytes: number;
+}
+
 /** Where a `-qmp` monitor listens (the QmpServer's address shape). */
 export type QmpSpec = { readonly unix: string } | { readonly tcp: { readonly host: string; readonly port: number } };
 
@@ -61,12 +81,15 @@ export type WorkloadChoice =
 
 /** One VM's command line, interpreted. */
 export interface VmCommandLine {
+  /** Boot RAM (`-m`); the virtio-mem region, if any, comes after it. */
   readonly ramSizeBytes: number;
   /** The RAM block's name: `ram`, or the memory backend's id. */
   readonly ramBlockName: string;
   readonly memoryBackend: MemoryBackendSpec | null;
   readonly tlsCreds: readonly TlsCredsSpec[];
   readonly balloon: BalloonSpec | null;
+  /** The virtio-mem device; its region follows boot RAM (`ramSizeBytes`), or null. */
+  readonly virtioMem: VirtioMemSpec | null;
   /** `-incoming`: a migration URI, `defer`, or null. */
   readonly incoming: string | null;
   readonly qmp: readonly QmpSpec[];
@@ -150,8 +173,17 @@ function parseObject(text: string, what: string): MemoryBackendSpec | TlsCredsSp
   throw bad(`${what}: Parameter 'qom-type' does not accept value '${type}'`);
 }
 
-/** `-device`: the balloon (virtio-mem is not in the real shell yet). */
-function parseDevice(text: string, what: string): BalloonSpec {
+/** A `-device virtio-mem[-pci]` as written; checked against its backend in resolveVirtioMem. */
+interface VirtioMemDraft {
+  readonly what: string;
+  readonly id: string | null;
+  readonly memdev: string;
+  readonly requestedText: string;
+  readonly blockText: string | null;
+}
+
+/** `-device`: the balloon or virtio-mem. */
+function parseDevice(text: string, what: string): BalloonSpec | VirtioMemDraft {
   const opts = parseQemuOpts(text, 'driver', what);
   const driver = opts.implied ?? optValue(opts, 'driver') ?? '';
   if (driver === 'virtio-balloon' || driver === 'virtio-balloon-pci') {
@@ -162,8 +194,34 @@ function parseDevice(text: string, what: string): BalloonSpec {
     if (!isFreePageHintPostcopyPolicy(policy)) throw bad(`${what}: Parameter 'free-page-hint-postcopy' does not accept value '${policy}'`);
     return { id: optValue(opts, 'id') ?? null, freePageHint: hint === undefined ? false : parseOnOff(hint, what, 'free-page-hint'), postcopyPolicy: policy };
   }
-  if (driver === 'virtio-mem' || driver === 'virtio-mem-pci') throw bad(`${what}: virtio-mem is not available in livemig's real shell yet`);
+  if (driver === 'virtio-mem' || driver === 'virtio-mem-pci') {
+    checkKeys(opts, ['driver', 'id', 'bus', 'addr', 'memdev', 'requested-size', 'block-size', 'node', 'prealloc', 'unplugged-inaccessible'], driver, what);
+    const memdev = optValue(opts, 'memdev');
+    if (memdev === undefined) throw bad(`${what}: 'memdev' property must be set`);
+    return { what, id: optValue(opts, 'id') ?? null, memdev, requestedText: optValue(opts, 'requested-size') ?? '0', blockText: optValue(opts, 'block-size') ?? null };
+  }
   throw bad(`${what}: '${driver}' is not a valid device model name`);
+}
+
+/** The virtio-mem device against its backend, `-m`'s maxmem and boot RAM (QEMU's checks). */
+function resolveVirtioMem(draft: VirtioMemDraft, objects: Draft['objects'], machineBackend: string | null, ram: RamOption): VirtioMemSpec {
+  const { what } = draft;
+  const backend = objects.find((o): o is MemoryBackendSpec => 'kind' in o && o.id === draft.memdev);
+  if (backend === undefined) throw bad(`${what}: Device '${draft.memdev}' not found`);
+  if (backend.id === machineBackend) throw bad(`${what}: 'memdev' property specifies a busy memdev: ${backend.id}`);
+  if (backend.kind !== 'ram') throw bad(`${what}: livemig's virtio-mem needs a memory-backend-ram`);
+  const requestedSizeBytes = parseSize(draft.requestedText, what, 'requested-size');
+  const blockSizeBytes = draft.blockText === null ? VIRTIO_MEM_DEFAULT_BLOCK_SIZE_BYTES : parseSize(draft.blockText, what, 'block-size');
+  if (blockSizeBytes < VIRTIO_MEM_MIN_BLOCK_SIZE_BYTES) throw bad(`${what}: 'block-size' property has to be at least 0x${VIRTIO_MEM_MIN_BLOCK_SIZE_BYTES.toString(16)}`);
+  if (!Number.isInteger(Math.log2(blockSizeBytes))) throw bad(`${what}: 'block-size' property has to be a power of two`);
+  if (ram.maxmemBytes === null) throw bad(`${what}: memory devices (e.g. for memory hotplug) are not enabled, please specify the maxmem option`);
+  const spaceBytes = ram.maxmemBytes - ram.sizeBytes;
+  if (backend.sizeBytes > spaceBytes) throw bad(`${what}: not enough space, currently 0x0 in use of total space for memory devices 0x${spaceBytes.toString(16)}`);
+  if (backend.sizeBytes % blockSizeBytes !== 0) throw bad(`${what}: backend memory size must be multiple of 0x${blockSizeBytes.toString(16)}`);
+  if (requestedSizeBytes % blockSizeBytes !== 0) throw bad(`${what}: 'requested-size' property has to be multiples of 'block-size' (0x${blockSizeBytes.toString(16)})`);
+  if (requestedSizeBytes > backend.sizeBytes) throw bad(`${what}: 'requested-size' property exceeds the memory backend size`);
+  if (ram.sizeBytes % blockSizeBytes !== 0) throw bad(`${what}: livemig places the region after boot RAM, so -m must be a multiple of 'block-size' (0x${blockSizeBytes.toString(16)})`);
+  return { id: draft.id, memdev: backend.id, regionSizeBytes: backend.sizeBytes, requestedSizeBytes, blockSizeBytes, addrBytes: ram.sizeBytes };
 }
 
 /** `-qmp unix:PATH,server=on,wait=off` or `tcp:HOST:PORT,server=on,wait=off`. */
@@ -227,6 +285,7 @@ interface Draft {
   ramText: string | null;
   objects: (MemoryBackendSpec | TlsCredsSpec)[];
   balloon: BalloonSpec | null;
+  virtioMem: VirtioMemDraft | null;
   incoming: string | null;
   qmp: QmpSpec[];
   flags: Set<string>;
@@ -259,10 +318,17 @@ function readOption(draft: Draft, option: ParsedOption): void {
     case 'object':
       draft.objects.push(parseObject(value, what));
       return;
-    case 'device':
+    case 'device': {
+      const device = parseDevice(value, what);
+      if ('memdev' in device) {
+        if (draft.virtioMem !== null) throw bad(`${what}: livemig supports one virtio-mem device`);
+        draft.virtioMem = device;
+        return;
+      }
       if (draft.balloon !== null) throw bad(`${what}: livemig supports one virtio-balloon device`);
-      draft.balloon = parseDevice(value, what);
+      draft.balloon = device;
       return;
+    }
     case 'incoming':
       draft.incoming = parseIncoming(value, what);
       return;
@@ -296,39 +362,55 @@ function readOption(draft: Draft, option: ParsedOption): void {
   }
 }
 
+/** `-m [size=]SIZE[,slots=N,maxmem=SIZE]`, read. */
+interface RamOption {
+  readonly sizeBytes: number;
+  readonly maxmemBytes: number | null;
+}
+
 /** Resolves the RAM: size and block name from -m and the machine's memory backend. */
-function resolveMemory(draft: Draft): { sizeBytes: number; blockName: string; backend: MemoryBackendSpec | null } {
-  const ramFromM = draft.ramText === null ? null : parseRamOption(draft.ramText);
-  let sizeBytes = ramFromM ?? DEFAULT_RAM_BYTES;
+function resolveMemory(draft: Draft, ram: RamOption | null): { sizeBytes: number; blockName: string; backend: MemoryBackendSpec | null } {
+  let sizeBytes = ram?.sizeBytes ?? DEFAULT_RAM_BYTES;
   let backend: MemoryBackendSpec | null = null;
   if (draft.machineBackend !== null) {
     const found = draft.objects.find((o): o is MemoryBackendSpec => 'kind' in o && o.id === draft.machineBackend);
     if (found === undefined) throw bad(`Memory backend '${draft.machineBackend}' not found`);
-    if (ramFromM !== null && ramFromM !== found.sizeBytes) throw bad('Machine memory size does not match the size of the memory backend');
+    if (ram !== null && ram.sizeBytes !== found.sizeBytes) throw bad('Machine memory size does not match the size of the memory backend');
     backend = found;
     sizeBytes = found.sizeBytes;
   }
   if (sizeBytes % TARGET_PAGE_SIZE !== 0 || sizeBytes <= 0) throw bad(`RAM size ${sizeBytes} is not a positive multiple of ${TARGET_PAGE_SIZE}`);
-  if (sizeBytes > BYTES_BACKING_MAX_SIZE_BYTES) throw bad(`RAM size ${sizeBytes} exceeds livemig's real-mode limit of ${BYTES_BACKING_MAX_SIZE_BYTES} bytes`);
   return { sizeBytes, blockName: backend?.id ?? 'ram', backend };
 }
 
 /** `-m [size=]SIZE[,slots=N,maxmem=SIZE]`; a bare number is MiB. */
-function parseRamOption(text: string): number {
+function parseRamOption(text: string): RamOption {
   const what = `-m ${text}`;
   const opts = parseQemuOpts(text, 'size', what);
   checkKeys(opts, ['size', 'slots', 'maxmem'], 'memory', what);
-  return parseSize(opts.implied ?? optValue(opts, 'size') ?? '', what, 'size', 'M');
+  const sizeBytes = parseSize(opts.implied ?? optValue(opts, 'size') ?? '', what, 'size', 'M');
+  const maxmemText = optValue(opts, 'maxmem');
+  const maxmemBytes = maxmemText === undefined ? null : parseSize(maxmemText, what, 'maxmem');
+  if (maxmemBytes !== null && maxmemBytes < sizeBytes) {
+    throw bad(`invalid value of maxmem: maximum memory size (0x${maxmemBytes.toString(16)}) must be at least the initial memory size (0x${sizeBytes.toString(16)})`);
+  }
+  return { sizeBytes, maxmemBytes };
 }
 
 /** Interprets tokenized options (see tokenizeQemuArgs). */
 export function interpretVmArgs(options: readonly ParsedOption[]): VmCommandLine {
   const draft: Draft = {
-    machineBackend: null, ramText: null, objects: [], balloon: null, incoming: null, qmp: [],
+    machineBackend: null, ramText: null, objects: [], balloon: null, virtioMem: null, incoming: null, qmp: [],
     flags: new Set(), name: null, pidfile: null, vcpus: null, workload: { kind: 'idle' }, seed: 1,
   };
   for (const option of options) readOption(draft, option);
-  const memory = resolveMemory(draft);
+  const ram = draft.ramText === null ? null : parseRamOption(draft.ramText);
+  const memory = resolveMemory(draft, ram);
+  const virtioMem = draft.virtioMem === null
+    ? null
+    : resolveVirtioMem(draft.virtioMem, draft.objects, draft.machineBackend, { sizeBytes: memory.sizeBytes, maxmemBytes: ram?.maxmemBytes ?? null });
+  const totalBytes = memory.sizeBytes + (virtioMem?.regionSizeBytes ?? 0);
+  if (totalBytes > BYTES_BACKING_MAX_SIZE_BYTES) throw bad(`RAM size ${totalBytes} exceeds livemig's real-mode limit of ${BYTES_BACKING_MAX_SIZE_BYTES} bytes`);
   const ids = new Set<string>();
   for (const o of draft.objects) {
     if (ids.has(o.id)) throw bad(`attempt to add duplicate property '${o.id}' to object (type 'container')`);
@@ -342,6 +424,7 @@ export function interpretVmArgs(options: readonly ParsedOption[]): VmCommandLine
     memoryBackend: memory.backend,
     tlsCreds: draft.objects.filter((o): o is TlsCredsSpec => 'endpoint' in o),
     balloon: draft.balloon,
+    virtioMem,
     incoming: draft.incoming,
     qmp: draft.qmp,
     startPaused: draft.flags.has('S'),

@@ -172,6 +172,7 @@ export class VmCore {
   startOutgoing(uri: string, open: OpenOptions): OutgoingMigration {
     const m = this.machine;
     m.devices.postcopyRam = this.capabilities['postcopy-ram'];
+    m.devices.setSourceMigrating(true);
     this.hintedPages = new RangeTable();
     const options: OutgoingOptions = {
       uri,
@@ -180,11 +181,24 @@ export class VmCore {
       hintPolicy: this.config.balloon?.postcopyPolicy ?? 'refuse',
       open,
     };
-    const outgoing = new OutgoingMigration({
+    let outgoing: OutgoingMigration;
+    try {
+      outgoing = this.newOutgoing(options);
+    } catch (error) {
+      m.devices.setSourceMigrating(false);
+      throw error;
+    }
+    this.outgoing = outgoing;
+    return outgoing;
+  }
+
+  private newOutgoing(options: OutgoingOptions): OutgoingMigration {
+    const m = this.machine;
+    return new OutgoingMigration({
       ram: { blocks: m.blocks, store: m.backing, syncDirtyLog: (into) => into.syncFrom(m.dirtyLog) },
       hooks: {
         precopyNotify: (reason: PrecopyNotifyReason, _nowNs: number, vmRunning: boolean) => m.devices.precopyNotify(reason, vmRunning),
-        skipPages: () => null,
+        skipPages: () => m.devices.skipPages(),
         saveDevices: (): readonly DeviceSectionBlob[] => m.devices.saveDevices(),
       },
       nowNs: () => this.nowNs(),
@@ -204,12 +218,11 @@ export class VmCore {
         if (name === 'MIGRATION_PASS') this.emit({ event: 'MIGRATION_PASS', data: { pass: Number(data?.pass ?? 0) } });
       },
     }, options);
-    this.outgoing = outgoing;
-    return outgoing;
   }
 
   private onOutgoingStatus(to: MigrationStatus): void {
     this.emitMigration(to);
+    if (isFinalStatus(to)) this.machine.devices.setSourceMigrating(false);
     if (to === 'completed' && this.runState === 'finish-migrate') this.setRunState('postmigrate');
     // Failed or cancelled after EOF or the postcopy switch: the engine kept the guest stopped
     // because the destination may run it (split-brain rule); `cont` is the operator's call.
@@ -237,7 +250,7 @@ export class VmCore {
       hooks: {
         loadDevice: (blob) => m.devices.loadDevice(blob),
         postcopyNotify: (reason: PostcopyNotifyReason) => m.devices.postcopyNotify(reason),
-        localZeroPages: () => null,
+        localZeroPages: () => m.devices.localZeroPages(),
       },
       deviceDecoder: m.devices.deviceDecoder(),
       vcpuCount: this.config.vcpus,
