@@ -7,12 +7,8 @@
  * QEMU's `-M none` does; `-M none,memory-backend=ID` with `-object memory-backend-ram|file,
  * id=ID,size=SIZE` names the block after the backend, and `-m`, when also given, must match.
  *
- * virtio-mem: `-object memory-backend-ram,id=MEM,size=SIZE -device virtio-mem-pci,id=ID,
- * memdev=MEM,requested-size=SIZE[,block-size=SIZE]` with `-m SIZE,maxmem=MAX` (QEMU 7.2 needs
- * maxmem for any memory device, and MAX - SIZE must hold the backend). The backend becomes a
- * second RAM block named after it, placed right after boot RAM (livemig's `none` machine has
- * no PCI hole; QEMU itself refuses virtio-mem-pci on `-M none`: "No 'PCI' bus found"). The
- * texts of every refusal are QEMU 7.2's, checked against qemu-system-x86_64 with `-M q35`.
+ * virtio-mem (`-device virtio-mem-pci,memdev=MEM,...` with `-m SIZE,maxmem=MAX`): see
+ * vm-args-virtio-mem.ts.
  *
  * livemig's additions for `livemig vm`: `--vcpus N` (or QEMU's `-smp N`), `--seed N` and
  * `--workload idle | incrementer[:SIZE[:RATE]] | hot-set:SIZE:RATE | random:RATE[:SIZE] |
@@ -21,12 +17,14 @@
  */
 import type { FreePageHintPostcopyPolicy } from '../devices/balloon/postcopy-policy.ts';
 import { isFreePageHintPostcopyPolicy } from '../devices/balloon/postcopy-policy.ts';
-import { MiB, TARGET_PAGE_SIZE, parseSizeBytes } from '../lib/units.ts';
+import { MiB, TARGET_PAGE_SIZE } from '../lib/units.ts';
 import { BYTES_BACKING_MAX_SIZE_BYTES } from '../memory/bytes-backing.ts';
-import { VIRTIO_MEM_DEFAULT_BLOCK_SIZE_BYTES, VIRTIO_MEM_MIN_BLOCK_SIZE_BYTES } from '../devices/virtio-mem/constants.ts';
 import { TransportError, TRANSPORT_ERR_BAD_URI } from '../transport/errors.ts';
 import { parseMigrationUri } from '../transport/uri.ts';
-import { QemuArgsError, optValue, parseOnOff, parseQemuOpts, type ParsedOption, type QemuOpts } from './qemu-args.ts';
+import { badValue as bad, checkKeys, optValue, parseOnOff, parseQemuOpts, parseSizeOption as parseSize, type ParsedOption, type QemuOpts } from './qemu-args.ts';
+import { parseVirtioMemDevice, resolveVirtioMem, type RamOption, type VirtioMemDraft, type VirtioMemSpec } from './vm-args-virtio-mem.ts';
+
+export type { VirtioMemSpec };
 
 /** A `-object memory-backend-ram|memory-backend-file`. */
 export interface MemoryBackendSpec {
@@ -54,18 +52,6 @@ export interface BalloonSpec {
   readonly id: string | null;
   readonly freePageHint: boolean;
   readonly postcopyPolicy: FreePageHintPostcopyPolicy;
-}
-
-/** A `-device virtio-mem[-pci]` with its memory backend, placed after boot RAM. */
-export interface VirtioMemSpec {
-  readonly id: string | null;
-  /** The memdev's id: the name of the region's RAM block. */
-  readonly memdev: string;
-  readonly regionSizeBytes: number;
-  readonly requestedSizeBytes: number;
-  readonly blockSizeBytes: number;
-  /** Guest-physical start of the region (the boot RAM size). */
-  readonly addrBytes: number;
 }
 
 /** Where a `-qmp` monitor listens (the QmpServer's address shape). */
@@ -112,32 +98,10 @@ export const DEFAULT_WORKLOAD_RATE_BYTES_PER_S = 64 * MiB;
 /** The most vCPUs a livemig VM runs. */
 export const VCPUS_MAX = 16;
 
-/** QEMU's lines after a bad size. */
-export const SIZE_HINT_LINES = [
-  'Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-',
-  'and exabytes, respectively.',
-] as const;
-
-function bad(message: string, extraLines: readonly string[] = []): QemuArgsError {
-  return new QemuArgsError('QEMU_ARGS_BAD_VALUE', message, extraLines);
-}
-
-/** A size property: QEMU's text on a malformed one, and livemig's limit on a large one. */
-function parseSize(text: string, what: string, key: string, defaultSuffix: 'B' | 'M' = 'B'): number {
-  const bytes = /^\d/.test(text) ? parseSizeBytes(text, defaultSuffix) : null;
-  if (bytes === null) throw bad(`${what}: Parameter '${key}' expects a non-negative number below 2^64`, SIZE_HINT_LINES);
-  return bytes;
-}
-
 function parseCount(text: string, what: string, min: number, max: number): number {
   const n = /^\d+$/.test(text) ? Number(text) : NaN;
   if (!Number.isSafeInteger(n) || n < min || n > max) throw bad(`${what}: expects an integer from ${min} to ${max}`);
   return n;
-}
-
-/** Refuses keys of `opts` outside `known` with QEMU's "Property 'TYPE.KEY' not found". */
-function checkKeys(opts: QemuOpts, known: readonly string[], typeName: string, what: string): void {
-  for (const [key] of opts.entries) if (!known.includes(key)) throw bad(`${what}: Property '${typeName}.${key}' not found`);
 }
 
 function required(opts: QemuOpts, key: string, what: string): string {
@@ -173,15 +137,6 @@ function parseObject(text: string, what: string): MemoryBackendSpec | TlsCredsSp
   throw bad(`${what}: Parameter 'qom-type' does not accept value '${type}'`);
 }
 
-/** A `-device virtio-mem[-pci]` as written; checked against its backend in resolveVirtioMem. */
-interface VirtioMemDraft {
-  readonly what: string;
-  readonly id: string | null;
-  readonly memdev: string;
-  readonly requestedText: string;
-  readonly blockText: string | null;
-}
-
 /** `-device`: the balloon or virtio-mem. */
 function parseDevice(text: string, what: string): BalloonSpec | VirtioMemDraft {
   const opts = parseQemuOpts(text, 'driver', what);
@@ -194,34 +149,8 @@ function parseDevice(text: string, what: string): BalloonSpec | VirtioMemDraft {
     if (!isFreePageHintPostcopyPolicy(policy)) throw bad(`${what}: Parameter 'free-page-hint-postcopy' does not accept value '${policy}'`);
     return { id: optValue(opts, 'id') ?? null, freePageHint: hint === undefined ? false : parseOnOff(hint, what, 'free-page-hint'), postcopyPolicy: policy };
   }
-  if (driver === 'virtio-mem' || driver === 'virtio-mem-pci') {
-    checkKeys(opts, ['driver', 'id', 'bus', 'addr', 'memdev', 'requested-size', 'block-size', 'node', 'prealloc', 'unplugged-inaccessible'], driver, what);
-    const memdev = optValue(opts, 'memdev');
-    if (memdev === undefined) throw bad(`${what}: 'memdev' property must be set`);
-    return { what, id: optValue(opts, 'id') ?? null, memdev, requestedText: optValue(opts, 'requested-size') ?? '0', blockText: optValue(opts, 'block-size') ?? null };
-  }
+  if (driver === 'virtio-mem' || driver === 'virtio-mem-pci') return parseVirtioMemDevice(opts, driver, what);
   throw bad(`${what}: '${driver}' is not a valid device model name`);
-}
-
-/** The virtio-mem device against its backend, `-m`'s maxmem and boot RAM (QEMU's checks). */
-function resolveVirtioMem(draft: VirtioMemDraft, objects: Draft['objects'], machineBackend: string | null, ram: RamOption): VirtioMemSpec {
-  const { what } = draft;
-  const backend = objects.find((o): o is MemoryBackendSpec => 'kind' in o && o.id === draft.memdev);
-  if (backend === undefined) throw bad(`${what}: Device '${draft.memdev}' not found`);
-  if (backend.id === machineBackend) throw bad(`${what}: 'memdev' property specifies a busy memdev: ${backend.id}`);
-  if (backend.kind !== 'ram') throw bad(`${what}: livemig's virtio-mem needs a memory-backend-ram`);
-  const requestedSizeBytes = parseSize(draft.requestedText, what, 'requested-size');
-  const blockSizeBytes = draft.blockText === null ? VIRTIO_MEM_DEFAULT_BLOCK_SIZE_BYTES : parseSize(draft.blockText, what, 'block-size');
-  if (blockSizeBytes < VIRTIO_MEM_MIN_BLOCK_SIZE_BYTES) throw bad(`${what}: 'block-size' property has to be at least 0x${VIRTIO_MEM_MIN_BLOCK_SIZE_BYTES.toString(16)}`);
-  if (!Number.isInteger(Math.log2(blockSizeBytes))) throw bad(`${what}: 'block-size' property has to be a power of two`);
-  if (ram.maxmemBytes === null) throw bad(`${what}: memory devices (e.g. for memory hotplug) are not enabled, please specify the maxmem option`);
-  const spaceBytes = ram.maxmemBytes - ram.sizeBytes;
-  if (backend.sizeBytes > spaceBytes) throw bad(`${what}: not enough space, currently 0x0 in use of total space for memory devices 0x${spaceBytes.toString(16)}`);
-  if (backend.sizeBytes % blockSizeBytes !== 0) throw bad(`${what}: backend memory size must be multiple of 0x${blockSizeBytes.toString(16)}`);
-  if (requestedSizeBytes % blockSizeBytes !== 0) throw bad(`${what}: 'requested-size' property has to be multiples of 'block-size' (0x${blockSizeBytes.toString(16)})`);
-  if (requestedSizeBytes > backend.sizeBytes) throw bad(`${what}: 'requested-size' property exceeds the memory backend size`);
-  if (ram.sizeBytes % blockSizeBytes !== 0) throw bad(`${what}: livemig places the region after boot RAM, so -m must be a multiple of 'block-size' (0x${blockSizeBytes.toString(16)})`);
-  return { id: draft.id, memdev: backend.id, regionSizeBytes: backend.sizeBytes, requestedSizeBytes, blockSizeBytes, addrBytes: ram.sizeBytes };
 }
 
 /** `-qmp unix:PATH,server=on,wait=off` or `tcp:HOST:PORT,server=on,wait=off`. */
@@ -362,12 +291,6 @@ function readOption(draft: Draft, option: ParsedOption): void {
   }
 }
 
-/** `-m [size=]SIZE[,slots=N,maxmem=SIZE]`, read. */
-interface RamOption {
-  readonly sizeBytes: number;
-  readonly maxmemBytes: number | null;
-}
-
 /** Resolves the RAM: size and block name from -m and the machine's memory backend. */
 function resolveMemory(draft: Draft, ram: RamOption | null): { sizeBytes: number; blockName: string; backend: MemoryBackendSpec | null } {
   let sizeBytes = ram?.sizeBytes ?? DEFAULT_RAM_BYTES;
@@ -408,7 +331,7 @@ export function interpretVmArgs(options: readonly ParsedOption[]): VmCommandLine
   const memory = resolveMemory(draft, ram);
   const virtioMem = draft.virtioMem === null
     ? null
-    : resolveVirtioMem(draft.virtioMem, draft.objects, draft.machineBackend, { sizeBytes: memory.sizeBytes, maxmemBytes: ram?.maxmemBytes ?? null });
+    : resolveVirtioMem(draft.virtioMem, draft.objects.filter((o): o is MemoryBackendSpec => 'kind' in o), draft.machineBackend, { sizeBytes: memory.sizeBytes, maxmemBytes: ram?.maxmemBytes ?? null });
   const totalBytes = memory.sizeBytes + (virtioMem?.regionSizeBytes ?? 0);
   if (totalBytes > BYTES_BACKING_MAX_SIZE_BYTES) throw bad(`RAM size ${totalBytes} exceeds livemig's real-mode limit of ${BYTES_BACKING_MAX_SIZE_BYTES} bytes`);
   const ids = new Set<string>();
