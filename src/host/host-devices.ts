@@ -47,7 +47,11 @@ import { TARGET_PAGE_SIZE } from '../lib/units.ts';
 import { VIRTIO_MEM_SECTION_IDSTR } from '../sim/device-sections.ts';
 import type { BalloonSpec, VirtioMemSpec } from './vm-args.ts';
 
-/** What `query-memory-devices` reports of a virtio-mem device (QAPI VirtioMEMDeviceInfo). */
+/**
+ * What `query-memory-devices` reports of a virtio-mem device (QAPI VirtioMEMDeviceInfo; QEMU
+ * 7.2 names the memdev by its QOM path, `/objects/ID`). livemig's memaddr is the end of boot
+ * RAM; QEMU's q35 puts device memory at 4 GiB.
+ */
 export interface VirtioMemInfo {
   readonly id: string | null;
   readonly memaddr: number;
@@ -178,14 +182,21 @@ export class HostDevices {
     const d = vmem.device;
     return {
       id: spec.id, memaddr: d.addrBytes, 'requested-size': d.requestedSizeBytes, size: d.pluggedSizeBytes,
-      'max-size': d.regionSizeBytes, 'block-size': d.blockSizeBytes, node: d.nodeId, memdev: spec.memdev,
+      'max-size': d.regionSizeBytes, 'block-size': d.blockSizeBytes, node: d.nodeId, memdev: `/objects/${spec.memdev}`,
     };
   }
 
-  /** `qom-set ID requested-size BYTES`: the device's refusal text, or null when set. */
+  /**
+   * `qom-set ID requested-size BYTES` (not in livemig's QMP schema yet): null when set, or the
+   * refusal with QEMU 7.2's qom-set text. The driver plugs or unplugs towards the new size.
+   */
   setVirtioMemRequestedSize(bytes: number): string | null {
-    if (this.virtioMem === null) return 'no virtio-mem device';
-    return this.virtioMem.setRequestedSize(bytes)?.message ?? null;
+    const vmem = this.virtioMem;
+    if (vmem === null || this.virtioMemSpec === null) return 'no virtio-mem device';
+    const { blockSizeBytes, regionSizeBytes } = vmem.device;
+    if (bytes % blockSizeBytes !== 0) return `'requested-size' has to be multiples of 'block-size' (0x${blockSizeBytes.toString(16)})`;
+    if (bytes > regionSizeBytes) return `'requested-size' cannot exceed the memory backend size(0x${regionSizeBytes.toString(16)})`;
+    return vmem.setRequestedSize(bytes)?.message ?? null;
   }
 
   /**

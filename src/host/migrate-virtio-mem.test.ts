@@ -8,7 +8,9 @@
 //     requested and plugged size) arrived, and the incrementer oracle passes;
 // (2) postcopy: unplugged pages the destination touches are placed as local zero pages, never
 //     requested from the source;
-// (3) a destination with another block-size refuses the device section with QEMU's text.
+// (3) a new requested-size (what QMP qom-set does) is plugged by the driver, and bad sizes are
+//     refused with QEMU 7.2's qom-set texts;
+// (4) a destination with another block-size refuses the device section with QEMU's text.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TARGET_PAGE_SIZE } from '../lib/units.ts';
@@ -73,6 +75,9 @@ test('precopy skips unplugged blocks and carries the plugged bitmap', async (t) 
     assert.equal(same.mismatchCount, 0, `pages differ: ${same.mismatches.join(',')}`);
     assert.equal(countPages(plugged, (p) => !source.machine.backing.pageEquals(dest.machine.backing, p)), 0);
     for (const check of oracleChecks(dest)) assert.ok(check.ok, check.detail);
+    assert.deepEqual(dest.machine.devices.virtioMemInfo(), {
+      id: 'vmem0', memaddr: BOOT_BYTES, 'requested-size': REQUESTED_BYTES, size: REQUESTED_BYTES, 'max-size': REGION_BYTES, 'block-size': 2 * MiB, node: 0, memdev: '/objects/mem1',
+    });
     assert.deepEqual(dest.machine.devices.virtioMemInfo(), source.machine.devices.virtioMemInfo());
     const [sourceState, destState] = [source, dest].map((vm) => vm.machine.devices.virtioMem!.device.captureState());
     assert.deepEqual(destState, sourceState);
@@ -108,6 +113,23 @@ test('postcopy places unplugged pages locally instead of requesting them', async
     assert.equal(same.mismatchCount, 0, `pages differ: ${same.mismatches.join(',')}`);
   } finally {
     await Promise.all([source.close(), dest.close()]);
+  }
+});
+
+test('a new requested-size is plugged by the driver; bad sizes get QEMU 7.2 qom-set texts', async () => {
+  const { vm } = await startVm([...GUEST, ...vmem()]);
+  try {
+    const devices = vm.machine.devices;
+    const device = devices.virtioMem!.device;
+    await waitFor(() => device.pluggedSizeBytes === REQUESTED_BYTES, 10_000, 'the driver to plug requested-size');
+    assert.equal(devices.setVirtioMemRequestedSize(3 * MiB), "'requested-size' has to be multiples of 'block-size' (0x200000)");
+    assert.equal(devices.setVirtioMemRequestedSize(512 * MiB), "'requested-size' cannot exceed the memory backend size(0x10000000)");
+    assert.equal(devices.setVirtioMemRequestedSize(REGION_BYTES), null);
+    await waitFor(() => device.pluggedSizeBytes === REGION_BYTES, 10_000, 'the driver to plug the whole region');
+    assert.equal(devices.virtioMemInfo()?.size, REGION_BYTES);
+    assert.equal(device.unpluggedRanges().isEmpty(), true);
+  } finally {
+    await vm.close();
   }
 });
 
