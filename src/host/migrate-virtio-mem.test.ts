@@ -30,8 +30,14 @@ const DEST = ['-S', '-incoming', 'tcp:127.0.0.1:0'];
 async function plugAndStamp(vm: LivemigVm): Promise<{ plugged: RangeTable; unplugged: RangeTable }> {
   const device = vm.machine.devices.virtioMem!.device;
   await waitFor(() => device.pluggedSizeBytes === REQUESTED_BYTES, 10_000, 'the driver to plug requested-size');
-  const backing = vm.machine.backing;
-  for (let page = BOOT_BYTES / TARGET_PAGE_SIZE; page < backing.pageCount; page++) backing.writeLe32(page * TARGET_PAGE_SIZE, page ^ 0x5a5a0000);
+  // Through the dirty-logged memory, as a guest or device write: the migration must see it.
+  const memory = vm.machine.memory;
+  const stamp = new Uint8Array(4);
+  const view = new DataView(stamp.buffer);
+  for (let page = BOOT_BYTES / TARGET_PAGE_SIZE; page < vm.machine.backing.pageCount; page++) {
+    view.setUint32(0, page ^ 0x5a5a0000, true);
+    memory.write(page * TARGET_PAGE_SIZE, stamp);
+  }
   const pages = (bytes: RangeTable): RangeTable => {
     const out = new RangeTable();
     for (const r of bytes) out.add(r.start / TARGET_PAGE_SIZE, r.end / TARGET_PAGE_SIZE);
