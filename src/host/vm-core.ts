@@ -168,7 +168,10 @@ export class VmCore {
 
   // ---- outgoing migration ------------------------------------------------------------------
 
-  /** Starts `migrate` (checks done by the controller). Throws what the engine refuses. */
+  /**
+   * Starts `migrate` (checks done by the controller). Throws what the engine refuses; the
+   * caller then calls `machine.devices.setSourceMigrating(false)`.
+   */
   startOutgoing(uri: string, open: OpenOptions): OutgoingMigration {
     const m = this.machine;
     m.devices.postcopyRam = this.capabilities['postcopy-ram'];
@@ -181,20 +184,7 @@ export class VmCore {
       hintPolicy: this.config.balloon?.postcopyPolicy ?? 'refuse',
       open,
     };
-    let outgoing: OutgoingMigration;
-    try {
-      outgoing = this.newOutgoing(options);
-    } catch (error) {
-      m.devices.setSourceMigrating(false);
-      throw error;
-    }
-    this.outgoing = outgoing;
-    return outgoing;
-  }
-
-  private newOutgoing(options: OutgoingOptions): OutgoingMigration {
-    const m = this.machine;
-    return new OutgoingMigration({
+    const outgoing = new OutgoingMigration({
       ram: { blocks: m.blocks, store: m.backing, syncDirtyLog: (into) => into.syncFrom(m.dirtyLog) },
       hooks: {
         precopyNotify: (reason: PrecopyNotifyReason, _nowNs: number, vmRunning: boolean) => m.devices.precopyNotify(reason, vmRunning),
@@ -218,6 +208,8 @@ export class VmCore {
         if (name === 'MIGRATION_PASS') this.emit({ event: 'MIGRATION_PASS', data: { pass: Number(data?.pass ?? 0) } });
       },
     }, options);
+    this.outgoing = outgoing;
+    return outgoing;
   }
 
   private onOutgoingStatus(to: MigrationStatus): void {

@@ -113,6 +113,7 @@ export class LivemigVm extends VmCore {
     try {
       this.startOutgoing(args.uri, open);
     } catch (error) {
+      this.machine.devices.setSourceMigrating(false);
       throw vmError((error as Error).message);
     }
   }
