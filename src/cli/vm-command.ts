@@ -94,6 +94,7 @@ export const LIVEMIG_VM_FLAVOUR: VmFlavour = {
   helpText: [
     'usage: livemig vm [-m SIZE] [-M none[,memory-backend=ID]] [-object memory-backend-ram|file|tls-creds-x509,...]',
     '                  [-device virtio-balloon,free-page-hint=on,free-page-hint-postcopy=POLICY]',
+    '                  [-m SIZE,maxmem=MAX -object memory-backend-ram,id=MEM,size=SIZE -device virtio-mem-pci,id=ID,memdev=MEM,requested-size=SIZE[,block-size=SIZE]]',
     '                  [-incoming tcp:HOST:PORT|unix:PATH|defer] [-qmp unix:PATH,server=on,wait=off] [-S]',
     '                  [--vcpus N] [--seed N] [--workload idle|incrementer[:SIZE[:RATE]]|hot-set:SIZE:RATE|random:RATE[:SIZE]|kernel-build[:USED[:RATE]]]',
     '',

@@ -33,10 +33,13 @@ import type { VcpuPlan } from './vcpu-worker.ts';
 export function buildGuest(options: {
   readonly backing: BytesBacking;
   readonly dirtyLog: DirtyLog;
+  /** Memory present at boot (default all); the rest is a virtio-mem region. */
+  readonly bootRamBytes?: number;
   readonly seed: number;
   readonly devices?: (memory: DirtyTrackingMemory) => GuestDevices;
 }): Guest {
-  return new Guest({ backing: options.backing, dirtyLog: options.dirtyLog, devices: options.devices, workload: { kind: 'idle' }, seed: options.seed });
+  const { backing, dirtyLog, bootRamBytes, devices, seed } = options;
+  return new Guest({ backing, dirtyLog, bootRamBytes, devices, workload: { kind: 'idle' }, seed });
 }
 
 /** A per-vCPU seed derived from the VM's seed. */

@@ -16,6 +16,7 @@
  * What it deliberately doesn't do: interpret values (vm-args.ts does), read files, or support
  * QEMU's `-readconfig` and JSON (`-object '{...}'`) forms.
  */
+import { parseSizeBytes } from '../lib/units.ts';
 
 /** Whether an option takes the next word as its value. */
 export type OptionArity = 'flag' | 'value';
@@ -196,4 +197,27 @@ export function parseOnOff(value: string, what: string, key: string): boolean {
   if (['on', 'yes', 'true', 'y'].includes(value)) return true;
   if (['off', 'no', 'false', 'n'].includes(value)) return false;
   throw new QemuArgsError('QEMU_ARGS_BAD_VALUE', `${what}: Parameter '${key}' expects 'on' or 'off'`);
+}
+
+/** QEMU's lines after a bad size. */
+export const SIZE_HINT_LINES = [
+  'Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-',
+  'and exabytes, respectively.',
+] as const;
+
+/** A QEMU_ARGS_BAD_VALUE error with QEMU's text (and the lines QEMU prints after it). */
+export function badValue(message: string, extraLines: readonly string[] = []): QemuArgsError {
+  return new QemuArgsError('QEMU_ARGS_BAD_VALUE', message, extraLines);
+}
+
+/** A size property: QEMU's text on a malformed one, and livemig's limit on a large one. */
+export function parseSizeOption(text: string, what: string, key: string, defaultSuffix: 'B' | 'M' = 'B'): number {
+  const bytes = /^\d/.test(text) ? parseSizeBytes(text, defaultSuffix) : null;
+  if (bytes === null) throw badValue(`${what}: Parameter '${key}' expects a non-negative number below 2^64`, SIZE_HINT_LINES);
+  return bytes;
+}
+
+/** Refuses keys of `opts` outside `known` with QEMU's "Property 'TYPE.KEY' not found". */
+export function checkKeys(opts: QemuOpts, known: readonly string[], typeName: string, what: string): void {
+  for (const [key] of opts.entries) if (!known.includes(key)) throw badValue(`${what}: Property '${typeName}.${key}' not found`);
 }

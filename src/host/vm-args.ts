@@ -7,6 +7,9 @@
  * QEMU's `-M none` does; `-M none,memory-backend=ID` with `-object memory-backend-ram|file,
  * id=ID,size=SIZE` names the block after the backend, and `-m`, when also given, must match.
  *
+ * virtio-mem (`-device virtio-mem-pci,memdev=MEM,...` with `-m SIZE,maxmem=MAX`): see
+ * vm-args-virtio-mem.ts.
+ *
  * livemig's additions for `livemig vm`: `--vcpus N` (or QEMU's `-smp N`), `--seed N` and
  * `--workload idle | incrementer[:SIZE[:RATE]] | hot-set:SIZE:RATE | random:RATE[:SIZE] |
  * kernel-build[:USED[:RATE]]` (sizes in bytes with K/M/G suffixes, rates in bytes per second of
@@ -14,11 +17,14 @@
  */
 import type { FreePageHintPostcopyPolicy } from '../devices/balloon/postcopy-policy.ts';
 import { isFreePageHintPostcopyPolicy } from '../devices/balloon/postcopy-policy.ts';
-import { MiB, TARGET_PAGE_SIZE, parseSizeBytes } from '../lib/units.ts';
+import { MiB, TARGET_PAGE_SIZE } from '../lib/units.ts';
 import { BYTES_BACKING_MAX_SIZE_BYTES } from '../memory/bytes-backing.ts';
 import { TransportError, TRANSPORT_ERR_BAD_URI } from '../transport/errors.ts';
 import { parseMigrationUri } from '../transport/uri.ts';
-import { QemuArgsError, optValue, parseOnOff, parseQemuOpts, type ParsedOption, type QemuOpts } from './qemu-args.ts';
+import { badValue as bad, checkKeys, optValue, parseOnOff, parseQemuOpts, parseSizeOption as parseSize, type ParsedOption, type QemuOpts } from './qemu-args.ts';
+import { parseVirtioMemDevice, resolveVirtioMem, type RamOption, type VirtioMemDraft, type VirtioMemSpec } from './vm-args-virtio-mem.ts';
+
+export type { VirtioMemSpec };
 
 /** A `-object memory-backend-ram|memory-backend-file`. */
 export interface MemoryBackendSpec {
@@ -61,12 +67,15 @@ export type WorkloadChoice =
 
 /** One VM's command line, interpreted. */
 export interface VmCommandLine {
+  /** Boot RAM (`-m`); the virtio-mem region, if any, comes after it. */
   readonly ramSizeBytes: number;
   /** The RAM block's name: `ram`, or the memory backend's id. */
   readonly ramBlockName: string;
   readonly memoryBackend: MemoryBackendSpec | null;
   readonly tlsCreds: readonly TlsCredsSpec[];
   readonly balloon: BalloonSpec | null;
+  /** The virtio-mem device; its region follows boot RAM (`ramSizeBytes`), or null. */
+  readonly virtioMem: VirtioMemSpec | null;
   /** `-incoming`: a migration URI, `defer`, or null. */
   readonly incoming: string | null;
   readonly qmp: readonly QmpSpec[];
@@ -89,32 +98,10 @@ export const DEFAULT_WORKLOAD_RATE_BYTES_PER_S = 64 * MiB;
 /** The most vCPUs a livemig VM runs. */
 export const VCPUS_MAX = 16;
 
-/** QEMU's lines after a bad size. */
-export const SIZE_HINT_LINES = [
-  'Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-',
-  'and exabytes, respectively.',
-] as const;
-
-function bad(message: string, extraLines: readonly string[] = []): QemuArgsError {
-  return new QemuArgsError('QEMU_ARGS_BAD_VALUE', message, extraLines);
-}
-
-/** A size property: QEMU's text on a malformed one, and livemig's limit on a large one. */
-function parseSize(text: string, what: string, key: string, defaultSuffix: 'B' | 'M' = 'B'): number {
-  const bytes = /^\d/.test(text) ? parseSizeBytes(text, defaultSuffix) : null;
-  if (bytes === null) throw bad(`${what}: Parameter '${key}' expects a non-negative number below 2^64`, SIZE_HINT_LINES);
-  return bytes;
-}
-
 function parseCount(text: string, what: string, min: number, max: number): number {
   const n = /^\d+$/.test(text) ? Number(text) : NaN;
   if (!Number.isSafeInteger(n) || n < min || n > max) throw bad(`${what}: expects an integer from ${min} to ${max}`);
   return n;
-}
-
-/** Refuses keys of `opts` outside `known` with QEMU's "Property 'TYPE.KEY' not found". */
-function checkKeys(opts: QemuOpts, known: readonly string[], typeName: string, what: string): void {
-  for (const [key] of opts.entries) if (!known.includes(key)) throw bad(`${what}: Property '${typeName}.${key}' not found`);
 }
 
 function required(opts: QemuOpts, key: string, what: string): string {
@@ -150,8 +137,8 @@ function parseObject(text: string, what: string): MemoryBackendSpec | TlsCredsSp
   throw bad(`${what}: Parameter 'qom-type' does not accept value '${type}'`);
 }
 
-/** `-device`: the balloon (virtio-mem is not in the real shell yet). */
-function parseDevice(text: string, what: string): BalloonSpec {
+/** `-device`: the balloon or virtio-mem. */
+function parseDevice(text: string, what: string): BalloonSpec | VirtioMemDraft {
   const opts = parseQemuOpts(text, 'driver', what);
   const driver = opts.implied ?? optValue(opts, 'driver') ?? '';
   if (driver === 'virtio-balloon' || driver === 'virtio-balloon-pci') {
@@ -162,7 +149,7 @@ function parseDevice(text: string, what: string): BalloonSpec {
     if (!isFreePageHintPostcopyPolicy(policy)) throw bad(`${what}: Parameter 'free-page-hint-postcopy' does not accept value '${policy}'`);
     return { id: optValue(opts, 'id') ?? null, freePageHint: hint === undefined ? false : parseOnOff(hint, what, 'free-page-hint'), postcopyPolicy: policy };
   }
-  if (driver === 'virtio-mem' || driver === 'virtio-mem-pci') throw bad(`${what}: virtio-mem is not available in livemig's real shell yet`);
+  if (driver === 'virtio-mem' || driver === 'virtio-mem-pci') return parseVirtioMemDevice(opts, driver, what);
   throw bad(`${what}: '${driver}' is not a valid device model name`);
 }
 
@@ -227,6 +214,7 @@ interface Draft {
   ramText: string | null;
   objects: (MemoryBackendSpec | TlsCredsSpec)[];
   balloon: BalloonSpec | null;
+  virtioMem: VirtioMemDraft | null;
   incoming: string | null;
   qmp: QmpSpec[];
   flags: Set<string>;
@@ -259,10 +247,17 @@ function readOption(draft: Draft, option: ParsedOption): void {
     case 'object':
       draft.objects.push(parseObject(value, what));
       return;
-    case 'device':
+    case 'device': {
+      const device = parseDevice(value, what);
+      if ('memdev' in device) {
+        if (draft.virtioMem !== null) throw bad(`${what}: livemig supports one virtio-mem device`);
+        draft.virtioMem = device;
+        return;
+      }
       if (draft.balloon !== null) throw bad(`${what}: livemig supports one virtio-balloon device`);
-      draft.balloon = parseDevice(value, what);
+      draft.balloon = device;
       return;
+    }
     case 'incoming':
       draft.incoming = parseIncoming(value, what);
       return;
@@ -297,38 +292,48 @@ function readOption(draft: Draft, option: ParsedOption): void {
 }
 
 /** Resolves the RAM: size and block name from -m and the machine's memory backend. */
-function resolveMemory(draft: Draft): { sizeBytes: number; blockName: string; backend: MemoryBackendSpec | null } {
-  const ramFromM = draft.ramText === null ? null : parseRamOption(draft.ramText);
-  let sizeBytes = ramFromM ?? DEFAULT_RAM_BYTES;
+function resolveMemory(draft: Draft, ram: RamOption | null): { sizeBytes: number; blockName: string; backend: MemoryBackendSpec | null } {
+  let sizeBytes = ram?.sizeBytes ?? DEFAULT_RAM_BYTES;
   let backend: MemoryBackendSpec | null = null;
   if (draft.machineBackend !== null) {
     const found = draft.objects.find((o): o is MemoryBackendSpec => 'kind' in o && o.id === draft.machineBackend);
     if (found === undefined) throw bad(`Memory backend '${draft.machineBackend}' not found`);
-    if (ramFromM !== null && ramFromM !== found.sizeBytes) throw bad('Machine memory size does not match the size of the memory backend');
+    if (ram !== null && ram.sizeBytes !== found.sizeBytes) throw bad('Machine memory size does not match the size of the memory backend');
     backend = found;
     sizeBytes = found.sizeBytes;
   }
   if (sizeBytes % TARGET_PAGE_SIZE !== 0 || sizeBytes <= 0) throw bad(`RAM size ${sizeBytes} is not a positive multiple of ${TARGET_PAGE_SIZE}`);
-  if (sizeBytes > BYTES_BACKING_MAX_SIZE_BYTES) throw bad(`RAM size ${sizeBytes} exceeds livemig's real-mode limit of ${BYTES_BACKING_MAX_SIZE_BYTES} bytes`);
   return { sizeBytes, blockName: backend?.id ?? 'ram', backend };
 }
 
 /** `-m [size=]SIZE[,slots=N,maxmem=SIZE]`; a bare number is MiB. */
-function parseRamOption(text: string): number {
+function parseRamOption(text: string): RamOption {
   const what = `-m ${text}`;
   const opts = parseQemuOpts(text, 'size', what);
   checkKeys(opts, ['size', 'slots', 'maxmem'], 'memory', what);
-  return parseSize(opts.implied ?? optValue(opts, 'size') ?? '', what, 'size', 'M');
+  const sizeBytes = parseSize(opts.implied ?? optValue(opts, 'size') ?? '', what, 'size', 'M');
+  const maxmemText = optValue(opts, 'maxmem');
+  const maxmemBytes = maxmemText === undefined ? null : parseSize(maxmemText, what, 'maxmem');
+  if (maxmemBytes !== null && maxmemBytes < sizeBytes) {
+    throw bad(`invalid value of maxmem: maximum memory size (0x${maxmemBytes.toString(16)}) must be at least the initial memory size (0x${sizeBytes.toString(16)})`);
+  }
+  return { sizeBytes, maxmemBytes };
 }
 
 /** Interprets tokenized options (see tokenizeQemuArgs). */
 export function interpretVmArgs(options: readonly ParsedOption[]): VmCommandLine {
   const draft: Draft = {
-    machineBackend: null, ramText: null, objects: [], balloon: null, incoming: null, qmp: [],
+    machineBackend: null, ramText: null, objects: [], balloon: null, virtioMem: null, incoming: null, qmp: [],
     flags: new Set(), name: null, pidfile: null, vcpus: null, workload: { kind: 'idle' }, seed: 1,
   };
   for (const option of options) readOption(draft, option);
-  const memory = resolveMemory(draft);
+  const ram = draft.ramText === null ? null : parseRamOption(draft.ramText);
+  const memory = resolveMemory(draft, ram);
+  const virtioMem = draft.virtioMem === null
+    ? null
+    : resolveVirtioMem(draft.virtioMem, draft.objects.filter((o): o is MemoryBackendSpec => 'kind' in o), draft.machineBackend, { sizeBytes: memory.sizeBytes, maxmemBytes: ram?.maxmemBytes ?? null });
+  const totalBytes = memory.sizeBytes + (virtioMem?.regionSizeBytes ?? 0);
+  if (totalBytes > BYTES_BACKING_MAX_SIZE_BYTES) throw bad(`RAM size ${totalBytes} exceeds livemig's real-mode limit of ${BYTES_BACKING_MAX_SIZE_BYTES} bytes`);
   const ids = new Set<string>();
   for (const o of draft.objects) {
     if (ids.has(o.id)) throw bad(`attempt to add duplicate property '${o.id}' to object (type 'container')`);
@@ -342,6 +347,7 @@ export function interpretVmArgs(options: readonly ParsedOption[]): VmCommandLine
     memoryBackend: memory.backend,
     tlsCreds: draft.objects.filter((o): o is TlsCredsSpec => 'endpoint' in o),
     balloon: draft.balloon,
+    virtioMem,
     incoming: draft.incoming,
     qmp: draft.qmp,
     startPaused: draft.flags.has('S'),

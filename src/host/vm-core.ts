@@ -170,10 +170,14 @@ export class VmCore {
 
   // ---- outgoing migration ------------------------------------------------------------------
 
-  /** Starts `migrate` (checks done by the controller). Throws what the engine refuses. */
+  /**
+   * Starts `migrate` (checks done by the controller). Throws what the engine refuses; the
+   * caller then calls `machine.devices.setSourceMigrating(false)`.
+   */
   startOutgoing(uri: string, open: OpenOptions): OutgoingMigration {
     const m = this.machine;
     m.devices.postcopyRam = this.capabilities['postcopy-ram'];
+    m.devices.setSourceMigrating(true);
     this.hintedPages = new RangeTable();
     const options: OutgoingOptions = {
       uri,
@@ -192,7 +196,7 @@ export class VmCore {
       },
       hooks: {
         precopyNotify: (reason: PrecopyNotifyReason, _nowNs: number, vmRunning: boolean) => m.devices.precopyNotify(reason, vmRunning),
-        skipPages: () => null,
+        skipPages: () => m.devices.skipPages(),
         saveDevices: (): readonly DeviceSectionBlob[] => m.devices.saveDevices(),
       },
       nowNs: () => this.nowNs(),
@@ -218,6 +222,7 @@ export class VmCore {
 
   private onOutgoingStatus(to: MigrationStatus): void {
     this.emitMigration(to);
+    if (isFinalStatus(to)) this.machine.devices.setSourceMigrating(false);
     if (to === 'completed' && this.runState === 'finish-migrate') this.setRunState('postmigrate');
     // Failed or cancelled after EOF or the postcopy switch: the engine kept the guest stopped
     // because the destination may run it (split-brain rule); `cont` is the operator's call.
@@ -252,7 +257,7 @@ export class VmCore {
       hooks: {
         loadDevice: (blob) => m.devices.loadDevice(blob),
         postcopyNotify: (reason: PostcopyNotifyReason) => m.devices.postcopyNotify(reason),
-        localZeroPages: () => null,
+        localZeroPages: () => m.devices.localZeroPages(),
       },
       deviceDecoder: m.devices.deviceDecoder(),
       vcpuCount: this.config.vcpus,

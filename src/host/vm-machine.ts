@@ -1,14 +1,15 @@
 /**
  * The parts of a real-mode VM, built from its command line: guest RAM (a SharedArrayBuffer
  * BytesBacking), the dirty log and the present map the vCPU threads share, the RAM block list
- * (one block, named as QEMU names it), the guest model and the devices, and the vCPU plans.
+ * (boot RAM named as QEMU names it, then a virtio-mem region named after its memdev), the guest
+ * model and the devices, and the vCPU plans.
  *
  * A VM started for an incoming migration builds its guest model without drivers: its RAM and
  * device state will come from the source, and a driver probing now would write rings into
  * memory the migration overwrites (see host-devices.ts for what that leaves out). The
  * allocator is built all the same, so the vCPUs get the source's regions (guest-plan.ts).
  *
- * A VM with neither vCPUs nor a balloon (QEMU's `-M none`) has no guest model at all.
+ * A VM with neither vCPUs nor devices (QEMU's `-M none`) has no guest model at all.
  */
 import { Guest } from '../guest/guest.ts';
 import { BytesBacking } from '../memory/bytes-backing.ts';
@@ -50,7 +51,8 @@ function preallocate(backing: BytesBacking): void {
 
 /** Builds the machine of `config` (see the module comment). */
 export function buildMachine(config: VmCommandLine, callbacks: HostDeviceCallbacks): VmMachine {
-  const backing = new BytesBacking(config.ramSizeBytes, { shared: true });
+  const vmem = config.virtioMem;
+  const backing = new BytesBacking(config.ramSizeBytes + (vmem?.regionSizeBytes ?? 0), { shared: true });
   const dirtyLog = new DirtyLog(backing.pageCount);
   const written = new WrittenPages(dirtyLog);
   const backend = config.memoryBackend;
@@ -62,20 +64,26 @@ export function buildMachine(config: VmCommandLine, callbacks: HostDeviceCallbac
   // prealloc=on (QEMU's): the kernel maps every page now rather than at the first write.
   if (backend?.prealloc === true) preallocate(backing);
   const received = new ReceivedMap(backing.pageCount);
-  const blocks = RamBlockList.single(config.ramBlockName, config.ramSizeBytes);
-  const devices = new HostDevices(config.balloon, config.ramSizeBytes, callbacks);
+  const blocks = vmem === null
+    ? RamBlockList.single(config.ramBlockName, config.ramSizeBytes)
+    : new RamBlockList([
+      { name: config.ramBlockName, offsetBytes: 0, sizeBytes: config.ramSizeBytes },
+      { name: vmem.memdev, offsetBytes: vmem.addrBytes, sizeBytes: vmem.regionSizeBytes },
+    ]);
+  const devices = new HostDevices(config.balloon, config.ramSizeBytes, callbacks, vmem);
   const incoming = config.incoming !== null;
-  const needsGuest = config.vcpus > 0 || config.balloon !== null;
+  const needsGuest = config.vcpus > 0 || config.balloon !== null || vmem !== null;
+  const bootRamBytes = config.ramSizeBytes;
   let guest: Guest | null = null;
   let memory: DirtyTrackingMemory;
   if (!needsGuest) {
     memory = new DirtyTrackingMemory(backing, dirtyLog);
   } else if (incoming) {
-    guest = buildGuest({ backing, dirtyLog, seed: config.seed });
+    guest = buildGuest({ backing, dirtyLog, bootRamBytes, seed: config.seed });
     memory = guest.memory;
     devices.build(memory);
   } else {
-    guest = buildGuest({ backing, dirtyLog, seed: config.seed, devices: (m) => devices.build(m) });
+    guest = buildGuest({ backing, dirtyLog, bootRamBytes, seed: config.seed, devices: (m) => devices.build(m) });
     memory = guest.memory;
   }
   const plans = guest === null ? [] : planVcpus(guest, config.workload, config.vcpus, config.seed);

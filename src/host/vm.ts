@@ -113,6 +113,7 @@ export class LivemigVm extends VmCore {
     try {
       this.startOutgoing(args.uri, open);
     } catch (error) {
+      this.machine.devices.setSourceMigrating(false);
       throw vmError((error as Error).message);
     }
   }
@@ -252,7 +253,7 @@ export class LivemigVm extends VmCore {
 
   /** `pmemsave`: guest-physical [val, val + size) into `filename`; bytes past RAM read as zero. */
   async pmemsave(args: PmemsaveArgs): Promise<void> {
-    const ramBytes = this.config.ramSizeBytes;
+    const ramBytes = this.machine.backing.sizeBytes;
     const end = Math.min(ramBytes, args.val + args.size);
     if (args.val < end) await this.faultIn(Math.floor(args.val / TARGET_PAGE_SIZE), Math.ceil(end / TARGET_PAGE_SIZE));
     let fd: number;

@@ -186,8 +186,7 @@ export class DeviceHost {
 
   /** The device decoder the destination engine needs. */
   deviceDecoder(): SimDeviceDecoder {
-    const v = this.config.virtioMem;
-    return new SimDeviceDecoder(v === null ? 0 : v.regionBytes / v.blockBytes);
+    return new SimDeviceDecoder();
   }
 
   /** Device work due on `side` (deferred kicks, the free page queue while hinting runs). */

@@ -21,7 +21,7 @@ import type { ByteReader } from '../lib/bytes.ts';
 import type { DeviceSectionDecoder, DeviceState, SectionHeader } from '../format/stream-types.ts';
 import { BALLOON_VMSD_NAME } from '../devices/balloon/constants.ts';
 import { FormatError } from '../format/errors.ts';
-import { MIG_ERR_UNKNOWN_SECTION } from '../format/stream-errors.ts';
+import { MIG_ERR_DEVICE_STATE, MIG_ERR_UNKNOWN_SECTION } from '../format/stream-errors.ts';
 
 export const BALLOON_SECTION_IDSTR = '0000:00:02.0/virtio-balloon';
 export const VIRTIO_MEM_SECTION_IDSTR = '0000:00:03.0/virtio-mem';
@@ -65,20 +65,37 @@ export function virtioMemPayloadBytes(blockCount: number): number {
   return 8 + 8 + 8 + 4 + 8 + 8 + 8 + Math.ceil(blockCount / 64) * 8;
 }
 
-/** The decoder of the simulated machine's device sections. */
-export class SimDeviceDecoder implements DeviceSectionDecoder {
-  constructor(
-    /** Blocks of the destination's virtio-mem region (0 without one). */
-    private readonly virtioMemBlockCount: number,
-  ) {}
+/** The most blocks a virtio-mem payload may declare (a 1 TiB region of 1 MiB blocks). */
+const VIRTIO_MEM_BLOCKS_MAX = 1 << 20;
 
+/**
+ * The block count a virtio-mem-device payload declares in its sanity block (region_size /
+ * block_size), read without moving the reader. The payload is measured by what the source
+ * declares, so a destination with other properties still reads the whole payload and its load
+ * reports QEMU's "Property 'block-size' changed ..." rather than a misplaced footer.
+ */
+function declaredVirtioMemBlocks(reader: ByteReader, header: SectionHeader): number {
+  const at = reader.pos;
+  reader.skip(8); // addr
+  const regionBytes = reader.be64();
+  const blockBytes = reader.be64();
+  reader.pos = at;
+  const blocks = blockBytes === 0 ? 0 : regionBytes / blockBytes;
+  if (!Number.isInteger(blocks) || blocks <= 0 || blocks > VIRTIO_MEM_BLOCKS_MAX) {
+    throw new FormatError(MIG_ERR_DEVICE_STATE, `virtio-mem: region of ${regionBytes} bytes in blocks of ${blockBytes} bytes`, header.offset);
+  }
+  return blocks;
+}
+
+/** The decoder of the simulated machine's device sections (and the real shell's). */
+export class SimDeviceDecoder implements DeviceSectionDecoder {
   decode(header: SectionHeader, reader: ByteReader): DeviceState {
     if (header.idstr === BALLOON_SECTION_IDSTR) {
       measureBalloonSection(reader);
       return { device: 'virtio-balloon' };
     }
     if (header.idstr === VIRTIO_MEM_SECTION_IDSTR) {
-      reader.skip(virtioMemPayloadBytes(this.virtioMemBlockCount));
+      reader.skip(virtioMemPayloadBytes(declaredVirtioMemBlocks(reader, header)));
       return { device: 'virtio-mem' };
     }
     throw new FormatError(MIG_ERR_UNKNOWN_SECTION, `Unknown savevm section or instance '${header.idstr}' ${header.instanceId}`, header.offset);
