@@ -12,9 +12,9 @@
  * |                   | the next sync merged the log, and is applied                      | is in START of the hint's own command id                   |
  * | wide-clear        | engine: a hint clears the dirty log of every clear chunk it       | a hint clears the migration bitmap only                    |
  * |                   | touches (2^18 pages: all of a small guest), every bit             |                                                            |
- * | done-during-alloc | device: every second AFTER_BITMAP_SYNC with the VM running sends  | the same DONEs, status and delay; the engine drops the     |
- * |                   | DONE (the driver frees its blocks, queued ones included) and the  | hints (not START of their id)                              |
- * |                   | device hands hints over in any status, late as in late-hint       |                                                            |
+ * | done-during-alloc | device: DONE right after the first hint of each round, while the  | the same DONEs, status and delay; the engine drops the     |
+ * |                   | driver still allocates (it then frees its blocks, queued ones     | hints (not START of their id)                              |
+ * |                   | included); hints are handed over in any status, late as above     |                                                            |
  * | tcg-dirty         | dirty log: TCG's TLB dirty state is not reset by the sync (QEMU   | the TLB model with the reset (QEMU ≥ 9.0, QEMU's slow      |
  * |                   | < 9.0 fast path); a TLB flush happens at each guest tick outside  | path)                                                      |
  * |                   | a hint round (kernel threads borrow the mm: no flush in a round)  |                                                            |
@@ -37,7 +37,7 @@ export interface StaleFaultSwitches {
   /** How an applied hint clears the dirty log. */
   readonly hintClear: 'none' | 'masked' | 'unmasked';
   /** The source balloon device's faults (BalloonDevice.hintFaults). */
-  readonly device: { readonly anyStatus: boolean; readonly doneAtRunningSync: boolean };
+  readonly device: { readonly anyStatus: boolean; readonly doneMidRound: boolean };
   /** Every second hint reaches migration only after the next sync. */
   readonly lateHints: boolean;
   /** livemig's guard: a hint is applied only while the device is in START of its command id. */
@@ -56,7 +56,7 @@ export function staleFaultSwitches(behaveAs: FaultBehaviour, races: readonly Sta
   return {
     log: tcg || manualProtect || wide ? { tcgTlb: tcg, staleTlb: tcg && qemu, manualProtect, chunkPages: CLEAR_CHUNK_PAGES } : null,
     hintClear: wide ? 'unmasked' : manualProtect ? 'masked' : 'none',
-    device: { anyStatus: done, doneAtRunningSync: done },
+    device: { anyStatus: done, doneMidRound: done },
     lateHints: done || on.has('late-hint'),
     staleIdGuard: !qemu,
   };

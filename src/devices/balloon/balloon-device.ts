@@ -105,12 +105,10 @@ export class BalloonDevice {
   /**
    * Stale-page race faults (issue [10]; the simulator sets them from a scenario's `faults`):
    * `anyStatus` hands hints to migration whatever the hint status (QEMU's gate is START);
-   * `doneAtRunningSync` answers every second AFTER_BITMAP_SYNC with the VM running with DONE
-   * instead of a new round (DONE then reaches the driver in the middle of its round). Off: QEMU.
+   * `doneMidRound` sets DONE (with its config interrupt) right after the first hint of a round,
+   * so DONE reaches the driver while it is still allocating blocks to hint. Off: QEMU.
    */
-  hintFaults: { readonly anyStatus: boolean; readonly doneAtRunningSync: boolean } = { anyStatus: false, doneAtRunningSync: false };
-  /** AFTER_BITMAP_SYNC notifications with the VM running (for `doneAtRunningSync`). */
-  private runningSyncs = 0;
+  hintFaults: { readonly anyStatus: boolean; readonly doneMidRound: boolean } = { anyStatus: false, doneMidRound: false };
 
   constructor(options: BalloonOptions) {
     if (!Number.isSafeInteger(options.ramSizeBytes) || options.ramSizeBytes <= 0 || options.ramSizeBytes % C.BALLOON_PAGE_SIZE_BYTES !== 0) {
@@ -219,9 +217,7 @@ export class BalloonDevice {
       this.markBroken('BALLOON_ERR_UNKNOWN_REASON', `virtio_balloon_free_page_hint_notify: ${reason} reason unknown`);
       return;
     }
-    if (input === null) return;
-    const doneNow = this.hintFaults.doneAtRunningSync && input.kind === 'start' && ++this.runningSyncs % 2 === 0;
-    this.applyHint(doneNow ? { kind: 'done' } : input);
+    if (input !== null) this.applyHint(input);
   }
 
   /**
@@ -257,9 +253,11 @@ export class BalloonDevice {
         return [{ kind: 'push', element, usedLengthBytes: 0 }];
       }
       if (cmdId !== null) this.applyHint({ kind: 'driver-cmd-id', cmdId });
-      if (hintsAccepted(this.hint) || this.hintFaults.anyStatus) {
+      const started = hintsAccepted(this.hint);
+      if (started || this.hintFaults.anyStatus) {
         for (const segment of element.writable) this.hintSink.onHint(segment.gpa, segment.lengthBytes, this.hint.cmdId);
       }
+      if (started && this.hintFaults.doneMidRound && element.writable.length > 0) this.applyHint({ kind: 'done' });
       return [{ kind: 'push', element, usedLengthBytes: 0 }];
     });
   }
