@@ -35,6 +35,18 @@ for (const name of FILES) {
   });
 }
 
+test('faults: a bad race or a missing behave-as is a ScenarioError naming the field', () => {
+  assert.throws(() => loadScenario('guest: {memory: 64M}\nfaults: {behave-as: qemu-7.2, stale-races: [bogus]}\n', []), {
+    name: 'ScenarioError',
+    message: /faults\.stale-races\.0: Invalid option: expected one of "shrinker-reuse"\|"late-hint"\|"wide-clear"\|"done-during-alloc"\|"tcg-dirty"/,
+  });
+  assert.throws(() => loadScenario('guest: {memory: 64M}\nfaults: {stale-races: [tcg-dirty]}\n', []), {
+    name: 'ScenarioError',
+    message: /faults\.behave-as: Invalid option: expected one of "qemu-7\.2"\|"livemig"/,
+  });
+  assert.equal(loadScenario('guest: {memory: 64M}\n', []).faults, null);
+});
+
 test('faults: each race switches its component; livemig keeps the injection and turns the guards on', () => {
   assert.equal(staleFaultSwitches('qemu-7.2', []), null);
   assert.deepEqual(staleFaultSwitches('qemu-7.2', ['shrinker-reuse'])?.log, { tcgTlb: false, staleTlb: false, manualProtect: true, chunkPages: 1 << 18 });
