@@ -14,7 +14,7 @@ import { staleFaultSwitches } from '../stale-faults.ts';
 import { mergeStaleTallies, staleRaceTableText, type StaleRaceTally } from './stale-races.ts';
 import { runStaleRace } from './stale-full.ts';
 
-const SEEDS = 100;
+const SEEDS = 60;
 const WORKER = new URL('../../../scripts/race-worker.mjs', import.meta.url);
 const FILES = ['late-hint', 'wide-clear', 'done-during-alloc', 'tcg-dirty'] as const;
 
