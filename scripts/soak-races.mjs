@@ -10,6 +10,7 @@
 //
 // `--stale [--no-init-on-alloc]`: the stale-page races instead (src/sim/races/stale-races.ts),
 // one row per race × mode (qemu-7.2, livemig); exit 1 when livemig mode had a stale page.
+// `--stale-full`: the same races as scenario faults of the full simulator (stale-full.ts).
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { register } from 'tsx/esm/api';
@@ -21,7 +22,7 @@ const { FREE_PAGE_HINT_POSTCOPY_POLICIES } = await import('../src/devices/balloo
 const { mergeStaleTallies, staleRaceTableMarkdown, staleRaceTableText } = await import('../src/sim/races/stale-races.ts');
 
 function usage(message) {
-  process.stderr.write(`soak-races: ${message}\nusage: npm run soak:races -- [--seeds N] [--first S] [--jobs J] [--policy P]... [--stale [--no-init-on-alloc]] [--json] [--markdown]\n`);
+  process.stderr.write(`soak-races: ${message}\nusage: npm run soak:races -- [--seeds N] [--first S] [--jobs J] [--policy P]... [--stale [--no-init-on-alloc] | --stale-full] [--json] [--markdown]\n`);
   process.exit(2);
 }
 
@@ -43,6 +44,7 @@ for (let i = 0; i < args.length; i++) {
     if (!FREE_PAGE_HINT_POSTCOPY_POLICIES.includes(p)) usage(`--policy: '${p}' is not one of ${FREE_PAGE_HINT_POSTCOPY_POLICIES.join(', ')}`);
     opts.policies.push(p);
   } else if (a === '--stale') opts.stale = true;
+  else if (a === '--stale-full') opts.stale = 'full';
   else if (a === '--no-init-on-alloc') opts.initOnAlloc = false;
   else if (a === '--json') opts.json = true;
   else if (a === '--markdown') opts.markdown = true;
@@ -58,7 +60,7 @@ for (let j = 0; j < jobs; j++) {
   parts.push(
     new Promise((resolve, reject) => {
       const range = { firstSeed: from, seedCount: to - from };
-      const workerData = opts.stale ? { ...range, stale: true, initOnAlloc: opts.initOnAlloc } : { ...range, policies };
+      const workerData = opts.stale === 'full' ? { ...range, stale: 'full' } : opts.stale ? { ...range, stale: true, initOnAlloc: opts.initOnAlloc } : { ...range, policies };
       const worker = new Worker(new URL('./race-worker.mjs', import.meta.url), { workerData });
       worker.once('message', resolve);
       worker.once('error', reject);

@@ -73,6 +73,8 @@ export interface DeviceHostConfig {
     readonly postcopyPolicy: FreePageHintPostcopyPolicy;
     /** Delay from a driver kick to the host processing it (QEMU's iothread); 0: inside the kick. */
     readonly kickDelayNs?: number;
+    /** Stale-page race faults of the source device (BalloonDevice.hintFaults), if any. */
+    readonly hintFaults?: BalloonDevice['hintFaults'];
   } | null;
   readonly virtioMem: { readonly addrBytes: number; readonly regionBytes: number; readonly pluggedBytes: number; readonly blockBytes: number } | null;
   /** Capability postcopy-ram (the balloon's notifier reads it). */
@@ -132,7 +134,9 @@ export class DeviceHost {
     const out: { balloon?: VirtioPort; virtioMem?: VirtioPort } = {};
     const { balloon, virtioMem } = this.config;
     if (balloon !== null) {
-      const source = new BalloonVirtio(memory, this.newBalloon(true), this.balloonOptions());
+      const device = this.newBalloon(true);
+      if (balloon.hintFaults !== undefined) device.hintFaults = balloon.hintFaults;
+      const source = new BalloonVirtio(memory, device, this.balloonOptions());
       this.balloon = { source, destination: null, port: new SwitchablePort(source) };
       out.balloon = this.balloon.port;
     }
@@ -347,6 +351,12 @@ export class DeviceHost {
       if (this.loadedHintStatus === HintStatus.Done && target.device.freePageHintPostcopy !== 'track') target.core.notifyConfigChange();
     }
     return null;
+  }
+
+  /** Whether the source balloon is in START of round `cmdId` (livemig's stale-id guard). */
+  sourceHintAccepts(cmdId: number): boolean {
+    const hint = this.balloon?.source.device.hint;
+    return hint !== undefined && hint.status === HintStatus.Start && hint.cmdId === cmdId;
   }
 
   /** The source balloon's hint status now (for reports), or null without a balloon. */

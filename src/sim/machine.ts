@@ -29,6 +29,7 @@ import { HookedBacking } from './hooked-backing.ts';
 import { HostCpu } from './host-cpu.ts';
 import { MemoryAudit } from './memory-audit.ts';
 import type { Scenario } from './scenario/scenario.ts';
+import { StaleFaultHost, staleFaultSwitches } from './stale-faults.ts';
 
 /** Exact pages a compact backing may hold: the 256 ring pages plus room for the stream's. */
 export const COMPACT_EXACT_PAGES = 1024;
@@ -58,6 +59,8 @@ export interface Machine {
   readonly kernelPages: { readonly start: number; readonly end: number };
   /** The host's CPUs shared by migration and a hinting vCPU (scenario `host`), or null. */
   readonly hostCpu: HostCpu | null;
+  /** The scenario's stale-page race faults (stale-faults.ts), or null. */
+  readonly staleFaults: StaleFaultHost | null;
 }
 
 function newBacking(scenario: Scenario, pageCount: number): TrackableBacking {
@@ -86,9 +89,11 @@ export function buildMachine(scenario: Scenario, seed: number, onHint: (startPag
   if (vmem !== null) specs.push({ name: 'mem0', offsetBytes: memoryBytes, sizeBytes: vmem.regionBytes });
   const blocks = new RamBlockList(specs);
 
+  const switches = scenario.faults === null ? null : staleFaultSwitches(scenario.faults.behaveAs, scenario.faults.staleRaces);
+  const staleFaults = switches === null ? null : new StaleFaultHost(switches, pageCount);
   const devices = new DeviceHost({
     ramSizeBytes: totalBytes,
-    balloon: scenario.balloon,
+    balloon: scenario.balloon === null || switches === null ? scenario.balloon : { ...scenario.balloon, hintFaults: switches.device },
     virtioMem: vmem === null ? null : { addrBytes: memoryBytes, regionBytes: vmem.regionBytes, pluggedBytes: vmem.pluggedBytes, blockBytes: vmem.blockBytes },
     postcopyRam: scenario.capabilities['postcopy-ram'],
     onHint,
@@ -118,6 +123,7 @@ export function buildMachine(scenario: Scenario, seed: number, onHint: (startPag
           cpuShare: hostCpu === null ? null : () => hostCpu.share(),
         },
     seed: new Prng(seed).fork().u32(),
+    dirtyLog: staleFaults?.log ?? undefined,
   });
   const g = scenario.guest;
   const bootRamPages = memoryBytes / TARGET_PAGE_SIZE;
@@ -140,7 +146,7 @@ export function buildMachine(scenario: Scenario, seed: number, onHint: (startPag
     destinationBacking,
     guestMemory,
     destinationDeviceMemory,
-    sourceEngineStore: vmem === null ? sourceBacking : new AuditedPageStore(sourceBacking),
+    sourceEngineStore: sourceEngineStore(sourceBacking, vmem !== null, staleFaults),
     destinationEngineStore: new AuditedPageStore(destinationBacking),
     received: new ReceivedMap(pageCount),
     guest,
@@ -148,7 +154,21 @@ export function buildMachine(scenario: Scenario, seed: number, onHint: (startPag
     audit,
     kernelPages,
     hostCpu,
+    staleFaults,
   };
+}
+
+/**
+ * The source engine's view of its pages: audited with virtio-mem (unplugged reads) or KVM's
+ * manual protect (a page about to be sent CLEARs its chunk first).
+ */
+function sourceEngineStore(backing: TrackableBacking, virtioMem: boolean, faults: StaleFaultHost | null): TrackableBacking | AuditedPageStore {
+  const log = faults?.log ?? null;
+  const manualProtect = log !== null && log.faults.manualProtect;
+  if (!virtioMem && !manualProtect) return backing;
+  const store = new AuditedPageStore(backing);
+  if (manualProtect) store.onRead = (p) => log.beforeSend(p);
+  return store;
 }
 
 /**

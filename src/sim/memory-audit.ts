@@ -115,6 +115,11 @@ export class MemoryAudit {
     if (this.dead !== null) this.dead.clearRange(firstPage, lastPage + 1);
   }
 
+  /** Whether a hint cleared page `p` during the migration. */
+  wasHinted(p: number): boolean {
+    return this.hinted !== null && this.hinted.test(p);
+  }
+
   /** Pages hinted so far. */
   hintedPageCount(): number {
     return this.hinted?.count() ?? 0;

@@ -21,6 +21,8 @@ export interface RunOptions {
   readonly trace?: TraceWriter;
   /** The engines; default the real ones. */
   readonly engines?: EngineFactory;
+  /** Called with the world once it has run (for sweeps that look past the result). */
+  readonly inspect?: (world: World) => void;
 }
 
 /** Runs `scenario` and returns its result (see SimRunResult); ScenarioError when it cannot be built. */
@@ -41,5 +43,6 @@ export function runScenario(scenario: Scenario, options: RunOptions = {}): SimRu
     throw error;
   }
   world.run();
+  options.inspect?.(world);
   return resultOf(world, seed, trace);
 }

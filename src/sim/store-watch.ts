@@ -59,7 +59,9 @@ export class StoreWatch {
     };
     const source = machine.sourceEngineStore;
     if ('onRead' in source) {
+      const before = source.onRead; // KVM manual protect's CLEAR before a send (stale-faults.ts)
       source.onRead = (p) => {
+        before?.(p);
         if (audit.isUnplugged(p)) audit.sourceUnpluggedReads.record(p);
       };
     }

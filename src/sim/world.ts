@@ -247,6 +247,7 @@ export class World {
       this.sampleProgress(nowNs);
       this.schedulePump(nowNs);
     }
+    this.staleFaultsTick(nowNs);
     this.stepGuest(nowNs);
     this.traceDones(nowNs);
     this.updateHostCpu(nowNs);
@@ -267,6 +268,14 @@ export class World {
     const streamBusy = migrating && (stream.senderFreeAtNs() > nowNs || stream.wireFreeAtNs() > nowNs);
     const guestBusy = this.guestRunner.running && (this.machine.guest.balloon?.hinting?.inRound ?? false);
     hostCpu.update(nowNs, streamBusy, guestBusy);
+  }
+
+  /** Stale-page faults (stale-faults.ts): late hints a sync has passed, the vCPU's TLB flush. */
+  private staleFaultsTick(nowNs: number): void {
+    const faults = this.machine.staleFaults;
+    if (faults === null) return;
+    if (this.migrationStartNs >= 0 && !isFinalStatus(this.source.status)) this.applyReleased(faults.release(this.progress.syncCount), nowNs);
+    if (this.guestRunner.running) faults.onGuestTick(this.machine.guest.balloon?.hinting?.inRound ?? false);
   }
 
   /** Traces each DONE the guest's balloon driver acts on. */
@@ -545,11 +554,17 @@ export class World {
     const nowNs = this.scheduler.nowNs;
     this.trace.hint(nowNs, startPage, pageCount, cmdId);
     if (this.migrationStartNs < 0 || isFinalStatus(this.source.status)) return;
+    if (this.machine.staleFaults?.hold({ startPage, pageCount, cmdId }, this.progress.syncCount)) return; // late-hint
     if (this.hintGate?.offer({ startPage, pageCount, cmdId })) return; // Waits for the iteration's end.
-    this.applyHintNow(startPage, pageCount, nowNs);
+    this.applyHintNow(startPage, pageCount, cmdId, nowNs);
   }
 
-  private applyHintNow(startPage: number, pageCount: number, nowNs: number): void {
+  private applyHintNow(startPage: number, pageCount: number, cmdId: number, nowNs: number): void {
+    const faults = this.machine.staleFaults;
+    if (faults !== null) {
+      if (faults.drops(cmdId, (id) => this.machine.devices.sourceHintAccepts(id))) return;
+      faults.onHintApplied(startPage, pageCount);
+    }
     if (this.postcopy) this.hintsAfterSwitch++;
     this.machine.audit.onHint(startPage, pageCount);
     this.apply('source', this.source.applyHint(startPage, pageCount, nowNs), nowNs);
@@ -559,7 +574,7 @@ export class World {
   private applyReleased(hints: readonly GatedHint[], nowNs: number): void {
     for (const h of hints) {
       if (isFinalStatus(this.source.status)) return;
-      this.applyHintNow(h.startPage, h.pageCount, nowNs);
+      this.applyHintNow(h.startPage, h.pageCount, h.cmdId, nowNs);
     }
   }
 }

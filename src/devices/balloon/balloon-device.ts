@@ -102,6 +102,14 @@ export class BalloonDevice {
   /** Events not yet taken. */
   private events: BalloonEvent[] = [];
 
+  /**
+   * Stale-page race faults (issue [10]; the simulator sets them from a scenario's `faults`):
+   * `anyStatus` hands hints to migration whatever the hint status (QEMU's gate is START);
+   * `doneMidRound` sets DONE (with its config interrupt) right after the first hint of a round,
+   * so DONE reaches the driver while it is still allocating blocks to hint. Off: QEMU.
+   */
+  hintFaults: { readonly anyStatus: boolean; readonly doneMidRound: boolean } = { anyStatus: false, doneMidRound: false };
+
   constructor(options: BalloonOptions) {
     if (!Number.isSafeInteger(options.ramSizeBytes) || options.ramSizeBytes <= 0 || options.ramSizeBytes % C.BALLOON_PAGE_SIZE_BYTES !== 0) {
       throw new DeviceError('BALLOON_ERR_BAD_OPTION', `RAM size must be a positive multiple of 4 KiB: ${options.ramSizeBytes}`);
@@ -245,9 +253,11 @@ export class BalloonDevice {
         return [{ kind: 'push', element, usedLengthBytes: 0 }];
       }
       if (cmdId !== null) this.applyHint({ kind: 'driver-cmd-id', cmdId });
-      if (hintsAccepted(this.hint)) {
+      const started = hintsAccepted(this.hint);
+      if (started || this.hintFaults.anyStatus) {
         for (const segment of element.writable) this.hintSink.onHint(segment.gpa, segment.lengthBytes, this.hint.cmdId);
       }
+      if (started && this.hintFaults.doneMidRound && element.writable.length > 0) this.applyHint({ kind: 'done' });
       return [{ kind: 'push', element, usedLengthBytes: 0 }];
     });
   }

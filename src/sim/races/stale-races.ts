@@ -76,6 +76,8 @@ export interface StaleRaceTally {
   readonly firstSeed: number;
   readonly seedCount: number;
   readonly initOnAlloc: boolean;
+  /** 'full': the full simulator (stale-full.ts); absent: the small stale world. */
+  readonly world?: 'full';
   readonly cells: Partial<Record<`${StaleRaceName}/${StaleRaceMode}`, StaleCounts>>;
 }
 
@@ -106,6 +108,7 @@ export function mergeStaleTallies(tallies: readonly StaleRaceTally[]): StaleRace
     firstSeed: Math.min(...tallies.map((t) => t.firstSeed)),
     seedCount: tallies.reduce((n, t) => n + t.seedCount, 0),
     initOnAlloc: tallies[0]?.initOnAlloc ?? true,
+    ...(tallies[0]?.world === 'full' ? { world: 'full' as const } : {}),
     cells: {},
   };
   for (const t of tallies) {
@@ -130,7 +133,7 @@ export function staleRaceTableText(t: StaleRaceTally): string {
   const all = [HEADER, ...rows(t)];
   const widths = HEADER.map((_, i) => Math.max(...all.map((r) => r[i].length)));
   const lines = all.map((r) => r.map((c, i) => (i < 2 || i === 8 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd());
-  return `stale-page races, seeds ${t.firstSeed}..${t.firstSeed + t.seedCount - 1}, init_on_alloc=${t.initOnAlloc ? 1 : 0}\n${lines.join('\n')}\n`;
+  return `stale-page races${t.world === 'full' ? ' (full simulator)' : ''}, seeds ${t.firstSeed}..${t.firstSeed + t.seedCount - 1}, init_on_alloc=${t.initOnAlloc ? 1 : 0}\n${lines.join('\n')}\n`;
 }
 
 /** The same table in Markdown. */

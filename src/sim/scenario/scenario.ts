@@ -20,7 +20,12 @@ import type { WorkloadSpec } from '../../guest/workloads/index.ts';
 import { GiB, MiB, TARGET_PAGE_SIZE } from '../../lib/units.ts';
 import type { LinkDirectionConfig } from '../link.ts';
 import { parseDurationValue, parseRateValue, parseSizeValue } from './quantities.ts';
-import { scenarioDocumentSchema, type ScenarioDocument, type WorkloadDocument } from './schema.ts';
+import { scenarioDocumentSchema, type FAULT_BEHAVIOURS, type ScenarioDocument, type STALE_RACE_FAULTS, type WorkloadDocument } from './schema.ts';
+
+/** A stale-page race a scenario can switch on (issue [10]). */
+export type StaleRaceFault = (typeof STALE_RACE_FAULTS)[number];
+/** Whose rules the host side follows when faults are injected. */
+export type FaultBehaviour = (typeof FAULT_BEHAVIOURS)[number];
 
 /** Guests up to this size use real bytes under `backing: auto`; larger ones are compact. */
 export const AUTO_BYTES_BACKING_MAX_BYTES = 1 * GiB;
@@ -125,6 +130,8 @@ export interface Scenario {
   readonly pressure: PressureRule | null;
   /** The host (host-cpu.ts): cores shared by the migration and a hinting vCPU, rescan and switchover costs. */
   readonly host: { readonly cores: number; readonly rescanCostNsPerPage: number | null; readonly switchoverNs: number } | null;
+  /** Stale-page races switched on (src/sim/stale-faults.ts), or null. */
+  readonly faults: { readonly behaveAs: FaultBehaviour; readonly staleRaces: readonly StaleRaceFault[] } | null;
   /** The final source status the scenario expects. */
   readonly expectedStatus: 'completed' | 'cancelled' | 'failed';
 }
@@ -290,6 +297,7 @@ export function resolveScenario(doc: ScenarioDocument): Scenario {
     postcopySwitch,
     pressure: pressureOf(doc.pressure),
     host: doc.host === null ? null : { cores: doc.host.cores, rescanCostNsPerPage: doc.host['rescan-cost'] ?? null, switchoverNs: doc.host.switchover },
+    faults: doc.faults === null ? null : { behaveAs: doc.faults['behave-as'], staleRaces: [...new Set(doc.faults['stale-races'])] },
     expectedStatus: doc.expect.status,
   };
 }

@@ -100,6 +100,16 @@ const postcopySwitchSchema = z.union([
   z.strictObject({ at: durationSchema }),
 ]);
 
+/** The stale-page races of issue [10] (src/sim/stale-faults.ts switches them on). */
+export const STALE_RACE_FAULTS = ['shrinker-reuse', 'late-hint', 'wide-clear', 'done-during-alloc', 'tcg-dirty'] as const;
+/** Whose rules the host side follows under injected faults: QEMU 7.2's, or livemig's guards. */
+export const FAULT_BEHAVIOURS = ['qemu-7.2', 'livemig'] as const;
+
+const faultsSchema = z.strictObject({
+  'behave-as': z.enum(FAULT_BEHAVIOURS),
+  'stale-races': z.array(z.enum(STALE_RACE_FAULTS)).default([]),
+});
+
 /** The whole document. Defaults are filled in here so `Scenario` never has holes. */
 export const scenarioDocumentSchema = z.strictObject({
   name: z.string().min(1).default('unnamed'),
@@ -151,6 +161,8 @@ export const scenarioDocumentSchema = z.strictObject({
     })
     .nullable()
     .default(null),
+  // Issue [10]: stale-page races switched on as faults of the guest, device and dirty log.
+  faults: faultsSchema.nullable().default(null),
   expect: z.strictObject({ status: z.enum(['completed', 'cancelled', 'failed']).default('completed') }).prefault({}),
 });
 
