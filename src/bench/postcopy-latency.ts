@@ -87,7 +87,9 @@ export async function listenDest(dest: LivemigVm): Promise<string> {
 
 /** Waits for the destination to complete and reads its figures. */
 export async function destReport(dest: LivemigVm, cpuMs: number): Promise<DestLatencyReport> {
-  await until(() => dest.incoming!.status === 'completed', 120_000, 'the destination to complete');
+  const incoming = dest.incoming!;
+  await until(() => incoming.status === 'completed' || incoming.status === 'failed' || incoming.status === 'postcopy-paused', 120_000, 'the destination to complete');
+  if (incoming.status !== 'completed') throw new Error(`the destination ended ${incoming.status}: ${incoming.engine.lastError?.message ?? incoming.error?.message ?? 'no error'}`);
   const stats = dest.incoming!.engine.stats();
   return {
     latenciesNs: dest.vcpus!.faultLatencies().sort((a, b) => a - b),
@@ -178,7 +180,10 @@ async function inProcesses(options: PostcopyLatencyOptions): Promise<PostcopyLat
     const source = forkChild(['source', ...common, listening.uri, String(options.postcopyBytesPerSec ?? 0)], children);
     const s = await source('source-done');
     if (s.kind !== 'source-done') throw new Error('unreachable');
-    if (s.report.status !== 'completed') throw new Error(`postcopy latency: the source ended ${s.report.status}: ${s.report.error ?? ''}`);
+    if (s.report.status !== 'completed') {
+      const reason = await dest('dest-done').then(() => 'completed', (error: Error) => error.message);
+      throw new Error(`postcopy latency: the source ended ${s.report.status}: ${s.report.error ?? ''}; destination: ${reason}`);
+    }
     const d = await dest('dest-done');
     if (d.kind !== 'dest-done') throw new Error('unreachable');
     await Promise.all(children.map((c) => (c.exitCode !== null ? undefined : new Promise((resolve) => c.once('exit', resolve)))));
