@@ -6,7 +6,8 @@
  *     destination's share one event loop);
  *   - each VM in its own process, without postcopy-preempt (requests answered on the main
  *     channel, behind queued background pages);
- *   - each VM in its own process, with postcopy-preempt (requested pages on their own channel).
+ *   - each VM in its own process, with postcopy-preempt (requested pages on their own channel);
+ *   - the same with the background push capped at 32 MiB/s (max-postcopy-bandwidth).
  * Each row's samples are every fault of every run; its note gives the runs' CPU time per
  * process and the machine's load average (os.loadavg) before and after, since the machine is
  * shared. 256 MiB guest, 3 runs per variant (--quick: 1). LIVEMIG_BENCH_CPU_PROF=DIR makes each
@@ -21,17 +22,22 @@ import { median, type BenchRow } from './table.ts';
 
 /** Guest size of the runs (the fault count, not the size, matters). */
 const GUEST_MIB = 256;
+/** max-postcopy-bandwidth of the capped variant. */
+const CAPPED_BYTES_PER_SEC = 32 * MiB;
 
 interface Variant {
   readonly layout: LatencyLayout;
   readonly preempt: boolean;
+  /** The source's max-postcopy-bandwidth; 0 is unlimited. */
+  readonly postcopyBytesPerSec: number;
   readonly label: string;
 }
 
 const VARIANTS: readonly Variant[] = [
-  { layout: 'in-process', preempt: false, label: 'one process' },
-  { layout: 'processes', preempt: false, label: 'two processes' },
-  { layout: 'processes', preempt: true, label: 'two processes, postcopy-preempt' },
+  { layout: 'in-process', preempt: false, postcopyBytesPerSec: 0, label: 'one process' },
+  { layout: 'processes', preempt: false, postcopyBytesPerSec: 0, label: 'two processes' },
+  { layout: 'processes', preempt: true, postcopyBytesPerSec: 0, label: 'two processes, postcopy-preempt' },
+  { layout: 'processes', preempt: true, postcopyBytesPerSec: CAPPED_BYTES_PER_SEC, label: 'two processes, postcopy-preempt, push 32 MiB/s' },
 ];
 
 function load(): string {
@@ -65,7 +71,7 @@ export function makePostcopyGroup(full = { runs: 3 }, quick = { runs: 1 }): Benc
         for (let rep = 1; rep <= runs; rep++) {
           ctx.progress(`postcopy: page-request latency, ${variant.label}, ${GUEST_MIB} MiB, run ${rep}/${runs}`);
           try {
-            const run = await measurePostcopyLatency({ sizeMiB: GUEST_MIB, layout: variant.layout, preempt: variant.preempt });
+            const run = await measurePostcopyLatency({ sizeMiB: GUEST_MIB, layout: variant.layout, preempt: variant.preempt, postcopyBytesPerSec: variant.postcopyBytesPerSec });
             if (variant.preempt && run.preemptBytesWritten === 0) throw new Error('no byte went on the preempt channel');
             done.push(run);
           } catch (error) {
@@ -76,7 +82,8 @@ export function makePostcopyGroup(full = { runs: 3 }, quick = { runs: 1 }): Benc
         if (faultNs.length === 0) continue;
         const faultMs = faultNs.map((ns) => ns / 1e6);
         const preemptNote = variant.preempt ? `; preempt channel ${done.map((r) => r.preemptBytesReceived).join('/')} bytes received per run` : '';
-        const common = `${faultNs.length} vCPU faults over ${done.length} run(s) of a ${GUEST_MIB} MiB guest (random workload), background push uncapped`;
+        const push = variant.postcopyBytesPerSec === 0 ? 'uncapped' : `capped at ${variant.postcopyBytesPerSec / MiB} MiB/s (max-postcopy-bandwidth)`;
+        const common = `${faultNs.length} vCPU faults over ${done.length} run(s) of a ${GUEST_MIB} MiB guest (random workload), background push ${push}`;
         rows.push({ group: 'postcopy', name: `page-request latency p50, ${variant.label}`, value: percentile(faultNs, 50) / 1e6, unit: 'ms', samples: faultMs, note: `${common}${preemptNote}` });
         rows.push({
           group: 'postcopy', name: `page-request latency p99, ${variant.label}`, value: percentile(faultNs, 99) / 1e6, unit: 'ms', samples: faultMs, versus,
