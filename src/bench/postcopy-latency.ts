@@ -170,16 +170,26 @@ function forkChild(args: string[], children: ChildProcess[]): (kind: ChildMessag
   };
 }
 
+/** A two-process run whose children have not both exited by then is killed (a child hung). */
+const RUN_TIMEOUT_MS = 180_000;
+
 async function inProcesses(options: PostcopyLatencyOptions): Promise<PostcopyLatencyRun> {
   const children: ChildProcess[] = [];
   const common = [String(options.sizeMiB), options.preempt ? '1' : '0'];
+  const deadline = setTimeout(() => {
+    process.stderr.write(`postcopy latency: a child still runs after ${RUN_TIMEOUT_MS} ms; killing the run\n`);
+    for (const child of children) child.kill('SIGKILL');
+  }, RUN_TIMEOUT_MS);
   try {
     const dest = forkChild(['dest', ...common], children);
+    const destChild = children[0];
     const listening = await dest('listening');
     if (listening.kind !== 'listening') throw new Error('unreachable');
     const source = forkChild(['source', ...common, listening.uri, String(options.postcopyBytesPerSec ?? 0)], children);
     const s = await source('source-done');
     if (s.kind !== 'source-done') throw new Error('unreachable');
+    // The destination closes only once the source is done (closing at `completed` could drop SHUT).
+    if (destChild.connected) destChild.send('quit');
     if (s.report.status !== 'completed') {
       const reason = await dest('dest-done').then(() => 'completed', (error: Error) => error.message);
       throw new Error(`postcopy latency: the source ended ${s.report.status}: ${s.report.error ?? ''}; destination: ${reason}`);
@@ -189,6 +199,7 @@ async function inProcesses(options: PostcopyLatencyOptions): Promise<PostcopyLat
     await Promise.all(children.map((c) => (c.exitCode !== null ? undefined : new Promise((resolve) => c.once('exit', resolve)))));
     return { ...d.report, sourceCpuMs: s.report.cpuMs, preemptBytesWritten: s.report.preemptBytesWritten };
   } finally {
+    clearTimeout(deadline);
     for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   }
 }

@@ -137,7 +137,7 @@ export class OutgoingMigration {
     });
     this.armFinished();
     this.multifd = options.capabilities.multifd ? new MultifdConnections(options.parameters.multifdChannels, (error) => this.fail(error)) : null;
-    this.preempt = options.capabilities['postcopy-preempt'] ? new MultifdConnections(1, (error) => this.fail(error)) : null;
+    this.preempt = options.capabilities['postcopy-preempt'] ? new MultifdConnections(1, (error) => this.onPreemptError(error)) : null;
     this.apply(this.engine.start(host.nowNs()));
     this.tickTimer = setInterval(() => this.onTick(), TICK_INTERVAL_MS);
     void this.connect(this.uri, options.open);
@@ -201,6 +201,16 @@ export class OutgoingMigration {
     // Multifd never pauses (the engine refuses it with postcopy): this is the first connect.
     if (this.multifd !== null) await this.multifd.connect(uri, open);
     if (this.preempt !== null) await this.preempt.connect(uri, open);
+  }
+
+  /**
+   * The preempt connection failed. Once the engine waits for SHUT its EOS is written, so the
+   * channel has nothing left to carry: a destination that completed and closed its connections
+   * (its preempt socket's reset can arrive before SHUT on the main one) is not a failure.
+   */
+  private onPreemptError(error: Error): void {
+    if (this.engine.phase === 'awaiting-shut') return;
+    this.fail(error);
   }
 
   /** Bytes handed to the postcopy-preempt connection so far (0 without the capability). */
