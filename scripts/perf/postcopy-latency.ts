@@ -1,10 +1,18 @@
-// Postcopy page-request latency as the bench measures it (src/bench/postcopy-latency.ts), two
-// runs: `node --import tsx scripts/perf/postcopy-latency.ts [GUEST_MIB] [POSTCOPY_BYTES_PER_SEC]`.
-import { measurePostcopyLatency, percentile } from '../../src/bench/postcopy-latency.ts';
+// Postcopy page-request latency as the bench measures it (src/bench/postcopy-latency.ts):
+// `node --import tsx scripts/perf/postcopy-latency.ts [LAYOUT] [PREEMPT] [RUNS] [POSTCOPY_BYTES_PER_SEC] [GUEST_MIB]`
+// LAYOUT in-process|processes (default processes), PREEMPT 0|1 (default 1), RUNS (default 3),
+// POSTCOPY_BYTES_PER_SEC the source's max-postcopy-bandwidth (default 0, unlimited).
+import { loadavg } from 'node:os';
+import { measurePostcopyLatency, percentile, type LatencyLayout } from '../../src/bench/postcopy-latency.ts';
 
-for (let i = 0; i < 2; i++) {
-  const r = await measurePostcopyLatency(Number(process.argv[2] ?? 256), Number(process.argv[3] ?? 0));
-  const ms = (p: number): string => (percentile(r.latenciesNs, p) / 1e6).toFixed(3);
-  console.log(`faults ${r.latenciesNs.length} requests ${r.requestsSent} placed ${r.pagesPlacedAfterSwitch} p50 ${ms(50)} p90 ${ms(90)} p99 ${ms(99)} max ${ms(100)}`);
+const [layout = 'processes', preempt = '1', runs = '3', bps = '0', size = '256'] = process.argv.slice(2);
+const ms = (sorted: readonly number[], p: number): string => (percentile(sorted, p) / 1e6).toFixed(2);
+const all: number[] = [];
+for (let i = 0; i < Number(runs); i++) {
+  const r = await measurePostcopyLatency({ sizeMiB: Number(size), layout: layout as LatencyLayout, preempt: preempt === '1', postcopyBytesPerSec: Number(bps) });
+  all.push(...r.latenciesNs);
+  console.log(`run ${i}: faults ${r.latenciesNs.length} requests ${r.requestsSent} p50 ${ms(r.latenciesNs, 50)} p99 ${ms(r.latenciesNs, 99)} ms; CPU source ${r.sourceCpuMs.toFixed(0)} ms destination ${r.cpuMs.toFixed(0)} ms; preempt bytes ${r.preemptBytesWritten}; load ${loadavg()[0].toFixed(2)}`);
 }
+all.sort((a, b) => a - b);
+console.log(`all: faults ${all.length} p50 ${ms(all, 50)} p90 ${ms(all, 90)} p99 ${ms(all, 99)} max ${ms(all, 100)} ms`);
 process.exit(0);

@@ -10,7 +10,8 @@ import { makeQemuGroup } from './qemu-group.ts';
 import { makeLivemigGroup } from './livemig-group.ts';
 import { makeSimGroup } from './sim-group.ts';
 import { makeMultifdGroup } from './multifd-group.ts';
+import { makePostcopyGroup } from './postcopy-group.ts';
 
 export function benchGroups(): BenchGroup[] {
-  return [makeCodecGroup(), makeMemoryGroup(), makeLimitsGroup(), makeQemuGroup(), makeLivemigGroup(), makeMultifdGroup(), makeSimGroup()];
+  return [makeCodecGroup(), makeMemoryGroup(), makeLimitsGroup(), makeQemuGroup(), makeLivemigGroup(), makePostcopyGroup(), makeMultifdGroup(), makeSimGroup()];
 }

@@ -9,8 +9,6 @@
  *   - precopy over TLS (tls-creds-x509, the QEMU group's certificates): GB/s against QEMU TLS
  *     and against livemig's own plain precopy (the TLS cost);
  *   - a QEMU 7.2 source feeding a livemig destination (qemu-source.ts) against QEMU → QEMU;
- *   - postcopy page-request latency p50/p99 as the destination's vCPU sees it, background
- *     push running (postcopy-latency.ts), against QEMU's forced-fault latency.
  * GB/s = RAM bytes / (migrate command → destination `completed` event), as in the qemu group.
  * Each precopy row's note also gives the CPU time (user + system) each livemig process spent
  * per GiB, the figure that tuning changes when the machine is loaded.
@@ -26,7 +24,6 @@ import { makeTempDir, removeTempDir } from '../harness/ram-image.ts';
 import { measureLoopbackBytesPerSec } from '../transport/loopback.ts';
 import { GiB, MiB } from '../lib/units.ts';
 import { lastQemuBaselines, qemuBaselines, type QemuBaselines, type QemuMode } from './qemu-group.ts';
-import { measurePostcopyLatency, percentile } from './postcopy-latency.ts';
 import { qemuToLivemigOnce } from './qemu-source.ts';
 import type { BenchContext, BenchGroup } from './registry.ts';
 import { median } from './table.ts';
@@ -36,8 +33,6 @@ const LIVEMIG = fileURLToPath(new URL('../../bin/livemig.js', import.meta.url));
 
 type Mode = 'precopy' | 'zero' | 'tls';
 
-/** Guest size of the postcopy latency runs (the fault count, not the size, matters there). */
-const POSTCOPY_GUEST_MIB = 256;
 
 /** USER_HZ of /proc/PID/stat (100 on Linux everywhere this runs). */
 const CLOCK_TICKS_PER_SEC = 100;
@@ -131,7 +126,7 @@ export async function migrateOnce(dir: string, sizeBytes: number, mode: Mode, pa
 export function makeLivemigGroup(full = { sizeBytes: 2 * GiB, runs: 3 }, quick = { sizeBytes: 256 * MiB, runs: 1 }): BenchGroup {
   return {
     name: 'livemig',
-    description: 'real mode over loopback TCP: livemig → livemig (non-zero, all-zero, TLS), QEMU → livemig, postcopy request latency; against QEMU → QEMU of the same run and the loopback limit',
+    description: 'real mode over loopback TCP: livemig → livemig (non-zero, all-zero, TLS), QEMU → livemig; against QEMU → QEMU of the same run and the loopback limit',
     async run(ctx: BenchContext): Promise<BenchRow[]> {
       const { sizeBytes, runs } = ctx.quick ? quick : full;
       const note = ctx.note ?? ctx.progress;
@@ -151,8 +146,6 @@ export function makeLivemigGroup(full = { sizeBytes: 2 * GiB, runs: 3 }, quick =
         const modes: Mode[] = tlsDir === null ? ['precopy', 'zero'] : ['precopy', 'zero', 'tls'];
         const samples = new Map<Mode, PairRun[]>();
         const fromQemu: number[] = [];
-        const faultNs: number[] = [];
-        let faultRuns = 0;
         for (let rep = 1; rep <= runs; rep++) {
           for (const mode of modes) {
             ctx.progress(`livemig: ${mode}, ${size}, run ${rep}/${runs}`);
@@ -169,20 +162,13 @@ export function makeLivemigGroup(full = { sizeBytes: 2 * GiB, runs: 3 }, quick =
           } catch (error) {
             note(`QEMU → livemig run ${rep}: ${(error as Error).message}`);
           }
-          ctx.progress(`livemig: postcopy page-request latency, ${POSTCOPY_GUEST_MIB} MiB, run ${rep}/${runs}`);
-          try {
-            faultNs.push(...(await measurePostcopyLatency(POSTCOPY_GUEST_MIB)).latenciesNs);
-            faultRuns++;
-          } catch (error) {
-            note(`postcopy latency run ${rep}: ${(error as Error).message}`);
-          }
         }
         ctx.progress('livemig: loopback limit (Node socket pump, 1 MiB writes)');
         const loopback = (await measureLoopbackBytesPerSec(512 * MiB, MiB)) / 1e9;
         let qemu: QemuBaselines | null = lastQemuBaselines !== null && lastQemuBaselines.sizeBytes === sizeBytes ? lastQemuBaselines : null;
         if (qemu === null) {
           ctx.progress('livemig: QEMU baselines (the qemu group did not run first at this size)');
-          qemu = await qemuBaselines({ sizeBytes, runs, modes: ['precopy', 'zero', 'tls', 'postcopy-fault'] satisfies QemuMode[], progress: ctx.progress, clockNs: ctx.clockNs });
+          qemu = await qemuBaselines({ sizeBytes, runs, modes: ['precopy', 'zero', 'tls'] satisfies QemuMode[], progress: ctx.progress, clockNs: ctx.clockNs });
         }
         const q = (mode: QemuMode): { gb: number; ms: number } | null => {
           const b = qemu?.modes[mode];
@@ -228,18 +214,6 @@ export function makeLivemigGroup(full = { sizeBytes: 2 * GiB, runs: 3 }, quick =
             versus: qp === null ? undefined : { name: 'QEMU→QEMU', value: qp.gb },
             goal: qp === null ? undefined : { value: 1.5 * qp.gb, better: 'higher', text: '>= 1.5x QEMU dest' },
             note: `median of ${fromQemu.length}; livemig-qemu destination, timed as the qemu group times QEMU → QEMU`,
-          });
-        }
-        if (faultNs.length > 0) {
-          faultNs.sort((a, b) => a - b);
-          const faultMs = faultNs.map((ns) => ns / 1e6);
-          const qf = qemu.modes['postcopy-fault'];
-          const faultNote = `${faultNs.length} vCPU faults over ${faultRuns} run(s) of a ${POSTCOPY_GUEST_MIB} MiB guest (random workload), background push uncapped; both VMs in the bench process`;
-          rows.push({ group: 'livemig', name: 'postcopy page-request latency p50, loopback', value: percentile(faultNs, 50) / 1e6, unit: 'ms', samples: faultMs, note: faultNote });
-          rows.push({
-            group: 'livemig', name: 'postcopy page-request latency p99, loopback', value: percentile(faultNs, 99) / 1e6, unit: 'ms', samples: faultMs,
-            versus: qf?.kind === 'postcopy-fault' ? { name: 'QEMU forced fault', value: qf.medianFaultMs } : undefined,
-            goal: { value: 1, better: 'lower', text: '< 1 ms' },
           });
         }
         const tls = gbs('tls');

@@ -1,25 +1,62 @@
 /**
- * Postcopy page-request latency in real mode: two livemig VMs in this process (LivemigVm, as
- * host/migrate-postcopy.test.ts), connected over loopback TCP. The source's precopy is held
- * to 4 MiB/s, so when `migrate-start-postcopy` switches 300 ms in nearly every page is still
- * on the source; the destination's vCPU then touches random pages of its RAM (workload
- * `random`), faults on missing ones, blocks, and is woken when the requested page is placed.
- * The background push runs meanwhile, uncapped by default (max-postcopy-bandwidth 0). The latency of a
- * fault is what the vCPU measured: from its fault to its wake-up (vcpus.faultLatencies).
+ * Postcopy page-request latency in real mode: two livemig VMs connected over loopback TCP. The
+ * source's precopy is held to 4 MiB/s, so when `migrate-start-postcopy` switches 300 ms in
+ * nearly every page is still on the source; the destination's vCPU then touches random pages
+ * of its RAM (workload `random`), faults on missing ones, blocks, and is woken when the
+ * requested page is placed. The background push runs meanwhile, uncapped by default
+ * (max-postcopy-bandwidth 0). The latency of a fault is what the vCPU measured: from its fault
+ * to its wake-up (vcpus.faultLatencies).
  *
- * Both VMs share this process's event loop, so a request waits behind the source's own work
- * too; two processes would see less. The figure is an upper bound for the engine's path.
+ * Two layouts:
+ * - `in-process`: both VMs in this process, sharing one event loop, so a request also waits
+ *   behind the source's own work (the first rounds' figure);
+ * - `processes`: each VM in its own process (postcopy-latency-child.ts), as in production;
+ *   the children report their CPU time, and with LIVEMIG_BENCH_CPU_PROF=DIR each writes a
+ *   `--cpu-prof` profile there.
+ * Either with or without postcopy-preempt (requested pages on a second connection).
  */
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { tokenizeQemuArgs, LIVEMIG_VM_OPTIONS } from '../host/qemu-args.ts';
 import { interpretVmArgs } from '../host/vm-args.ts';
 import { LivemigVm } from '../host/vm.ts';
+import type { MigrationCapability } from '../core/capabilities.ts';
 
-export interface PostcopyLatencyRun {
+export type LatencyLayout = 'in-process' | 'processes';
+
+export interface PostcopyLatencyOptions {
+  readonly sizeMiB: number;
+  readonly layout: LatencyLayout;
+  readonly preempt: boolean;
+  /** The source's max-postcopy-bandwidth; 0 (QEMU's default) is unlimited. */
+  readonly postcopyBytesPerSec?: number;
+}
+
+/** What the destination reports at the end. */
+export interface DestLatencyReport {
   /** Every fault's latency, ns, sorted. */
   readonly latenciesNs: readonly number[];
   readonly requestsSent: number;
   readonly pagesPlacedAfterSwitch: number;
+  readonly preemptBytesReceived: number;
+  /** CPU time of the destination's process (user + system, every thread), ms; NaN in-process. */
+  readonly cpuMs: number;
 }
+
+/** What the source reports at the end. */
+export interface SourceLatencyReport {
+  readonly status: string;
+  readonly error: string | null;
+  readonly preemptBytesWritten: number;
+  readonly cpuMs: number;
+}
+
+export interface PostcopyLatencyRun extends DestLatencyReport {
+  readonly sourceCpuMs: number;
+  readonly preemptBytesWritten: number;
+}
+
+const CHILD = fileURLToPath(new URL('./postcopy-latency-child.ts', import.meta.url));
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -33,35 +70,137 @@ async function until(condition: () => boolean, timeoutMs: number, what: string):
   }
 }
 
-/**
- * One postcopy migration of a `sizeMiB` guest; see the file comment. `postcopyBytesPerSec`:
- * the source's max-postcopy-bandwidth (0, QEMU's default, is unlimited).
- */
-export async function measurePostcopyLatency(sizeMiB: number, postcopyBytesPerSec = 0): Promise<PostcopyLatencyRun> {
-  const guest = ['-m', `${sizeMiB}M`, '--vcpus', '1', '--workload', `random:${sizeMiB}M:${sizeMiB / 2}M`, '--seed', '3'];
-  const start = (args: string[]): Promise<LivemigVm> => LivemigVm.start(interpretVmArgs(tokenizeQemuArgs(args, LIVEMIG_VM_OPTIONS)), { report: () => undefined });
-  const source = await start(guest);
-  const dest = await start([...guest, '-incoming', 'defer']);
+/** Starts one side's VM: a 1-vCPU guest touching random pages, with the capabilities set. */
+export async function startLatencyVm(sizeMiB: number, preempt: boolean, incoming: boolean): Promise<LivemigVm> {
+  const args = ['-m', `${sizeMiB}M`, '--vcpus', '1', '--workload', `random:${sizeMiB}M:${sizeMiB / 2}M`, '--seed', '3', ...(incoming ? ['-incoming', 'defer'] : [])];
+  const vm = await LivemigVm.start(interpretVmArgs(tokenizeQemuArgs(args, LIVEMIG_VM_OPTIONS)), { report: () => undefined });
+  const names: MigrationCapability[] = preempt ? ['postcopy-ram', 'postcopy-preempt'] : ['postcopy-ram'];
+  vm.migrateSetCapabilities({ capabilities: names.map((capability) => ({ capability, state: true })) });
+  return vm;
+}
+
+/** The destination listens on loopback; resolves with its URI. */
+export async function listenDest(dest: LivemigVm): Promise<string> {
+  await dest.migrateIncoming({ uri: 'tcp:127.0.0.1:0' });
+  return dest.incoming!.uri;
+}
+
+/** Waits for the destination to complete and reads its figures. */
+export async function destReport(dest: LivemigVm, cpuMs: number): Promise<DestLatencyReport> {
+  const incoming = dest.incoming!;
+  await until(() => incoming.status === 'completed' || incoming.status === 'failed' || incoming.status === 'postcopy-paused', 120_000, 'the destination to complete');
+  if (incoming.status !== 'completed') throw new Error(`the destination ended ${incoming.status}: ${incoming.engine.lastError?.message ?? incoming.error?.message ?? 'no error'}`);
+  const stats = dest.incoming!.engine.stats();
+  return {
+    latenciesNs: dest.vcpus!.faultLatencies().sort((a, b) => a - b),
+    requestsSent: stats.requestsSent,
+    pagesPlacedAfterSwitch: stats.postcopyPagesPlaced,
+    preemptBytesReceived: dest.incoming!.preemptBytesReceived,
+    cpuMs,
+  };
+}
+
+/** The source's side: migrate to `uri`, switch to postcopy 300 ms in, wait for the end. */
+export async function runSource(source: LivemigVm, uri: string, postcopyBytesPerSec: number): Promise<Omit<SourceLatencyReport, 'cpuMs'>> {
+  source.migrateSetParameters({ maxBandwidthBytesPerSec: 4n << 20n, maxPostcopyBandwidthBytesPerSec: BigInt(postcopyBytesPerSec) });
+  await sleep(500);
+  source.migrate({ uri });
+  await until(() => source.outgoing?.status === 'active', 10_000, 'the source to be active');
+  await sleep(300);
+  source.migrateStartPostcopy();
+  const status = await source.outgoing!.whenFinished();
+  return { status, error: source.outgoing!.error?.message ?? null, preemptBytesWritten: source.outgoing!.preemptBytesWritten };
+}
+
+/** One postcopy migration; see the file comment. */
+export async function measurePostcopyLatency(options: PostcopyLatencyOptions): Promise<PostcopyLatencyRun> {
+  return options.layout === 'in-process' ? inProcess(options) : inProcesses(options);
+}
+
+async function inProcess(options: PostcopyLatencyOptions): Promise<PostcopyLatencyRun> {
+  const source = await startLatencyVm(options.sizeMiB, options.preempt, false);
+  const dest = await startLatencyVm(options.sizeMiB, options.preempt, true);
   try {
-    for (const vm of [source, dest]) vm.migrateSetCapabilities({ capabilities: [{ capability: 'postcopy-ram', state: true }] });
-    await dest.migrateIncoming({ uri: 'tcp:127.0.0.1:0' });
-    source.migrateSetParameters({ maxBandwidthBytesPerSec: 4n << 20n, maxPostcopyBandwidthBytesPerSec: BigInt(postcopyBytesPerSec) });
-    await sleep(500);
-    source.migrate({ uri: dest.incoming!.uri });
-    await until(() => source.outgoing?.status === 'active', 10_000, 'the source to be active');
-    await sleep(300);
-    source.migrateStartPostcopy();
-    const status = await source.outgoing!.whenFinished();
-    if (status !== 'completed') throw new Error(`postcopy latency: the source ended ${status}: ${source.outgoing!.error?.message ?? ''}`);
-    await until(() => dest.incoming!.status === 'completed', 60_000, 'the destination to complete');
-    const stats = dest.incoming!.engine.stats();
-    return {
-      latenciesNs: dest.vcpus!.faultLatencies().sort((a, b) => a - b),
-      requestsSent: stats.requestsSent,
-      pagesPlacedAfterSwitch: stats.postcopyPagesPlaced,
-    };
+    const uri = await listenDest(dest);
+    const s = await runSource(source, uri, options.postcopyBytesPerSec ?? 0);
+    if (s.status !== 'completed') throw new Error(`postcopy latency: the source ended ${s.status}: ${s.error ?? ''}`);
+    const d = await destReport(dest, Number.NaN);
+    return { ...d, sourceCpuMs: Number.NaN, preemptBytesWritten: s.preemptBytesWritten };
   } finally {
     await Promise.all([source.close(), dest.close()]);
+  }
+}
+
+/** Messages of postcopy-latency-child.ts. */
+export type ChildMessage =
+  | { readonly kind: 'listening'; readonly uri: string }
+  | { readonly kind: 'dest-done'; readonly report: DestLatencyReport }
+  | { readonly kind: 'source-done'; readonly report: SourceLatencyReport }
+  | { readonly kind: 'error'; readonly message: string };
+
+function profileArgs(): string[] {
+  const dir = process.env.LIVEMIG_BENCH_CPU_PROF;
+  return dir === undefined || dir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${dir}`];
+}
+
+/** Forks a child and resolves with its first message of kind `kind` (or rejects on error/exit). */
+function forkChild(args: string[], children: ChildProcess[]): (kind: ChildMessage['kind']) => Promise<ChildMessage> {
+  const child = fork(CHILD, args, { execArgv: ['--import', 'tsx', ...profileArgs()], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  children.push(child);
+  const messages: ChildMessage[] = [];
+  const waiters: Array<() => void> = [];
+  let exited: string | null = null;
+  child.on('message', (m) => {
+    messages.push(m as ChildMessage);
+    for (const w of waiters.splice(0)) w();
+  });
+  child.on('exit', (code, signal) => {
+    exited = `exited ${code ?? signal}`;
+    for (const w of waiters.splice(0)) w();
+  });
+  return async (kind) => {
+    for (;;) {
+      const error = messages.find((m) => m.kind === 'error');
+      if (error?.kind === 'error') throw new Error(`postcopy latency child ${args[0]}: ${error.message}`);
+      const found = messages.find((m) => m.kind === kind);
+      if (found !== undefined) return found;
+      if (exited !== null) throw new Error(`postcopy latency child ${args[0]} ${exited} before '${kind}'`);
+      await new Promise<void>((resolve) => waiters.push(resolve));
+    }
+  };
+}
+
+/** A two-process run whose children have not both exited by then is killed (a child hung). */
+const RUN_TIMEOUT_MS = 180_000;
+
+async function inProcesses(options: PostcopyLatencyOptions): Promise<PostcopyLatencyRun> {
+  const children: ChildProcess[] = [];
+  const common = [String(options.sizeMiB), options.preempt ? '1' : '0'];
+  const deadline = setTimeout(() => {
+    process.stderr.write(`postcopy latency: a child still runs after ${RUN_TIMEOUT_MS} ms; killing the run\n`);
+    for (const child of children) child.kill('SIGKILL');
+  }, RUN_TIMEOUT_MS);
+  try {
+    const dest = forkChild(['dest', ...common], children);
+    const destChild = children[0];
+    const listening = await dest('listening');
+    if (listening.kind !== 'listening') throw new Error('unreachable');
+    const source = forkChild(['source', ...common, listening.uri, String(options.postcopyBytesPerSec ?? 0)], children);
+    const s = await source('source-done');
+    if (s.kind !== 'source-done') throw new Error('unreachable');
+    // The destination closes only once the source is done (closing at `completed` could drop SHUT).
+    if (destChild.connected) destChild.send('quit');
+    if (s.report.status !== 'completed') {
+      const reason = await dest('dest-done').then(() => 'completed', (error: Error) => error.message);
+      throw new Error(`postcopy latency: the source ended ${s.report.status}: ${s.report.error ?? ''}; destination: ${reason}`);
+    }
+    const d = await dest('dest-done');
+    if (d.kind !== 'dest-done') throw new Error('unreachable');
+    await Promise.all(children.map((c) => (c.exitCode !== null ? undefined : new Promise((resolve) => c.once('exit', resolve)))));
+    return { ...d.report, sourceCpuMs: s.report.cpuMs, preemptBytesWritten: s.report.preemptBytesWritten };
+  } finally {
+    clearTimeout(deadline);
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   }
 }
 

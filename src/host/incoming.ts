@@ -12,6 +12,11 @@
  * connections are its channels (multifd-channels.ts); their bytes go to the engine as they
  * arrive, and a channel that breaks before the end drops the main one, failing the load.
  *
+ * Postcopy-preempt (capability postcopy-preempt when the source connects): the next
+ * connection after the main one is the preempt channel (QEMU 7.2 goes by order; multifd and
+ * postcopy exclude each other). Its bytes go to the engine at once, without coalescing: they
+ * are requested pages a vCPU waits for. Recovery of a preempt migration is refused (vm.ts).
+ *
  * On a load failure the channel is dropped (QEMU exits without SHUT; the VM decides whether
  * the process exits). A channel that closes before EOF fails the load through the engine.
  *
@@ -76,6 +81,8 @@ export class IncomingMigration {
   private closing = false;
   /** Multifd channel connections, once accepted. */
   private multifdChannels: Channel[] = [];
+  /** The postcopy-preempt connection, once accepted. */
+  private preemptChannel: Channel | null = null;
 
   private constructor(host: IncomingHost, endpoint: IncomingEndpoint) {
     this.host = host;
@@ -143,7 +150,9 @@ export class IncomingMigration {
     this.engine = this.newEngine();
     this.attach(channel);
     // Not awaited: a listener's close resolves only once its accepted connections are gone.
-    if (this.host.capabilities().multifd) void this.acceptChannels();
+    const caps = this.host.capabilities();
+    if (caps.multifd) void this.acceptChannels();
+    else if (caps['postcopy-preempt']) void this.acceptPreempt();
     else void this.endpoint.close();
   }
 
@@ -161,6 +170,35 @@ export class IncomingMigration {
       isOver: () => this.closing || isFinalStatus(this.engine.status),
     }, ACCEPT_TIMEOUT_MS);
     await this.endpoint.close();
+  }
+
+  /** Postcopy-preempt: the next connection, then no more listening. */
+  private async acceptPreempt(): Promise<void> {
+    let channel: Channel;
+    try {
+      channel = await this.endpoint.accept(ACCEPT_TIMEOUT_MS);
+    } catch (error) {
+      if (this.closing || isFinalStatus(this.engine.status)) return;
+      if (this.error === null) this.error = error as Error;
+      this.channel?.destroy(error as Error);
+      return;
+    } finally {
+      void this.endpoint.close();
+    }
+    this.preemptChannel = channel;
+    channel.onData((chunk) => {
+      if (!this.closing) this.apply(this.engine.onBytes('preempt', chunk, this.host.nowNs()));
+    });
+    channel.onClose((error) => {
+      if (this.closing || isFinalStatus(this.engine.status)) return;
+      if (error !== null && this.error === null) this.error = error;
+      this.apply(this.engine.onChannelClosed('preempt', this.host.nowNs()));
+    });
+  }
+
+  /** Bytes received on the postcopy-preempt channel (0 without it). */
+  get preemptBytesReceived(): number {
+    return this.engine.preemptBytesReceived;
   }
 
   /** Makes `channel` the current one; a dropped channel's late data and close are ignored. */
@@ -263,6 +301,7 @@ export class IncomingMigration {
     // Connections first: a listener's close resolves only once its accepted connections are gone.
     this.channel?.destroy();
     for (const channel of this.multifdChannels) channel.destroy();
+    this.preemptChannel?.destroy();
     await this.endpoint.close();
   }
 
@@ -276,6 +315,7 @@ export class IncomingMigration {
     }
     channel?.destroy();
     for (const multifd of this.multifdChannels) multifd.destroy();
+    this.preemptChannel?.destroy();
   }
 
   /** Carries out the effects of an engine command the VM ran (migrate-pause). */

@@ -7,6 +7,9 @@
  * in channel id order. Bytes for a channel not connected yet wait in its queue. A packet is
  * written as the engine made it (one write per packet, no batching needed at 512 KiB).
  *
+ * The same class carries postcopy-preempt's single extra connection (outgoing.ts), opened after
+ * the main one as QEMU 7.2 does when the migration starts.
+ *
  * Destination (`acceptMultifd`): after the main connection, the next multifd-channels
  * connections are the channels, indexed in arrival order (each names its id in its init
  * packet, which the engine checks).
@@ -75,6 +78,13 @@ export class MultifdConnections {
       const channel = this.channels[id];
       total += channel === null ? this.pending[id].reduce((n, d) => n + d.length, 0) : channel.queuedBytes;
     }
+    return total;
+  }
+
+  /** Bytes handed to the connected channels (queued ones included), over every channel. */
+  get bytesWritten(): number {
+    let total = 0;
+    for (const channel of this.channels) total += channel?.bytesWritten ?? 0;
     return total;
   }
 

@@ -26,6 +26,13 @@
  * (multifd-channels.ts); packets go to their channel as the engine emits them, and a channel
  * over its high-water mark stops the pump like the main one.
  *
+ * Postcopy-preempt (capability postcopy-preempt, facts §3.10): a second connection is opened
+ * right after the main one, when the migration starts (QEMU 7.2); the engine sends requested
+ * pages on it after the switch (bare RAM records), so they never queue behind the background
+ * pages of the main channel. Its bytes wait in its queue until it is connected. It ends with
+ * the migration (EOS, then end) and is dropped on failure. Recovery of a preempt migration is
+ * refused by the VM (vm.ts).
+ *
  * Failures: a connect or TLS error, a write error or the peer going away become
  * `engine.channelError`, whose effects give a stopped guest back (failed precopy) or leave it
  * stopped (postcopy-paused). The first transport error is kept typed in `error`.
@@ -102,6 +109,8 @@ export class OutgoingMigration {
   private readonly pool = new ChunkPool(() => (this.channel === null ? 0 : this.channel.bytesWritten - this.channel.queuedBytes));
   /** The multifd channels (capability multifd), else null. */
   private readonly multifd: MultifdConnections | null;
+  /** The postcopy-preempt connection (capability postcopy-preempt), else null. */
+  private readonly preempt: MultifdConnections | null;
   private tickTimer: NodeJS.Timeout | null = null;
   private pumpTimer: NodeJS.Timeout | null = null;
   private pumpQueued = false;
@@ -128,6 +137,7 @@ export class OutgoingMigration {
     });
     this.armFinished();
     this.multifd = options.capabilities.multifd ? new MultifdConnections(options.parameters.multifdChannels, (error) => this.fail(error)) : null;
+    this.preempt = options.capabilities['postcopy-preempt'] ? new MultifdConnections(1, (error) => this.onPreemptError(error)) : null;
     this.apply(this.engine.start(host.nowNs()));
     this.tickTimer = setInterval(() => this.onTick(), TICK_INTERVAL_MS);
     void this.connect(this.uri, options.open);
@@ -190,6 +200,22 @@ export class OutgoingMigration {
     this.schedulePump();
     // Multifd never pauses (the engine refuses it with postcopy): this is the first connect.
     if (this.multifd !== null) await this.multifd.connect(uri, open);
+    if (this.preempt !== null) await this.preempt.connect(uri, open);
+  }
+
+  /**
+   * The preempt connection failed. Once the engine waits for SHUT its EOS is written, so the
+   * channel has nothing left to carry: a destination that completed and closed its connections
+   * (its preempt socket's reset can arrive before SHUT on the main one) is not a failure.
+   */
+  private onPreemptError(error: Error): void {
+    if (this.engine.phase === 'awaiting-shut') return;
+    this.fail(error);
+  }
+
+  /** Bytes handed to the postcopy-preempt connection so far (0 without the capability). */
+  get preemptBytesWritten(): number {
+    return this.preempt?.bytesWritten ?? 0;
   }
 
   /**
@@ -306,7 +332,7 @@ export class OutgoingMigration {
 
   /** `written` once no queue holds stream bytes any more; until then, a look every ms. */
   private reportWritten(main: Channel): void {
-    if (main.queuedBytes + (this.multifd?.queuedBytes ?? 0) > 0) return this.pumpLater(1);
+    if (main.queuedBytes + (this.multifd?.queuedBytes ?? 0) + (this.preempt?.queuedBytes ?? 0) > 0) return this.pumpLater(1);
     this.apply(this.engine.written(this.host.nowNs()));
   }
 
@@ -340,8 +366,12 @@ export class OutgoingMigration {
   private applyEffect(effect: Effect): void {
     switch (effect.kind) {
       case 'send':
+        if (effect.channel === 'preempt') {
+          assert(this.preempt !== null, 'the source sent on the preempt channel without the capability');
+          return this.preempt.write(0, effect.data);
+        }
         if (effect.channel !== 'main') {
-          assert(this.multifd !== null && effect.channel.startsWith('multifd'), `the real source sends on ${effect.channel} only with preempt, which is off`);
+          assert(this.multifd !== null && effect.channel.startsWith('multifd'), `the real source sends on ${effect.channel} without multifd`);
           return this.multifd.write(Number(effect.channel.slice('multifd'.length)), effect.data);
         }
         if (this.writer === null) this.pendingSends.push(effect.data);
@@ -387,9 +417,11 @@ export class OutgoingMigration {
     if (status === 'completed' && writer !== null && !writer.channel.closed) {
       writer.end();
       this.multifd?.end();
+      this.preempt?.end();
     } else {
       this.channel?.destroy();
       this.multifd?.destroy();
+      this.preempt?.destroy();
     }
     if (status === 'postcopy-paused') {
       this.channel = null;

@@ -12,8 +12,9 @@
  * waiting on the destination; `migrate-recover URI` on the destination listens again and
  * `migrate` with `resume: true` on the source connects to it (outgoing.ts, incoming.ts).
  * Not supported (refused with QEMU's text): pre-switchover (migrate-continue). Capabilities the source engine lacks (xbzrle, compress, ...) are
- * refused by `migrate` with the engine's text; postcopy-preempt needs a second channel the
- * real shell does not open yet. Multifd opens multifd-channels extra connections (tcp: and
+ * refused by `migrate` with the engine's text. Postcopy-preempt opens a second connection
+ * (tcp: and unix: only, QEMU's text otherwise); resuming a paused preempt migration is refused.
+ * Multifd opens multifd-channels extra connections (tcp: and
  * unix: only, multifd-channels.ts).
  *
  * @example
@@ -34,6 +35,9 @@ import { loadTlsCreds, type TlsEndpoint } from '../transport/tls.ts';
 import { parseMigrationUri } from '../transport/uri.ts';
 import { multifdUriRefusal } from './multifd-channels.ts';
 import { VmCore, type VmHooks } from './vm-core.ts';
+
+/** QEMU 7.2's refusal of postcopy-preempt on a transport with a single channel. */
+const PREEMPT_NEEDS_CHANNELS_TEXT = 'Postcopy preempt is not supported as current migration stream does not support multi-channels.';
 import type { VmCommandLine } from './vm-args.ts';
 import { VmCommandError, invalidParameter, vmError, type BalloonInfo, type MigrateArgs, type PmemsaveArgs, type StatusInfo, type VersionInfo } from './vm-types.ts';
 
@@ -106,7 +110,7 @@ export class LivemigVm extends VmCore {
     if (this.runState === 'postmigrate') throw vmError("Can't migrate the vm that was paused due to previous migration");
     if (args.blk === true || args.inc === true) throw vmError('livemig does not migrate block devices');
     checkUri(args.uri);
-    if (this.capabilities['postcopy-preempt']) throw vmError("livemig's real shell does not open the postcopy-preempt channel yet");
+    if (this.capabilities['postcopy-preempt'] && multifdUriRefusal(args.uri) !== null) throw vmError(PREEMPT_NEEDS_CHANNELS_TEXT);
     const multifdRefusal = this.capabilities.multifd ? multifdUriRefusal(args.uri) : null;
     if (multifdRefusal !== null) throw vmError(multifdRefusal);
     const open = this.tlsOptions('client');
@@ -200,6 +204,7 @@ export class LivemigVm extends VmCore {
   private resumeOutgoing(args: MigrateArgs): void {
     const outgoing = this.outgoing;
     if (outgoing === null || outgoing.status !== 'postcopy-paused') throw vmError('Cannot resume if there is no paused migration');
+    if (this.capabilities['postcopy-preempt']) throw vmError("livemig's real shell does not resume a postcopy-preempt migration yet");
     checkUri(args.uri);
     const refusal = outgoing.resume(args.uri, this.tlsOptions('client'));
     if (refusal !== null) throw vmError(refusal);
