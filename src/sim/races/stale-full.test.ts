@@ -85,16 +85,26 @@ test(`stale-page races in the full simulator: ${SEEDS} explorer seeds per race a
     assert.ok(livemig.hintsApplied > SEEDS, `${race}: livemig applies hints (${livemig.hintsApplied})`);
   }
   // shrinker-reuse needs two rounds around one block (docs/hinting-stale-pages.md): these
-  // worlds run one round, so it is not asserted here.
-  for (const race of ['late-hint', 'wide-clear', 'done-during-alloc', 'tcg-dirty'] as const) {
+  // worlds run one round, so it is not asserted here. tcg-dirty is rare (about 1% of seeds in
+  // the 10,000-seed soak): its reproduction is pinned on known seeds in the next test.
+  for (const race of ['late-hint', 'wide-clear', 'done-during-alloc'] as const) {
     assert.ok(tally.cells[`${race}/qemu-7.2`]!.seedsWithStale > 0, `${race}: qemu-7.2 mode reproduces stale pages`);
   }
   for (const race of ['late-hint', 'done-during-alloc'] as const) {
     const c = tally.cells[`${race}/qemu-7.2`]!;
     assert.equal(c.stale, c.staleInHinted, `${race}: stale pages only where a hint cleared them`);
   }
-  for (const race of ['wide-clear', 'tcg-dirty'] as const) {
-    const c = tally.cells[`${race}/qemu-7.2`]!;
-    assert.ok(c.stale - c.staleInHinted > 0, `${race}: pages no hint cleared`);
+  const wide = tally.cells['wide-clear/qemu-7.2']!;
+  assert.ok(wide.stale - wide.staleInHinted > 0, 'wide-clear: pages no hint cleared');
+});
+
+test('tcg-dirty: explorer seeds 100 and 206 lose pages no hint cleared as QEMU 7.2 behaves, none under livemig', () => {
+  for (const seed of [100, 206]) {
+    const qemu = runStaleRace(seed, 'tcg-dirty', 'qemu-7.2');
+    assert.ok(qemu.memoryEqualityFailed && qemu.stale > 0, `seed ${seed}: ${JSON.stringify(qemu)}`);
+    assert.ok(qemu.stale - qemu.staleInHinted > 0, `seed ${seed}: pages no hint cleared`);
+    const livemig = runStaleRace(seed, 'tcg-dirty', 'livemig');
+    assert.equal(livemig.stale, 0);
+    assert.equal(livemig.memoryEqualityFailed, false);
   }
 });
