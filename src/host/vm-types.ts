@@ -1,18 +1,20 @@
 /**
  * The shapes a real-mode VM answers in: QEMU 7.2's RunState names, the QAPI replies of its
  * control commands, the events it emits, and its typed command error. They are QEMU's
- * (qapi/run-state.json, qapi/misc.json, qapi/migration.json) and match qmp/controller.ts
- * member for member; they are declared here because the host layer sits below qmp (qmp may
- * import host, not the other way round). The QMP adapter (cli/vm-command.ts) is where the
+ * (qapi/run-state.json, qapi/misc.json, qapi/migration.json); qmp/controller.ts re-exports
+ * them (the host layer sits below qmp: qmp may import host, not the other way round). The QMP adapter (cli/vm-command.ts) is where the
  * compiler checks that a LivemigVm is a VmController, and where VmCommandError becomes
  * QmpCommandError.
  */
 import type { MigrationStatus } from '../core/status.ts';
 
-/** QEMU 7.2's RunState values. */
-export type RunState =
-  | 'debug' | 'inmigrate' | 'internal-error' | 'io-error' | 'paused' | 'postmigrate' | 'prelaunch' | 'finish-migrate'
-  | 'restore-vm' | 'running' | 'save-vm' | 'shutdown' | 'suspended' | 'watchdog' | 'guest-panicked' | 'colo';
+/** QEMU 7.2's RunState values (qapi/run-state.json), in enum order. */
+export const RUN_STATES = [
+  'debug', 'inmigrate', 'internal-error', 'io-error', 'paused', 'postmigrate', 'prelaunch', 'finish-migrate',
+  'restore-vm', 'running', 'save-vm', 'shutdown', 'suspended', 'watchdog', 'guest-panicked', 'colo',
+] as const;
+
+export type RunState = (typeof RUN_STATES)[number];
 
 /** `query-status`. */
 export interface StatusInfo {

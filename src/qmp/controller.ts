@@ -21,66 +21,15 @@ import type { MigrationCapabilityStatus } from '../core/capabilities.ts';
 import type { MigrateSetParameters, MigrationParametersQmp } from '../core/params.ts';
 import type { MigrationStatus } from '../core/status.ts';
 import type { MigrationInfoQmp } from '../core/stats.ts';
+import type { BalloonInfo, MigrateArgs, PmemsaveArgs, RunState, StatusInfo, VersionInfo } from '../host/vm-types.ts';
 
 /** A value or a promise of it: controllers may answer synchronously (sim, tests) or not. */
 export type MaybePromise<T> = T | Promise<T>;
 
-/** QEMU 7.2's RunState values (qapi/run-state.json), in enum order. */
-export const RUN_STATES = [
-  'debug',
-  'inmigrate',
-  'internal-error',
-  'io-error',
-  'paused',
-  'postmigrate',
-  'prelaunch',
-  'finish-migrate',
-  'restore-vm',
-  'running',
-  'save-vm',
-  'shutdown',
-  'suspended',
-  'watchdog',
-  'guest-panicked',
-  'colo',
-] as const;
-
-export type RunState = (typeof RUN_STATES)[number];
-
-/** The `query-status` reply (StatusInfo). */
-export interface StatusInfo {
-  readonly status: RunState;
-  readonly singlestep: boolean;
-  readonly running: boolean;
-}
-
-/** The `query-version` reply and the greeting's `version` (VersionInfo). */
-export interface VersionInfo {
-  readonly qemu: { readonly major: number; readonly minor: number; readonly micro: number };
-  readonly package: string;
-}
-
-/** The `query-balloon` reply (BalloonInfo): guest RAM the balloon leaves to the guest, bytes. */
-export interface BalloonInfo {
-  readonly actual: number;
-}
-
-/** Arguments of `migrate` (7.2). `detach` is accepted and ignored, as QEMU does. */
-export interface MigrateArgs {
-  readonly uri: string;
-  readonly blk?: boolean;
-  readonly inc?: boolean;
-  readonly detach?: boolean;
-  readonly resume?: boolean;
-}
-
-/** Arguments of `pmemsave`: `size` bytes of guest-physical memory from `val` into `filename`. */
-export interface PmemsaveArgs {
-  readonly val: number;
-  readonly size: number;
-  readonly filename: string;
-}
-
+// The QAPI shapes a VM answers in (RunState, StatusInfo, VersionInfo, BalloonInfo, MigrateArgs,
+// PmemsaveArgs) are declared once, in the host layer below this one.
+export { RUN_STATES } from '../host/vm-types.ts';
+export type { BalloonInfo, MigrateArgs, PmemsaveArgs, RunState, StatusInfo, VersionInfo } from '../host/vm-types.ts';
 /** The moment an event happened, as QMP prints it. */
 export interface QmpTimestamp {
   readonly seconds: number;
