@@ -144,7 +144,7 @@ export async function runStart(options: StartOptions, cliIo: CliIo): Promise<num
       io.out(`\nstatus ${info.status}: total-time ${info['total-time']} ms, downtime ${info.downtime} ms, setup-time ${info['setup-time']} ms\n`);
       if (ram !== undefined) {
         io.out(`  transferred ${formatBytes(ram.transferred)} of ${formatBytes(ram.total)} RAM, normal ${ram.normal} pages, duplicate (zero) ${ram.duplicate} pages, ` +
-          `dirty-sync-count ${ram['dirty-sync-count']}, mbps ${ram.mbps}\n`);
+          `dirty-sync-count ${ram['dirty-sync-count']}, throughput ${ram.mbps.toFixed(2)} mbps\n`);
       }
       io.out(`  balloon: ${counters.hintedPages} pages hinted free and skipped\n`);
       io.out('  verdicts:\n');
