@@ -134,6 +134,23 @@ export const LAB_STRUCT_PAGE_BYTES = 64;
  */
 export const LAB_BOOT_DATA_SPAN = 0.5;
 
+/**
+ * Boot data that lies low all the same, bytes: two 4 MiB blocks besides the sub-block rest
+ * (`kernel-data-low`; the other blocks are spread, LAB_BOOT_DATA_SPAN). Linux's buddy
+ * allocator hands out memory at boot from the head of its free lists, and memblock_free_all
+ * put the blocks there in ascending order (__free_pages_core, FPI_TO_TAIL): what the kernel
+ * allocated after boot (slab, page tables, the initramfs's page cache, modules; MemTotal −
+ * MemFree = about 36 MiB in the 1024 MiB guest) starts at the bottom of the free memory.
+ * The amount comes from the hinted-ahead figure of the idle 128 MiB/s hinting runs (samples at
+ * 0.26 and 0.51 s, both the same: hints applied ahead of the scan only at the very start):
+ * 41.9, 58.7, 54.5 MB (1024 MiB) and 46.1, 54.5, 58.7 MB (2048 MiB), 13.3k pages median.
+ * The driver makes them while the first rate-limit window (13.4 MB at 128 MiB/s) waits out its
+ * 100 ms after the scan stopped below the driver's first blocks. The simulator's head start
+ * (hint-recovery's "pages skipped"): 3,072 / 4,096 pages with all blocks spread, 12,288 /
+ * 9,216 with two blocks low, 20,480 / 16,384 with three, 30,720 / 18,432 with four.
+ */
+export const LAB_BOOT_DATA_LOW_BYTES = 8 * 1024 * 1024;
+
 /** The alloc workload's staging files (init.sh: s1 is 1 MiB, s16 is 16 MiB), also freed. */
 export const LAB_ALLOC_STAGING_MIB = 17;
 

@@ -43,3 +43,22 @@ test('spread boot data that does not fit in the span is a clear error', () => {
   const yaml = 'guest: { memory: 64M, backing: compact, reserved: 8M, kernel-data: 48M, kernel-data-layout: spread, kernel-data-span: 0.5 }\n';
   assert.throws(() => buildMachine(loadScenario(yaml), 1, () => {}), /guest.kernel-data: 12 blocks of 4 MiB do not fit in the 6 free blocks/);
 });
+
+test('kernel-data-low keeps that much boot data low; only the rest is spread, and free memory is the same', () => {
+  const low = machineOf('kernel-data-layout: low');
+  // 4 MiB of the 8 MiB + 8 KiB stay low: reserved 12 MiB (low data 4 MiB + 8 KiB, then the rings).
+  const yaml = `guest: { memory: 256M, backing: compact, reserved: ${12 * 1024 * 1024}, kernel-data: ${8 * 1024 * 1024 + 8192}, kernel-data-layout: spread, kernel-data-span: 0.5, kernel-data-low: 4M }\n`;
+  const m = buildMachine(loadScenario(yaml), 1, () => {});
+  const data = dataPages(m).filter((p) => p < m.kernelPages.start || p >= m.kernelPages.end);
+  const lowData = data.filter((p) => p < m.kernelPages.start);
+  assert.deepEqual([lowData.length, lowData[0], lowData.at(-1)], [BLOCK_PAGES + 2, 0, BLOCK_PAGES + 1]);
+  // One block spread over blocks [3, 32): at 3 + floor(0.5 * 29) = 17.
+  const high = data.filter((p) => p >= m.kernelPages.end);
+  assert.deepEqual([high.length, high[0], high.at(-1)], [BLOCK_PAGES, 17 * BLOCK_PAGES, 18 * BLOCK_PAGES - 1]);
+  assert.equal(m.guest.allocator.freePages, low.guest.allocator.freePages);
+});
+
+test('kernel-data-low beyond reserved is a clear error', () => {
+  const yaml = 'guest: { memory: 64M, backing: compact, reserved: 4M, kernel-data: 16M, kernel-data-layout: spread, kernel-data-low: 8M }\n';
+  assert.throws(() => loadScenario(yaml), /guest.kernel-data: must leave the last MiB of guest.reserved \(the rings\) free/);
+});

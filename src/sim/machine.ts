@@ -28,7 +28,9 @@ import { DeviceHost } from './device-host.ts';
 import { HookedBacking } from './hooked-backing.ts';
 import { HostCpu } from './host-cpu.ts';
 import { MemoryAudit } from './memory-audit.ts';
-import type { Scenario } from './scenario/scenario.ts';
+import { spreadKernelDataBytes, type Scenario } from './scenario/scenario.ts';
+
+export { spreadKernelDataBytes };
 import { StaleFaultHost, staleFaultSwitches } from './stale-faults.ts';
 
 /** Exact pages a compact backing may hold: the 256 ring pages plus room for the stream's. */
@@ -127,7 +129,7 @@ export function buildMachine(scenario: Scenario, seed: number, onHint: (startPag
   });
   const g = scenario.guest;
   const bootRamPages = memoryBytes / TARGET_PAGE_SIZE;
-  const spreadBytes = g.kernelDataLayout === 'spread' ? spreadKernelDataBytes(g.kernelDataBytes) : 0;
+  const spreadBytes = g.kernelDataLayout === 'spread' ? spreadKernelDataBytes(g.kernelDataBytes, g.kernelDataLowBytes) : 0;
   writeKernelData(sourceBacking, g.kernelDataBytes - spreadBytes, kernelPages.start);
   reserveTop(guest, sourceBacking, g.reservedTopBytes, bootRamPages);
   const firstFreeBlock = fragment(guest, sourceBacking, g.fragmentedBytes, kernelEndPage);
@@ -209,15 +211,6 @@ function fragment(guest: Guest, backing: TrackableBacking, fragmentedBytes: numb
     backing.bumpPage(pinned);
   }
   return first + blocks;
-}
-
-/**
- * Of `kernel-data-layout: spread`'s boot data, the bytes spread through RAM: the whole 4 MiB
- * blocks (the rest lies low in reserved, as with `low`).
- */
-export function spreadKernelDataBytes(kernelDataBytes: number): number {
-  const blockBytes = MAX_ORDER_PAGES * TARGET_PAGE_SIZE;
-  return Math.floor(kernelDataBytes / blockBytes) * blockBytes;
 }
 
 /**

@@ -48,15 +48,6 @@ export const KNOWN_DEVIATIONS: readonly KnownDeviation[] = [
       'the even 2/3 share of the host model gives (the first pass ran at about 0.55 of its hint-off speed, the model gives 0.67)',
   },
   {
-    caseId: 'm1024-idle-128m-hint-on',
-    figure: 'dirty-sync-count',
-    check: { tolerance: 0.2 },
-    reason: 'the lab runs synced 5, 5, 5 times, the simulator 4: its hinter (blocks taken lowest first) starts where the scan starts and ' +
-      'stays behind it, so it hints only 12 MB ahead of the scan (the lab: 42-58 MB, samples) and zeroes the rest of its blocks behind ' +
-      'it; pass 2 re-sends 261 MB of them and sync 3 finds 21 MB left, below the 40 MB threshold, where the lab still found enough ' +
-      'to iterate once more',
-  },
-  {
     caseId: 'm1024-alloc-1g-hint-on-ioa0',
     figure: 'transferred',
     check: 'spread',

@@ -13,7 +13,8 @@
  * - guest.kernel-data: the rest of the pages holding data after boot: the normal pages a
  *   hint-off migration of the idle guest of the same size sends, minus reserved-top; its whole
  *   4 MiB blocks spread evenly through the lower LAB_BOOT_DATA_SPAN of RAM besides reserved
- *   (`kernel-data-layout: spread`), the rest from page 0 of reserved;
+ *   (`kernel-data-layout: spread`), except LAB_BOOT_DATA_LOW_BYTES and the sub-block rest,
+ *   which lie from page 0 of reserved (`kernel-data-low`);
  * - guest.fragmented: free memory the hint driver cannot take (not in 4 MiB blocks): the least
  *   MemFree the alloc guest of this size showed while hinting at 128 MiB/s, when it had all the
  *   time it needed; lowest in memory, so the alloc workload fills it first;
@@ -77,7 +78,7 @@ export function labGuestOf(inputs: LabScenarioInputs): {
   const kernelDataMax = keptBytes - GUEST_VRING_WINDOW_BYTES_DEFAULT;
   const kernelDataBytes = Math.min(inputs.kernelDataPages * TARGET_PAGE_SIZE - reservedTopBytes, kernelDataMax);
   // Spread boot data (its whole 4 MiB blocks) lies besides reserved: what the kernel keeps stays the same.
-  const reservedBytes = keptBytes - spreadKernelDataBytes(kernelDataBytes);
+  const reservedBytes = keptBytes - spreadKernelDataBytes(kernelDataBytes, C.LAB_BOOT_DATA_LOW_BYTES);
   const allocBytes = c.workload === 'alloc' ? (c.allocFilledMib + C.LAB_ALLOC_STAGING_MIB) * MiB : 0;
   const fill = allocBytes / memoryBytes;
   const fragmentedBytes = Math.floor(inputs.unhintableFreeKb / 4096) * 4 * MiB;
@@ -106,7 +107,7 @@ export function labScenarioYaml(inputs: LabScenarioInputs): string {
     `description: lab case ${c.id} (${inputs.source})`,
     `seed: 1`,
     `guest: { memory: ${c.memMib}M, backing: compact, reserved: ${g.reservedBytes}, kernel-data: ${g.kernelDataBytes}, reserved-top: ${g.reservedTopBytes},`,
-    `         kernel-data-layout: spread, kernel-data-span: ${C.LAB_BOOT_DATA_SPAN},`,
+    `         kernel-data-layout: spread, kernel-data-span: ${C.LAB_BOOT_DATA_SPAN}, kernel-data-low: ${C.LAB_BOOT_DATA_LOW_BYTES},`,
     `         fragmented: ${g.fragmentedBytes}, init-on-alloc: ${c.initOnAlloc} }`,
     `workload: ${workload}`,
     `devices:`,

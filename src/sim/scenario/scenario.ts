@@ -84,6 +84,8 @@ export interface Scenario {
     readonly kernelDataLayout: 'low' | 'spread';
     /** With 'spread': the share of boot RAM, from the bottom, the blocks are spread over. */
     readonly kernelDataSpan: number;
+    /** With 'spread': bytes of the boot data that lie low (within reserved, from page 0) all the same. */
+    readonly kernelDataLowBytes: number;
     /** Memory the kernel keeps at the top of boot RAM, all holding data (e.g. struct pages). */
     readonly reservedTopBytes: number;
     /** Free memory in blocks below 4 MiB, lowest first above reserved (not hintable). */
@@ -128,8 +130,13 @@ export interface Scenario {
   readonly postcopySwitch: PostcopySwitchRule;
   /** A memory-hungry phase of the guest, or null. */
   readonly pressure: PressureRule | null;
-  /** The host (host-cpu.ts): cores shared by the migration and a hinting vCPU, rescan and switchover costs. */
-  readonly host: { readonly cores: number; readonly rescanCostNsPerPage: number | null; readonly switchoverNs: number } | null;
+  /**
+   * The host (host-cpu.ts): cores shared by the migration and a hinting vCPU, rescan and
+   * switchover costs; the most pages one precopy iteration examines (null: the engine's default).
+   */
+  readonly host: {
+    readonly cores: number; readonly rescanCostNsPerPage: number | null; readonly switchoverNs: number; readonly iterationPagesMax: number | null;
+  } | null;
   /** Stale-page races switched on (src/sim/stale-faults.ts), or null. */
   readonly faults: { readonly behaveAs: FaultBehaviour; readonly staleRaces: readonly StaleRaceFault[] } | null;
   /** The final source status the scenario expects. */
@@ -216,7 +223,8 @@ export function resolveScenario(doc: ScenarioDocument): Scenario {
   if (memoryBytes <= 0 || memoryBytes % TARGET_PAGE_SIZE !== 0) problems.push(`guest.memory: ${memoryBytes} is not a positive multiple of 4096`);
   if (doc.guest.reserved >= memoryBytes) problems.push('guest.reserved: must be smaller than guest.memory');
   if (doc.guest.tick <= 0) problems.push('guest.tick: must be > 0');
-  const lowKernelDataBytes = doc.guest['kernel-data'] % (doc.guest['kernel-data-layout'] === 'spread' ? 4 * MiB : Infinity);
+  const spreadBytes = doc.guest['kernel-data-layout'] === 'spread' ? spreadKernelDataBytes(doc.guest['kernel-data'], doc.guest['kernel-data-low']) : 0;
+  const lowKernelDataBytes = doc.guest['kernel-data'] - spreadBytes;
   if (lowKernelDataBytes > doc.guest.reserved - GUEST_VRING_WINDOW_BYTES_DEFAULT) problems.push('guest.kernel-data: must leave the last MiB of guest.reserved (the rings) free');
   if (doc.guest['reserved-top'] % TARGET_PAGE_SIZE !== 0 || doc.guest['reserved-top'] + doc.guest.reserved >= memoryBytes) {
     problems.push('guest.reserved-top: must be a multiple of 4096 and leave memory for the allocator');
@@ -265,6 +273,7 @@ export function resolveScenario(doc: ScenarioDocument): Scenario {
       kernelDataBytes: doc.guest['kernel-data'],
       kernelDataLayout: doc.guest['kernel-data-layout'],
       kernelDataSpan: doc.guest['kernel-data-span'],
+      kernelDataLowBytes: doc.guest['kernel-data-low'],
       reservedTopBytes: doc.guest['reserved-top'],
       fragmentedBytes: doc.guest.fragmented,
       initOnAlloc: doc.guest['init-on-alloc'],
@@ -296,7 +305,12 @@ export function resolveScenario(doc: ScenarioDocument): Scenario {
     stopLatencyNs: doc.migration['stop-latency'],
     postcopySwitch,
     pressure: pressureOf(doc.pressure),
-    host: doc.host === null ? null : { cores: doc.host.cores, rescanCostNsPerPage: doc.host['rescan-cost'] ?? null, switchoverNs: doc.host.switchover },
+    host: doc.host === null ? null : {
+      cores: doc.host.cores,
+      rescanCostNsPerPage: doc.host['rescan-cost'] ?? null,
+      switchoverNs: doc.host.switchover,
+      iterationPagesMax: doc.host['iteration-pages'] ?? null,
+    },
     faults: doc.faults === null ? null : { behaveAs: doc.faults['behave-as'], staleRaces: [...new Set(doc.faults['stale-races'])] },
     expectedStatus: doc.expect.status,
   };
@@ -354,6 +368,15 @@ function resolveCapabilities(requested: Readonly<Record<string, boolean>>, probl
     return defaultCapabilities();
   }
   return applied.value;
+}
+
+/**
+ * Of `kernel-data-layout: spread`'s boot data, the bytes spread through RAM: the whole 4 MiB
+ * blocks of what is not kept low (`lowBytes`; the rest lies low in reserved, as with `low`).
+ */
+export function spreadKernelDataBytes(kernelDataBytes: number, lowBytes = 0): number {
+  const blockBytes = 4 * MiB;
+  return Math.floor(Math.max(0, kernelDataBytes - lowBytes) / blockBytes) * blockBytes;
 }
 
 /** Rate-like parameters accept "400MiB/s"; downtime-limit accepts "300ms". */

@@ -130,6 +130,9 @@ export const scenarioDocumentSchema = z.strictObject({
     'kernel-data-layout': z.enum(['low', 'spread']).default('low'),
     // With `spread`: the share of boot RAM, from the bottom, that the blocks are spread over.
     'kernel-data-span': z.number().gt(0).max(1).default(1),
+    // With `spread`: bytes of the boot data that stay low (in reserved, from page 0) all the
+    // same: what the buddy allocator handed out bottom-up at boot.
+    'kernel-data-low': sizeSchema.default(0),
     // Memory the kernel keeps at the top of boot RAM (memblock's top-down allocations, such as
     // the struct page array), all holding data.
     'reserved-top': sizeSchema.default(0),
@@ -152,12 +155,14 @@ export const scenarioDocumentSchema = z.strictObject({
   switch: z.strictObject({ postcopy: postcopySwitchSchema.nullable().default(null) }).prefault({}),
   pressure: pressureSchema.nullable().default(null),
   // Fidelity (src/sim/host-cpu.ts): the host's cores, shared by the migration threads and a
-  // hinting vCPU; the scan cost of pages the guest wrote again; the switchover's fixed cost.
+  // hinting vCPU; the scan cost of pages the guest wrote again; the switchover's fixed cost;
+  // the most pages one precopy iteration examines (the engine's maxChunkPages).
   host: z
     .strictObject({
       cores: z.number().positive().default(Number.POSITIVE_INFINITY),
       'rescan-cost': durationSchema.optional(),
       switchover: durationSchema.default(0),
+      'iteration-pages': z.number().int().positive().optional(),
     })
     .nullable()
     .default(null),
