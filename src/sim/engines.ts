@@ -112,6 +112,7 @@ export const REAL_ENGINES: EngineFactory = {
       // The world reports when the link serialized the last byte (QEMU's blocking qemu_fflush).
       awaitWritten: true,
       allocChunk: pool.alloc,
+      maxChunkPages: scenario.host?.iterationPagesMax ?? undefined,
     });
     return new SourceEngineAdapter(engine);
   },
