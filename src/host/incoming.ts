@@ -59,11 +59,12 @@ export interface IncomingHost {
 
 /**
  * Each stream channel reads into one buffer of this size, reused for every read, and each
- * read is loaded before the next (ReadOptions.reuseBufferBytes): no allocation per read, and
- * the bytes are still in cache when they are copied into guest RAM (1 MiB: well inside a
- * core's L2, and above what one loopback read returns).
+ * read is loaded before the next (ReadOptions.reuseBufferBytes): no allocation per read. On
+ * loopback a read returns up to what the socket holds (tcp_rmem allows several MiB); 4 MiB
+ * cost the destination the least CPU per GiB among 256 KiB, 1 MiB, 4 MiB and 16 MiB
+ * (scripts/perf/pair.ts, docs/performance.md "session 3, destination").
  */
-export const READ_BUFFER_BYTES = 1024 * 1024;
+export const READ_BUFFER_BYTES = 4 * 1024 * 1024;
 /** No deadline for the source's connection (setTimeout's largest delay). */
 const ACCEPT_TIMEOUT_MS = 2 ** 31 - 1;
 
