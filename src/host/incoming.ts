@@ -65,6 +65,8 @@ export interface IncomingHost {
  * (scripts/perf/pair.ts, docs/performance.md "session 3, destination").
  */
 export const READ_BUFFER_BYTES = 4 * 1024 * 1024;
+/** After the switch, vCPU faults are polled at least once per this many bytes loaded. */
+const POSTCOPY_SLICE_BYTES = 64 * 1024;
 /** No deadline for the source's connection (setTimeout's largest delay). */
 const ACCEPT_TIMEOUT_MS = 2 ** 31 - 1;
 
@@ -257,13 +259,18 @@ export class IncomingMigration {
    * Loads one read at once: the chunk may be a view of the channel's reused read buffer, which
    * the next read overwrites, and the engine keeps no view of it past the call (the decoder
    * copies only a record that a read boundary cuts). A pause drops the channel (dropChannel),
-   * so the dead connection's later reads are ignored. After the switch, vCPU faults are polled
-   * after every read, so a request does not wait behind a long burst of reads.
+   * so the dead connection's later reads and the rest of this one are ignored. After the switch
+   * a read (up to READ_BUFFER_BYTES) is loaded in POSTCOPY_SLICE_BYTES pieces with vCPU faults
+   * polled after each, so a page request does not wait behind the whole read.
    */
   private onData(chunk: Uint8Array): void {
-    if (this.closing) return;
-    this.apply(this.engine.onBytes('main', chunk, this.host.nowNs()));
-    if (!this.closing && this.engine.status === 'postcopy-active') this.host.pollFaults();
+    for (let at = 0; at < chunk.length && !this.closing && this.engine.status !== 'postcopy-paused';) {
+      const postcopy = this.engine.status === 'postcopy-active';
+      const end = postcopy ? Math.min(chunk.length, at + POSTCOPY_SLICE_BYTES) : chunk.length;
+      this.apply(this.engine.onBytes('main', at === 0 && end === chunk.length ? chunk : chunk.subarray(at, end), this.host.nowNs()));
+      at = end;
+      if (postcopy && !this.closing) this.host.pollFaults();
+    }
   }
 
   /** A vCPU touched a missing page (vcpu-worker.ts). */
