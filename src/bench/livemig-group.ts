@@ -15,15 +15,15 @@
  * 2 GiB, median of 3 (--quick: 256 MiB, 1 run). LIVEMIG_BENCH_CPU_PROF=DIR profiles each VM.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { QmpClient } from '../harness/qmp-client.ts';
-import { makeQemuTlsCreds, writePatternFile } from '../harness/qemu-migrate.ts';
+import { processCpuMs } from '../harness/process-util.ts';
+import { makeQemuTlsCreds, writePatternFile, type PrecopyRun } from '../harness/qemu-migrate.ts';
 import { makeTempDir, removeTempDir } from '../harness/ram-image.ts';
 import { measureLoopbackBytesPerSec } from '../transport/loopback.ts';
 import { GiB, MiB } from '../lib/units.ts';
-import { lastQemuBaselines, qemuBaselines, type QemuBaselines, type QemuMode } from './qemu-group.ts';
+import { cpuPerGiBNote, lastQemuBaselines, qemuBaselines, type QemuBaselines, type QemuMode } from './qemu-group.ts';
 import { qemuToLivemigOnce } from './qemu-source.ts';
 import type { BenchContext, BenchGroup } from './registry.ts';
 import { median } from './table.ts';
@@ -33,9 +33,6 @@ const LIVEMIG = fileURLToPath(new URL('../../bin/livemig.js', import.meta.url));
 
 type Mode = 'precopy' | 'zero' | 'tls';
 
-
-/** USER_HZ of /proc/PID/stat (100 on Linux everywhere this runs). */
-const CLOCK_TICKS_PER_SEC = 100;
 
 interface PairRun {
   readonly endToEndMs: number;
@@ -53,18 +50,11 @@ function profileArgs(): string[] {
 }
 
 /**
- * CPU time of a child so far (utime + stime from /proc/PID/stat, all threads), ms; NaN where
- * /proc is missing. On a loaded machine wall time varies with the scheduler; CPU per GiB moved
- * is the figure tuning changes.
+ * CPU time of a child so far (processCpuMs), ms. On a loaded machine wall time varies with the
+ * scheduler; CPU per GiB moved is the figure tuning changes.
  */
 function cpuMsOf(child: ChildProcess): number {
-  try {
-    const stat = readFileSync(`/proc/${child.pid}/stat`, 'latin1');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SEC;
-  } catch {
-    return Number.NaN;
-  }
+  return processCpuMs(child.pid);
 }
 
 /** The profiles are written at a normal exit: `quit` each VM and wait for it to exit. */
@@ -146,6 +136,7 @@ export function makeLivemigGroup(full = { sizeBytes: 2 * GiB, runs: 3 }, quick =
         const modes: Mode[] = tlsDir === null ? ['precopy', 'zero'] : ['precopy', 'zero', 'tls'];
         const samples = new Map<Mode, PairRun[]>();
         const fromQemu: number[] = [];
+        const fromQemuRuns: PrecopyRun[] = [];
         for (let rep = 1; rep <= runs; rep++) {
           for (const mode of modes) {
             ctx.progress(`livemig: ${mode}, ${size}, run ${rep}/${runs}`);
@@ -158,7 +149,9 @@ export function makeLivemigGroup(full = { sizeBytes: 2 * GiB, runs: 3 }, quick =
           }
           ctx.progress(`livemig: QEMU 7.2 source → livemig destination, ${size}, run ${rep}/${runs}`);
           try {
-            fromQemu.push(sizeBytes / ((await qemuToLivemigOnce(sizeBytes, patternPath, ctx.clockNs)).endToEndMs * 1e6));
+            const run = await qemuToLivemigOnce(sizeBytes, patternPath, ctx.clockNs);
+            fromQemu.push(sizeBytes / (run.endToEndMs * 1e6));
+            fromQemuRuns.push(run);
           } catch (error) {
             note(`QEMU → livemig run ${rep}: ${(error as Error).message}`);
           }
@@ -213,7 +206,8 @@ export function makeLivemigGroup(full = { sizeBytes: 2 * GiB, runs: 3 }, quick =
             group: 'livemig', name: `QEMU source → livemig destination, non-zero RAM, ${size}`, value: median(fromQemu), unit: 'GB/s', samples: fromQemu,
             versus: qp === null ? undefined : { name: 'QEMU→QEMU', value: qp.gb },
             goal: qp === null ? undefined : { value: 1.5 * qp.gb, better: 'higher', text: '>= 1.5x QEMU dest' },
-            note: `median of ${fromQemu.length}; livemig-qemu destination, timed as the qemu group times QEMU → QEMU`,
+            note: `median of ${fromQemu.length}; livemig-qemu destination, timed as the qemu group times QEMU → QEMU; ` +
+              cpuPerGiBNote(fromQemuRuns, sizeBytes, ['QEMU source', 'livemig destination']),
           });
         }
         const tls = gbs('tls');

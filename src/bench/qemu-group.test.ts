@@ -22,7 +22,7 @@ import { makeTempDir, removeTempDir, sha256Hex } from '../harness/ram-image.ts';
 import { requireQemu } from '../harness/skip.ts';
 import { makeLimitsGroup } from './limits-group.ts';
 import { runBench } from './main.ts';
-import { makeQemuGroup, qemuBaselines, qemuRows } from './qemu-group.ts';
+import { cpuPerGiBNote, makeQemuGroup, qemuBaselines, qemuRows } from './qemu-group.ts';
 import type { BenchGroup } from './registry.ts';
 import type { BenchRow } from './table.ts';
 
@@ -79,6 +79,9 @@ test('QEMU 7.2 -> QEMU 7.2 precopy of 32 MiB over loopback TCP completes and the
       assert.ok((run.transferredBytes ?? 0) >= sizeBytes, `transferred ${run.transferredBytes}`);
       assert.ok(run.wallMs > 0 && run.endToEndMs >= run.wallMs);
       assert.ok(run.totalTimeMs !== null && run.downtimeMs !== null && run.mbps !== null);
+      // Both QEMUs' CPU times come from /proc (32 MiB may take less than one 10 ms tick, so only
+      // their presence is checked).
+      assert.ok(run.sourceCpuMs !== null && run.sourceCpuMs >= 0 && run.destinationCpuMs !== null && run.destinationCpuMs >= 0);
       const guest = await pair.destination.pmemsave(0, sizeBytes);
       assert.equal(guest.length, sizeBytes);
       assert.equal(sha256Hex(guest), sha256Hex(new Uint8Array(readFileSync(patternPath))));
@@ -125,6 +128,19 @@ test('qemuBaselines at 32 MiB: zero RAM, multifd 2, TLS and the postcopy fault r
   assert.ok(rows.every((r) => r.group === 'qemu' && r.samples.length >= 1 && r.detail !== undefined));
   assert.equal(rows.find((r) => r.name.includes('all-zero'))?.unit, 'ms');
   assert.equal(rows.find((r) => r.name.includes('TLS'))?.versus?.name, 'QEMU 1 channel');
+});
+
+test('cpuPerGiBNote: median CPU per GiB of each side and its share of the median run; nothing without CPU figures', () => {
+  const runs = [
+    { sourceCpuMs: 100, destinationCpuMs: 300, endToEndMs: 1000 },
+    { sourceCpuMs: 140, destinationCpuMs: 500, endToEndMs: 800 },
+    { sourceCpuMs: 120, destinationCpuMs: 400, endToEndMs: 900 },
+  ];
+  assert.equal(cpuPerGiBNote(runs, 512 * MiB), 'CPU per GiB: source 240 ms (13% of a core), destination 800 ms (44% of a core)');
+  assert.equal(cpuPerGiBNote(runs, 1024 * MiB, ['QEMU source', 'livemig destination']), 'CPU per GiB: QEMU source 120 ms (13% of a core), livemig destination 400 ms (44% of a core)');
+  // Runs too short for 10 ms ticks to give a share: the share is left out.
+  assert.equal(cpuPerGiBNote([{ sourceCpuMs: 10, destinationCpuMs: 20, endToEndMs: 14 }], 256 * MiB), 'CPU per GiB: source 40 ms, destination 80 ms');
+  assert.equal(cpuPerGiBNote([{ sourceCpuMs: null, destinationCpuMs: 400, endToEndMs: 900 }], 1024 * MiB), '');
 });
 
 test('makeQemuTlsCreds writes the files tls-creds-x509 reads', (t) => {

@@ -24,6 +24,7 @@ import {
   writePatternFile,
   type MeasuredPrecopy,
   type PostcopyFaultRun,
+  type PrecopyRun,
   type SourceRam,
 } from '../harness/qemu-migrate.ts';
 import { qemuAvailability, type QemuAvailability } from '../harness/qemu-binary.ts';
@@ -277,11 +278,31 @@ function precopyFigures(b: PrecopyBaseline): Record<string, unknown> {
   };
 }
 
+/** Runs shorter than this get no "% of a core" in cpuPerGiBNote. */
+const CPU_SHARE_MIN_WALL_MS = 500;
+
+/**
+ * "CPU per GiB: source X ms, destination Y ms" from the runs' median CPU times (user + system of
+ * each process, `migrate` → destination completed), or '' without them. A side near one core
+ * (1000 ms per second of the run) is what bounds the pair.
+ */
+export function cpuPerGiBNote(runs: ReadonlyArray<Pick<PrecopyRun, 'sourceCpuMs' | 'destinationCpuMs' | 'endToEndMs'>>, sizeBytes: number, names = ['source', 'destination']): string {
+  const source = medianOrNull(runs.map((r) => r.sourceCpuMs));
+  const destination = medianOrNull(runs.map((r) => r.destinationCpuMs));
+  if (source === null || destination === null) return '';
+  const perGiB = (ms: number): string => `${((ms * GiB) / sizeBytes).toFixed(0)} ms`;
+  // The share needs a run long against /proc's 10 ms ticks.
+  const wallMs = median(runs.map((r) => r.endToEndMs));
+  const busy = (ms: number): string => (wallMs < CPU_SHARE_MIN_WALL_MS ? '' : ` (${((100 * ms) / wallMs).toFixed(0)}% of a core)`);
+  return `CPU per GiB: ${names[0]} ${perGiB(source)}${busy(source)}, ${names[1]} ${perGiB(destination)}${busy(destination)}`;
+}
+
 function precopyNote(b: PrecopyBaseline): string {
   const wire = b.medianTransferredBytes === null ? 'n/a' : `${(b.medianTransferredBytes / 1e9).toFixed(3)} GB`;
   const totalGbps = b.medianTotalTimeMs === null ? '' : ` (${(b.sizeBytes / (b.medianTotalTimeMs * 1e6)).toFixed(2)} GB/s by total-time)`;
+  const cpu = cpuPerGiBNote(b.runs, b.sizeBytes);
   return `median of ${b.runs.length}; end to end ${fmtMs(b.medianEndToEndMs)}; QEMU total-time ${fmtMs(b.medianTotalTimeMs)}${totalGbps}, ` +
-    `downtime ${fmtMs(b.medianDowntimeMs)}, mbps ${b.medianMbps === null ? 'n/a' : b.medianMbps.toFixed(0)}, transferred ${wire}`;
+    `downtime ${fmtMs(b.medianDowntimeMs)}, mbps ${b.medianMbps === null ? 'n/a' : b.medianMbps.toFixed(0)}, transferred ${wire}${cpu === '' ? '' : `; ${cpu}`}`;
 }
 
 /** The table rows of a baselines result; failed modes go to `note`. */

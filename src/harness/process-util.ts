@@ -1,9 +1,27 @@
 /**
  * Small process and file helpers of the harness: sleeping, shell quoting for QEMU's `exec:`
- * migration URIs (run by /bin/sh -c), describing an exit status, and waiting until a file
- * written by another process has stopped growing.
+ * migration URIs (run by /bin/sh -c), describing an exit status, waiting until a file
+ * written by another process has stopped growing, and a process's CPU time.
  */
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+
+/** USER_HZ of /proc/PID/stat (100 on Linux everywhere this runs). */
+const CLOCK_TICKS_PER_SEC = 100;
+
+/**
+ * CPU time of process `pid` so far (utime + stime from /proc/PID/stat, all threads), ms; NaN
+ * where /proc is missing or the process is gone. Resolution 10 ms.
+ */
+export function processCpuMs(pid: number | null | undefined): number {
+  if (pid === null || pid === undefined || pid <= 0) return Number.NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SEC;
+  } catch {
+    return Number.NaN;
+  }
+}
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

@@ -30,7 +30,7 @@ import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:f
 import { join } from 'node:path';
 import { QmpError, type MigrationInfo, type QmpEvent } from './qmp-client.ts';
 import { startQemu, type QemuProcess } from './qemu.ts';
-import { sleep } from './process-util.ts';
+import { processCpuMs, sleep } from './process-util.ts';
 
 export const PAGE_BYTES = 4096;
 const WORDS_PER_PAGE = PAGE_BYTES / 4;
@@ -271,6 +271,12 @@ export interface PrecopyRun {
   readonly normalPages: number | null;
   readonly duplicatePages: number | null;
   readonly multifdBytes: number | null;
+  /**
+   * CPU time (user + system, all threads; /proc/PID/stat) each QEMU spent from `migrate` to
+   * the destination's completed event, ms; null without /proc.
+   */
+  readonly sourceCpuMs: number | null;
+  readonly destinationCpuMs: number | null;
   readonly sizeBytes: number;
   /** The source's and the destination's final query-migrate replies, verbatim. */
   readonly source: MigrationInfo;
@@ -310,6 +316,8 @@ export async function runPrecopy(pair: MigrationPair, sizeBytes: number, timeout
   // Keep an early rejection (QEMU died) from being reported as unhandled while the other waits.
   srcDone.catch(() => undefined);
   dstDone.catch(() => undefined);
+  const cpuMs = (): number[] => [source.qemuPid, destination.qemuPid].map(processCpuMs);
+  const cpuBefore = cpuMs();
   const startNs = clockNs();
   await step('migrate', source, () => source.qmp.execute('migrate', { uri: pair.uri }));
   const src = await step('waiting for the MIGRATION event', source, () => srcDone);
@@ -319,6 +327,7 @@ export async function runPrecopy(pair: MigrationPair, sizeBytes: number, timeout
     throw new QemuPairError(`source: migration ${srcStatus}: ${srcInfo['error-desc'] ?? '(no error-desc)'}`, source.stderr);
   }
   const dst = await step('waiting for the MIGRATION event', destination, () => dstDone);
+  const [sourceCpuMs, destinationCpuMs] = cpuMs().map((ms, i) => (Number.isNaN(ms - cpuBefore[i]) ? null : ms - cpuBefore[i]));
   const dstInfo = await step('query-migrate', destination, () => destination.qmp.execute<MigrationInfo>('query-migrate'));
   const dstStatus = String(dst.event.data?.status);
   if (dstStatus !== 'completed') {
@@ -340,6 +349,8 @@ export async function runPrecopy(pair: MigrationPair, sizeBytes: number, timeout
     normalPages: num(ram.normal),
     duplicatePages: num(ram.duplicate),
     multifdBytes: num(ram['multifd-bytes']),
+    sourceCpuMs,
+    destinationCpuMs,
     sizeBytes,
     source: srcInfo,
     destination: dstInfo,

@@ -57,8 +57,16 @@ export interface IncomingHost {
   onStatus(from: MigrationStatus, to: MigrationStatus): void;
 }
 
-/** Received bytes are loaded at the latest once this many are pending. */
-const COALESCE_BYTES_MAX = 4 * 1024 * 1024;
+/**
+ * Each stream channel reads into one buffer of this size, reused for every read, and each
+ * read is loaded before the next (ReadOptions.reuseBufferBytes): no allocation per read. On
+ * loopback a read returns up to what the socket holds (tcp_rmem allows several MiB); 4 MiB
+ * cost the destination the least CPU per GiB among 256 KiB, 1 MiB, 4 MiB and 16 MiB
+ * (scripts/perf/pair.ts, docs/performance.md "session 3, destination").
+ */
+export const READ_BUFFER_BYTES = 4 * 1024 * 1024;
+/** After the switch, vCPU faults are polled at least once per this many bytes loaded. */
+const POSTCOPY_SLICE_BYTES = 64 * 1024;
 /** No deadline for the source's connection (setTimeout's largest delay). */
 const ACCEPT_TIMEOUT_MS = 2 ** 31 - 1;
 
@@ -73,10 +81,6 @@ export class IncomingMigration {
   private endpoint: IncomingEndpoint;
   private channel: Channel | null = null;
   private listening = true;
-  /** Stream bytes received and not yet loaded (see onData). */
-  private pending: Uint8Array[] = [];
-  private pendingBytes = 0;
-  private loadQueued = false;
   /** Set by `close`: the channel's end is ours, not a failure to report. */
   private closing = false;
   /** Multifd channel connections, once accepted. */
@@ -168,7 +172,7 @@ export class IncomingMigration {
         this.channel?.destroy(error);
       },
       isOver: () => this.closing || isFinalStatus(this.engine.status),
-    }, ACCEPT_TIMEOUT_MS);
+    }, ACCEPT_TIMEOUT_MS, { reuseBufferBytes: READ_BUFFER_BYTES });
     await this.endpoint.close();
   }
 
@@ -188,7 +192,7 @@ export class IncomingMigration {
     this.preemptChannel = channel;
     channel.onData((chunk) => {
       if (!this.closing) this.apply(this.engine.onBytes('preempt', chunk, this.host.nowNs()));
-    });
+    }, { reuseBufferBytes: READ_BUFFER_BYTES });
     channel.onClose((error) => {
       if (this.closing || isFinalStatus(this.engine.status)) return;
       if (error !== null && this.error === null) this.error = error;
@@ -206,10 +210,9 @@ export class IncomingMigration {
     this.channel = channel;
     channel.onData((chunk) => {
       if (this.channel === channel) this.onData(chunk);
-    });
+    }, { reuseBufferBytes: READ_BUFFER_BYTES });
     channel.onClose((error) => {
       if (this.closing || this.channel !== channel) return; // quit, or a connection already dropped
-      this.loadPending();
       if (error !== null && this.error === null && !isFinalStatus(this.engine.status)) this.error = error;
       this.apply(this.engine.onChannelClosed('main', this.host.nowNs()));
     });
@@ -253,37 +256,20 @@ export class IncomingMigration {
   }
 
   /**
-   * Socket reads arrive in 64 KiB pieces, a burst of them per event-loop turn. They are loaded
-   * once per turn (or every COALESCE_BYTES_MAX), piece by piece, so the per-load work (fault
-   * polling, effects) is paid per burst rather than per piece.
+   * Loads one read at once: the chunk may be a view of the channel's reused read buffer, which
+   * the next read overwrites, and the engine keeps no view of it past the call (the decoder
+   * copies only a record that a read boundary cuts). A pause drops the channel (dropChannel),
+   * so the dead connection's later reads and the rest of this one are ignored. After the switch
+   * a read (up to READ_BUFFER_BYTES) is loaded in POSTCOPY_SLICE_BYTES pieces with vCPU faults
+   * polled after each, so a page request does not wait behind the whole read.
    */
   private onData(chunk: Uint8Array): void {
-    this.pending.push(chunk);
-    this.pendingBytes += chunk.length;
-    if (this.pendingBytes >= COALESCE_BYTES_MAX) {
-      this.loadPending();
-    } else if (!this.loadQueued) {
-      this.loadQueued = true;
-      setImmediate(() => this.loadPending());
-    }
-  }
-
-  private loadPending(): void {
-    this.loadQueued = false;
-    if (this.pending.length === 0 || this.closing) return;
-    const pieces = this.pending;
-    this.pending = [];
-    this.pendingBytes = 0;
-    // Each piece is decoded where it lies (the decoder carries only a record cut by a piece
-    // boundary): joining them first cost a copy of the whole stream into fresh memory.
-    const nowNs = this.host.nowNs();
-    for (const piece of pieces) {
-      this.apply(this.engine.onBytes('main', piece, nowNs));
-      // A pause drops the dead connection's bytes, including the rest of this burst.
-      if (this.closing || this.engine.status === 'postcopy-paused') return;
-      // After the switch a vCPU fault must not wait for the whole burst: requests go out
-      // between pieces (64 KiB each).
-      if (this.engine.status === 'postcopy-active') this.host.pollFaults();
+    for (let at = 0; at < chunk.length && !this.closing && this.engine.status !== 'postcopy-paused';) {
+      const postcopy = this.engine.status === 'postcopy-active';
+      const end = postcopy ? Math.min(chunk.length, at + POSTCOPY_SLICE_BYTES) : chunk.length;
+      this.apply(this.engine.onBytes('main', at === 0 && end === chunk.length ? chunk : chunk.subarray(at, end), this.host.nowNs()));
+      at = end;
+      if (postcopy && !this.closing) this.host.pollFaults();
     }
   }
 
@@ -308,11 +294,7 @@ export class IncomingMigration {
   /** Drops the current channel; on a pause its unloaded bytes go with it (the dead connection's). */
   private dropChannel(): void {
     const channel = this.channel;
-    if (this.engine.status === 'postcopy-paused') {
-      this.channel = null;
-      this.pending = [];
-      this.pendingBytes = 0;
-    }
+    if (this.engine.status === 'postcopy-paused') this.channel = null;
     channel?.destroy();
     for (const multifd of this.multifdChannels) multifd.destroy();
     this.preemptChannel?.destroy();

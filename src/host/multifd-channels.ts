@@ -15,7 +15,7 @@
  * packet, which the engine checks).
  */
 import { TRANSPORT_ERR_CLOSED, TransportError } from '../transport/errors.ts';
-import type { Channel } from '../transport/channel.ts';
+import type { Channel, ReadOptions } from '../transport/channel.ts';
 import { openOutgoing, type IncomingEndpoint, type OpenOptions } from '../transport/open.ts';
 import { parseMigrationUri } from '../transport/uri.ts';
 
@@ -103,13 +103,15 @@ export class MultifdConnections {
 
 /**
  * Accepts `count` channel connections on `endpoint` and hands each chunk to `onData(index,
- * chunk)`; a channel that breaks before the end reports through `onError`.
+ * chunk)`, read as `readOptions` say (with reuseBufferBytes, a chunk is valid only during the
+ * call); a channel that breaks before the end reports through `onError`.
  */
 export async function acceptMultifd(
   endpoint: IncomingEndpoint,
   count: number,
   handlers: { onData(index: number, chunk: Uint8Array): void; onError(error: Error): void; isOver(): boolean },
   timeoutMs: number,
+  readOptions: ReadOptions = {},
 ): Promise<Channel[]> {
   const accepted: Channel[] = [];
   for (let index = 0; index < count; index++) {
@@ -121,7 +123,7 @@ export async function acceptMultifd(
       return accepted;
     }
     accepted.push(channel);
-    channel.onData((chunk) => handlers.onData(index, chunk));
+    channel.onData((chunk) => handlers.onData(index, chunk), readOptions);
     channel.onClose((error) => {
       if (error !== null && !handlers.isOver()) handlers.onError(error);
     });

@@ -13,7 +13,6 @@
  * The guest model's drivers run on the main thread, stepped every DRIVER_STEP_MS while the
  * guest runs; the balloon's free page queue is polled on the same timer.
  */
-import { isZeroRange } from '../lib/zero-range.ts';
 import { installNativeZeroTest } from './native-zero.ts';
 import { defaultCapabilities, type MigrationCapabilities } from '../core/capabilities.ts';
 import type { DeviceSectionBlob, PostcopyNotifyReason, PrecopyNotifyReason } from '../core/engine-types.ts';
@@ -22,6 +21,7 @@ import { isFinalStatus, type MigrationStatus } from '../core/status.ts';
 import { RangeTable } from '../lib/range-table.ts';
 import type { OpenOptions } from '../transport/open.ts';
 import { IncomingMigration } from './incoming.ts';
+import { prefaultPages } from './prefault.ts';
 import { writeBackBackendFile } from './memory-backend.ts';
 import { OutgoingMigration, type OutgoingOptions } from './outgoing.ts';
 import { VcpuSet } from './vcpus.ts';
@@ -290,10 +290,12 @@ export class VmCore {
   private prefaultWhileListening(fromWord: number): void {
     const incoming = this.incoming;
     if (incoming === null || !incoming.isListening || this.closing !== null) return;
-    const words = this.machine.backing.words;
+    const m = this.machine;
+    const words = m.backing.words;
     const end = Math.min(words.length, fromWord + PREFAULT_SLICE_WORDS);
-    for (let w = fromWord; w < end; w += PAGE_WORDS) words[w] |= 0;
-    if (this.verifiedZeroBelowPage * PAGE_WORDS === fromWord && isZeroRange(this.machine.backing.bytes, fromWord * 4, end * 4)) {
+    // Pages that are zero without being read are touched with a plain store (prefault.ts).
+    const allZero = prefaultPages({ words, bytes: m.backing.bytes, written: m.written, received: m.received.bits }, fromWord / PAGE_WORDS, Math.ceil(end / PAGE_WORDS));
+    if (this.verifiedZeroBelowPage * PAGE_WORDS === fromWord && allZero) {
       this.verifiedZeroBelowPage = Math.floor(end / PAGE_WORDS);
     }
     if (end < words.length) setImmediate(() => this.prefaultWhileListening(end));

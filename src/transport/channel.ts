@@ -19,6 +19,18 @@ import { assert } from '../lib/assert.ts';
 import { MiB, KiB } from '../lib/units.ts';
 import type { TransportError } from './errors.ts';
 
+/** How a channel reads (Channel.onData). */
+export interface ReadOptions {
+  /**
+   * Read into one buffer of this many bytes, reused for every read, instead of a fresh
+   * buffer per read (Node allocates 64 KiB per socket read, which the GC then collects). A
+   * chunk is then a view of that buffer, valid only until the handler returns: the handler
+   * must consume it (or copy what it keeps) before returning. Plain TCP and unix sockets do
+   * this; other transports (TLS, exec, file) ignore the option and hand out owned chunks.
+   */
+  readonly reuseBufferBytes?: number;
+}
+
 export interface Channel {
   /** Human-readable peer: `tcp:127.0.0.1:4444`, `unix:/run/x.sock`, `exec:cat (pid 12)`, `file:/x`. */
   readonly remoteAddress: string;
@@ -43,8 +55,9 @@ export interface Channel {
   /**
    * Registers a data handler and starts reading. Data that arrived earlier is kept (the
    * stream is paused until the first handler), so no byte is lost between accept and setup.
+   * `options` count only for the first handler (the one that starts reading).
    */
-  onData(handler: (chunk: Uint8Array) => void): void;
+  onData(handler: (chunk: Uint8Array) => void, options?: ReadOptions): void;
   /**
    * Called once when the channel is fully closed: null when clean, else the first error.
    * Registered after the close, the handler runs in a microtask. Returns an unsubscriber.

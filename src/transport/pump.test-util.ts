@@ -7,7 +7,7 @@
  */
 import { createHash, randomFillSync } from 'node:crypto';
 import { Prng } from '../lib/prng.ts';
-import { ChannelWriter, waitForDrain, type Channel } from './channel.ts';
+import { ChannelWriter, waitForDrain, type Channel, type ReadOptions } from './channel.ts';
 import type { TransportError } from './errors.ts';
 
 export const MiB = 1024 * 1024;
@@ -71,8 +71,8 @@ export interface Collected {
   readonly error: TransportError | null;
 }
 
-/** Hashes everything `channel` delivers until it closes. */
-export function collect(channel: Channel, onChunk?: (chunk: Uint8Array, totalBytes: number) => void): Promise<Collected> {
+/** Hashes everything `channel` delivers until it closes (reading as `readOptions` say). */
+export function collect(channel: Channel, onChunk?: (chunk: Uint8Array, totalBytes: number) => void, readOptions?: ReadOptions): Promise<Collected> {
   const hash = createHash('sha256');
   let bytes = 0;
   let chunks = 0;
@@ -83,7 +83,7 @@ export function collect(channel: Channel, onChunk?: (chunk: Uint8Array, totalByt
     bytes += chunk.length;
     chunks++;
     onChunk?.(chunk, bytes);
-  });
+  }, readOptions);
   return channel.whenClosed().then((error) => ({ sha256: hash.digest('hex'), bytes, chunks, head, error }));
 }
 

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectSocket, listenSocket, type ChannelListener } from './socket.ts';
 import type { StreamChannel } from './stream-channel.ts';
+import type { ReadOptions } from './channel.ts';
 import { DEFAULT_HIGH_WATER_MARK_BYTES } from './stream-channel.ts';
 import type { SocketAddress } from './uri.ts';
 import {
@@ -37,11 +38,12 @@ async function pair(address: SocketAddress): Promise<{ listener: ChannelListener
   return { listener, client, server };
 }
 
-async function roundTrip(address: SocketAddress): Promise<void> {
+async function roundTrip(address: SocketAddress, readOptions?: ReadOptions): Promise<void> {
   const { listener, client, server } = await pair(address);
   try {
     // Forward: 64 MiB client → server. Backward: a short reply, so both directions carry bytes.
-    const received = collect(server);
+    const buffers = new Set<ArrayBufferLike>();
+    const received = collect(server, (chunk) => buffers.add(chunk.buffer), readOptions);
     const reply = collect(client);
     const pumped = await pumpBytes(client, DATA, 0x7c9);
     const got = await within(received, 30_000, 'receive');
@@ -50,6 +52,10 @@ async function roundTrip(address: SocketAddress): Promise<void> {
     assert.equal(got.sha256, DATA_SHA);
     assert.equal(server.bytesRead, DATA.length);
     assert.equal(client.bytesWritten, DATA.length);
+    // With a reused read buffer every chunk is a view of that one buffer; without, reads are fresh.
+    assert.equal(server.readsIntoReusedBuffer, readOptions !== undefined);
+    if (readOptions !== undefined) assert.equal(buffers.size, 1);
+    else assert.ok(buffers.size > 1, `${buffers.size} buffers`);
     assert.ok(pumped.maxQueuedBytes <= DEFAULT_HIGH_WATER_MARK_BYTES + pumped.maxWriteBytes, `queue ${pumped.maxQueuedBytes}`);
     const back = await within(reply, 10_000, 'client close');
     assert.equal(back.error, null);
@@ -71,6 +77,32 @@ test('unix socket: 64 MiB round trip, and the socket file is gone after the list
     assert.equal(existsSync(path), false, 'socket file removed once the expected connection came');
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('reused read buffer: 64 MiB round trips over tcp and unix keep their sha256, every chunk a view of one 1 MiB buffer', { timeout: TEST_TIMEOUT_MS }, async () => {
+  await roundTrip(LOOPBACK, { reuseBufferBytes: MiB });
+  const dir = tempDir();
+  try {
+    await roundTrip({ kind: 'unix', path: join(dir, 'reuse.sock') }, { reuseBufferBytes: MiB });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('reused read buffer: bytes peeked before reading starts come first, then the reused buffer takes over', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const { listener, client, server } = await pair(LOOPBACK);
+  try {
+    const data = DATA.subarray(0, 8 * MiB);
+    const pumped = pumpBytes(client, data, 0x51);
+    assert.deepEqual(await server.peek(16, 5_000), data.subarray(0, 16));
+    const got = await within(collect(server, undefined, { reuseBufferBytes: 256 * 1024 }), 30_000, 'receive');
+    await pumped;
+    assert.equal(got.error, null);
+    assert.equal(got.sha256, sha256(data));
+    assert.ok(server.readsIntoReusedBuffer);
+  } finally {
+    await listener.close();
   }
 });
 

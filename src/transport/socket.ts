@@ -62,6 +62,39 @@ export function probeReset(socket: Socket, what: string): TransportError | null 
   return new TransportError(TRANSPORT_ERR_RESET, `Connection reset on ${what}: the peer aborted (no clean end of stream)`, { sysCode: 'ECONNRESET' });
 }
 
+/** The parts of a net.Socket that its `onread` option sets (Node's stream_base_commons). */
+interface UserBufferSocket {
+  _handle?: { useUserBuffer?: (buffer: Uint8Array) => void } | null;
+  [key: symbol]: unknown;
+}
+
+/**
+ * Makes `socket` read into `buffer`, reused for every read, as `net.connect({ onread })`
+ * does (Node ≥ 12): libuv reads straight into it and `onRead(nread)` runs synchronously after
+ * each read, with no Buffer allocated per read. Node offers `onread` only when it creates the
+ * socket, never for a server's accepted sockets, so this sets the same three fields the option
+ * sets (found by their symbols' descriptions, which every net.Socket carries, null, from its
+ * constructor) and hands the buffer to the handle. Returns false, changing nothing, when the
+ * socket does not have them (another Node version, a TLS or already-customized socket): the
+ * caller then reads 'data' events as usual.
+ */
+export function installSocketReadBuffer(socket: Socket, buffer: Uint8Array, onRead: (nread: number) => void): boolean {
+  const target = socket as unknown as UserBufferSocket;
+  const symbols = Object.getOwnPropertySymbols(socket);
+  const symbol = (description: string): symbol | undefined => symbols.find((s) => s.description === description);
+  const kBuffer = symbol('kBuffer');
+  const kBufferCb = symbol('kBufferCb');
+  const kBufferGen = symbol('kBufferGen');
+  const handle = target._handle;
+  if (kBuffer === undefined || kBufferCb === undefined || kBufferGen === undefined) return false;
+  if (target[kBuffer] !== null || target[kBufferGen] !== null || socket.destroyed) return false;
+  if ('encrypted' in socket || handle === null || handle === undefined || typeof handle.useUserBuffer !== 'function') return false;
+  target[kBufferCb] = (nread: number): void => onRead(nread);
+  target[kBuffer] = buffer;
+  handle.useUserBuffer(buffer);
+  return true;
+}
+
 /** Wraps a connected socket (plain TCP or unix) as a channel. */
 export function socketChannel(socket: Socket, remoteAddress: string, options: SocketChannelOptions = {}): StreamChannel {
   return new StreamChannel({
@@ -72,6 +105,7 @@ export function socketChannel(socket: Socket, remoteAddress: string, options: So
     abort: () => resetSocket(socket),
     probeEnd: () => probeReset(socket, remoteAddress),
     highWaterMarkBytes: options.highWaterMarkBytes,
+    installReadBuffer: (buffer, onRead) => installSocketReadBuffer(socket, buffer, onRead),
   });
 }
 

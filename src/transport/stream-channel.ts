@@ -9,6 +9,9 @@
  *   `write` returns false, and Node's 'drain' (always pending by then) ends the wait;
  * - reading starts at the first `onData` (or `end`), so bytes that arrive before the consumer
  *   is ready wait in the paused stream; `peek` looks at the first bytes without consuming them;
+ * - with ReadOptions.reuseBufferBytes and an adapter that can (installReadBuffer: plain
+ *   sockets), reads go into one reused buffer and each chunk is a view of it, valid during the
+ *   handler's call; bytes the stream buffered before (a peek's) still come first, as 'data';
  * - the channel closes once every stream has closed and the adapter's completion (a child's
  *   exit) has settled. The reported error is, in order: the local `destroy` error, the
  *   completion's error (an exec exit status explains a broken pipe better than EPIPE does),
@@ -19,7 +22,7 @@
 import type { Readable, Writable } from 'node:stream';
 import { assert } from '../lib/assert.ts';
 import { MiB } from '../lib/units.ts';
-import type { Channel } from './channel.ts';
+import type { Channel, ReadOptions } from './channel.ts';
 import { TransportError, TRANSPORT_ERR_ABORTED, TRANSPORT_ERR_CLOSED, TRANSPORT_ERR_TIMEOUT } from './errors.ts';
 
 /** Default write-queue high-water mark: enough to keep loopback busy between drains. */
@@ -43,6 +46,12 @@ export interface StreamChannelParts {
   readonly probeEnd?: () => TransportError | null;
   /** Write-queue high-water mark. Default DEFAULT_HIGH_WATER_MARK_BYTES. */
   readonly highWaterMarkBytes?: number;
+  /**
+   * Makes the readable read into `buffer` from now on, reused for every read, calling
+   * `onRead(nread)` with `buffer[0, nread)` synchronously after each read (ReadOptions). False
+   * when the stream cannot: reads then keep arriving as 'data' events. Absent: never.
+   */
+  readonly installReadBuffer?: (buffer: Uint8Array, onRead: (nread: number) => void) => boolean;
 }
 
 /** Views `data` as a Buffer without copying. */
@@ -74,6 +83,8 @@ export class StreamChannel implements Channel {
   private readonly openStreams = new Set<Readable | Writable>();
   /** True once data flows to handlers (or is being discarded after `end`). */
   private reading = false;
+  /** The reused read buffer, once installed (ReadOptions.reuseBufferBytes). */
+  private readBuffer: Uint8Array | null = null;
   private pausedByUser = false;
   /** Set by `end`: no more writes from the caller. */
   private ending = false;
@@ -140,9 +151,14 @@ export class StreamChannel implements Channel {
     return subscribe(this.drainHandlers, handler);
   }
 
-  onData(handler: (chunk: Uint8Array) => void): void {
+  onData(handler: (chunk: Uint8Array) => void, options: ReadOptions = {}): void {
     this.dataHandlers.push(handler);
-    this.startReading();
+    this.startReading(options.reuseBufferBytes);
+  }
+
+  /** True once reads go into one reused buffer (ReadOptions.reuseBufferBytes was honoured). */
+  get readsIntoReusedBuffer(): boolean {
+    return this.readBuffer !== null;
   }
 
   onClose(handler: (error: TransportError | null) => void): () => void {
@@ -228,15 +244,24 @@ export class StreamChannel implements Channel {
     });
   }
 
-  private startReading(): void {
+  private startReading(reuseBufferBytes?: number): void {
     const readable = this.parts.readable;
     if (readable === null || this.reading) return;
     this.reading = true;
-    readable.on('data', (chunk: Buffer) => {
-      this.bytesRead += chunk.length;
-      for (const handler of this.dataHandlers) handler(chunk);
-    });
+    // Bytes already buffered by the stream (a peek's) still come as 'data', before any read
+    // into the reused buffer: the flow starts on the next tick, reads in a later poll phase.
+    readable.on('data', (chunk: Buffer) => this.deliver(chunk));
+    if (reuseBufferBytes !== undefined && reuseBufferBytes > 0 && this.parts.installReadBuffer !== undefined) {
+      // A plain Uint8Array: a consumer's subarray of it is V8's own, not a Buffer's FastBuffer.
+      const buffer = new Uint8Array(reuseBufferBytes);
+      if (this.parts.installReadBuffer(buffer, (nread) => this.deliver(buffer.subarray(0, nread)))) this.readBuffer = buffer;
+    }
     if (!this.pausedByUser) readable.resume();
+  }
+
+  private deliver(chunk: Uint8Array): void {
+    this.bytesRead += chunk.length;
+    for (const handler of this.dataHandlers) handler(chunk);
   }
 
   private drained(): void {

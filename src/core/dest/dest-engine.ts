@@ -41,6 +41,10 @@
  *
  * Multifd channels (capability multifd): multifd-receive.ts.
  *
+ * Input bytes (`onBytes`, `onMultifdBytes`) are consumed during the call: the engine keeps no
+ * view of them (the decoders copy only a record a chunk boundary cuts), so the shell may pass
+ * views of a read buffer it reuses for the next read (host/incoming.ts).
+ *
  * What it deliberately doesn't do: COLO.
  *
  * @example

@@ -85,6 +85,18 @@ test('postcopy: the real QEMU 7.2 capture, with a fault on mem+0x3ff000 before i
   assert.deepEqual(q['postcopy-vcpu-blocktime'], [q['postcopy-blocktime']]);
 });
 
+test('postcopy: the real QEMU 7.2 capture read into one reused, overwritten buffer (PACKAGED data included) loads the same RAM', () => {
+  const stream = readVector('qemu-7.2/postcopy-4M/conn0.src2dst.bin');
+  const qemuRp = decodeReturnPath(readVector('qemu-7.2/postcopy-4M/conn0.dst2src.bin'));
+  const { engine, ram, feeder } = makeEngine([{ name: 'mem', data: new Uint8Array(4 << 20) }], { capabilities: { 'postcopy-ram': true } });
+  const cuts = [17, 40, 1000, 533_000, 533_800];
+  for (let at = 600_000; at < stream.length; at += 65_536 + 4109) cuts.push(at);
+  feeder.pushSplitReused(stream, cuts);
+  assert.equal(engine.status, 'completed', engine.lastError?.message);
+  assert.equal(sha256(ram.store.bytes), sha256(patternBytes(1024)));
+  assert.deepEqual(returnPathMessages(feeder.effects).map((m) => m.kind), qemuRp.filter((m) => m.kind !== 'req-pages-id').map((m) => m.kind));
+});
+
 /** Two blocks: `a` of 16 pages (pattern), `b` of 8 pages (pattern from 100). */
 function twoBlocks(): SourceBlock[] {
   return [

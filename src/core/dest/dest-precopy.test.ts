@@ -111,6 +111,37 @@ test('precopy: chunking at random offsets gives identical effects and RAM', () =
   }
 });
 
+test('precopy: chunks that are views of one reused, overwritten buffer give the same effects, RAM and device blobs', () => {
+  const blocks = sourceBlocks(9);
+  // A device section the host decodes (its blob is the payload as captured from the stream).
+  const payload = Uint8Array.from({ length: 300 }, (_, i) => (i * 13) & 0xff);
+  const stream = precopyStream({
+    blocks,
+    returnPath: true,
+    beforeEof: (e) => {
+      e.sectionFull(9, 'balloon', 0, 1);
+      e.bytes(payload);
+      e.footer(9);
+    },
+  });
+  const deviceDecoder = { decode: (_header: SectionHeader, r: ByteReader): unknown => r.bytesView(payload.length).length };
+  const reference = makeEngine(blocks, { deviceDecoder });
+  reference.feeder.push(stream);
+  assert.deepEqual([...reference.hooks.devices.find((d) => d.idstr === 'balloon')!.payload], [...payload]);
+  const wantDevices = reference.hooks.devices.map((d) => ({ ...d, payload: Buffer.from(d.payload).toString('hex') }));
+  for (let seed = 1; seed <= 8; seed++) {
+    const prng = new Prng(seed * 31);
+    const cuts: number[] = [];
+    for (let at = prng.int(1, 300); at < stream.length; at += prng.int(1, seed % 2 === 0 ? 64 : 20_000)) cuts.push(at);
+    const run = makeEngine(blocks, { deviceDecoder });
+    run.feeder.pushSplitReused(stream, cuts);
+    assert.equal(run.engine.status, 'completed', `seed ${seed}: ${run.engine.lastError?.message}`);
+    assert.deepEqual(comparable(run.feeder.effects), comparable(reference.feeder.effects), `seed ${seed}`);
+    assert.equal(sha256(run.ram.store.bytes), sha256(ramOf(blocks)), `seed ${seed}`);
+    assert.deepEqual(run.hooks.devices.map((d) => ({ ...d, payload: Buffer.from(d.payload).toString('hex') })), wantDevices, `seed ${seed}`);
+  }
+});
+
 test('precopy: the real QEMU 7.2 pattern-16M stream loads the RAM the manifest records', () => {
   const manifest = readVectorJson<Record<string, { decoded_ram_sha256: string }>>('qemu-7.2/manifest.json');
   const stream = readVector('qemu-7.2/pattern-16M.stream');
@@ -121,6 +152,13 @@ test('precopy: the real QEMU 7.2 pattern-16M stream loads the RAM the manifest r
   assert.equal(sha256(ram.store.bytes), sha256(patternBytes(4096)));
   assert.equal(effectsOf(feeder.effects, 'run-guest').length, 1);
   assert.equal(returnPathMessages(feeder.effects).length, 0); // no return path in an exec: stream
+  // Read as the real shell reads it: 1 MiB reads (and a few odd ones) into one reused buffer.
+  const reused = makeEngine([{ name: 'mem', data: new Uint8Array(16 << 20) }]);
+  const cuts = [7, 1000, 4105];
+  for (let at = 1 << 20; at < stream.length; at += 1 << 20) cuts.push(at);
+  reused.feeder.pushSplitReused(stream, cuts);
+  assert.equal(reused.engine.status, 'completed', reused.engine.lastError?.message);
+  assert.equal(sha256(reused.ram.store.bytes), manifest['pattern-16M'].decoded_ram_sha256);
 });
 
 test('precopy: a truncated stream fails when the channel closes, and the guest never starts', () => {

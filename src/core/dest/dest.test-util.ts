@@ -212,6 +212,29 @@ export class Feeder {
     }
   }
 
+  /**
+   * As pushSplit, but as the real shell reads: each chunk is copied into one buffer reused for
+   * every push, and that buffer is overwritten with garbage right after the push, so anything
+   * the engine kept a view of (instead of consuming it) would be corrupted.
+   */
+  pushSplitReused(bytes: Uint8Array, cuts: readonly number[]): void {
+    let at = 0;
+    let longest = 0;
+    for (const cut of [...cuts, bytes.length]) {
+      longest = Math.max(longest, cut - at);
+      at = cut;
+    }
+    const buffer = new Uint8Array(longest);
+    at = 0;
+    for (const cut of [...cuts, bytes.length]) {
+      buffer.set(bytes.subarray(at, cut));
+      this.push(buffer.subarray(0, cut - at));
+      buffer.fill(0xa5);
+      at = cut;
+      this.nowNs += MS;
+    }
+  }
+
   fault(vcpu: number, page: number): { present: boolean; effects: Effect[] } {
     const r = this.engine.onGuestFault(vcpu, page, this.nowNs);
     this.effects.push(...r.effects);
