@@ -47,13 +47,6 @@ export const KNOWN_DEVIATIONS: readonly KnownDeviation[] = [
     reason: 'the lab runs took 652, 502, 627 ms; zeroing never-touched memory (host page faults, THP) slows the 2 GiB guest\'s host more than ' +
       'the even 2/3 share of the host model gives (the first pass ran at about 0.55 of its hint-off speed, the model gives 0.67)',
   },
-  {
-    caseId: 'm1024-alloc-1g-hint-on-ioa0',
-    figure: 'transferred',
-    check: 'spread',
-    reason: 'the unhintable free memory is taken from the init_on_alloc=1 runs (52.7 MiB, all of it filled by the alloc workload in the model); ' +
-      'the init_on_alloc=0 guest sent only about 37 MiB of alloc data (lab runs 125.9, 127.1, 137.9 MiB)',
-  },
 ];
 
 /** The entry for a case's figure, if any. */
