@@ -17,7 +17,9 @@
  *   which lie from page 0 of reserved (`kernel-data-low`);
  * - guest.fragmented: free memory the hint driver cannot take (not in 4 MiB blocks): the least
  *   MemFree the alloc guest of this size showed while hinting at 128 MiB/s, when it had all the
- *   time it needed; lowest in memory, so the alloc workload fills it first;
+ *   time it needed; lowest in memory, so the alloc workload fills it first. For an alloc guest
+ *   without init_on_alloc, the alloc data that stayed in it instead (lab-data.ts
+ *   unhintableAllocDataKb): part of that memory held zero pages, which cost the scan only;
  * - workload alloc: alloc-then-free over the MiB the workload reported filled plus its staging
  *   files, so that much free memory holds data when `migrate` is issued; idle: nothing;
  * - guest.init-on-alloc: the kernel command line (the lab's third suite adds init_on_alloc=0);
@@ -34,7 +36,7 @@ import * as C from '../calibration.ts';
 import { GUEST_VRING_WINDOW_BYTES_DEFAULT } from '../../guest/guest.ts';
 import { spreadKernelDataBytes } from '../machine.ts';
 import { MiB, TARGET_PAGE_SIZE } from '../../lib/units.ts';
-import { initOnAllocOf, kernelDataPages, labCases, topDataBytes, unhintableFreeKb, type LabCase, type LabRow } from './lab-data.ts';
+import { initOnAllocOf, kernelDataPages, labCases, topDataBytes, unhintableAllocDataKb, unhintableFreeKb, type LabCase, type LabRow } from './lab-data.ts';
 
 /** What the generator needs besides the case. */
 export interface LabScenarioInputs {
@@ -144,7 +146,8 @@ export interface LabScenarioFile {
 /**
  * Every case of `sources` with its scenario. The guest's boot data comes from the idle hint-off
  * runs of the same size and init_on_alloc, its unhintable free memory from the alloc hint-on
- * 128 MiB/s runs of the same size, looked up in `derivation` (default: all rows of `sources`).
+ * 128 MiB/s runs of the same size (for an init_on_alloc=0 alloc guest, the alloc data those runs
+ * left unhinted), looked up in `derivation` (default: all rows of `sources`).
  */
 export function labScenarioFiles(sources: readonly LabSource[], derivation?: readonly LabRow[]): LabScenarioFile[] {
   const all = derivation ?? sources.flatMap((s) => s.rows);
@@ -155,7 +158,9 @@ export function labScenarioFiles(sources: readonly LabSource[], derivation?: rea
       const kd = kernelDataPages(sameBoot, labCase.memMib) ?? kernelDataPages(all, labCase.memMib);
       if (kd === null) throw new Error(`lab case ${labCase.id}: no idle hint-off run of a ${labCase.memMib} MiB guest to take its boot data from`);
       const top = topDataBytes(sameBoot, labCase.memMib) ?? topDataBytes(all, labCase.memMib);
-      const inputs = { labCase, kernelDataPages: kd, unhintableFreeKb: unhintableFreeKb(all, labCase.memMib) ?? 0, topDataBytes: top, source: src.source };
+      const allocData = labCase.workload === 'alloc' && !labCase.initOnAlloc ? unhintableAllocDataKb(all, labCase.memMib) : null;
+      const unhintable = allocData ?? unhintableFreeKb(all, labCase.memMib) ?? 0;
+      const inputs = { labCase, kernelDataPages: kd, unhintableFreeKb: unhintable, topDataBytes: top, source: src.source };
       out.push({ labCase, file: labScenarioFile(labCase), yaml: labScenarioYaml(inputs) });
     }
   }

@@ -1,0 +1,30 @@
+// The guest's derived figures from the committed lab runs (testdata/guest-lab/*.jsonl): the
+// unhintable free memory (least MemFree of the init_on_alloc=1 alloc runs at 128 MiB/s) and,
+// for the init_on_alloc=0 alloc guest, the alloc data left in it (normal pages beyond the idle
+// guest's, docs/fidelity.md fifth round). Oracles: the per-run figures in the jsonl files.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { LAB_DATA_DIR, LAB_DATA_FILES, parseLabJsonl, unhintableAllocDataKb, unhintableFreeKb, type LabRow } from './lab-data.ts';
+
+const ROOT = new URL('../../../', import.meta.url).pathname;
+const rowsOf = (file: string): LabRow[] => parseLabJsonl(readFileSync(join(ROOT, LAB_DATA_DIR, file), 'utf8'));
+const all = LAB_DATA_FILES.flatMap(rowsOf);
+
+test('the init_on_alloc=0 alloc guest left 11,319 pages of alloc data unhinted (33,331 − 22,012 normal pages, medians)', () => {
+  assert.equal(unhintableAllocDataKb(all, 1024), (33_331 - 22_012) * 4);
+  assert.equal(Math.floor(unhintableAllocDataKb(all, 1024)! / 4096) * 4, 44, 'floored to whole 4 MiB blocks: 44 MiB');
+});
+
+test('the alloc data measure needs init_on_alloc=0 runs of both workloads at 128 MiB/s', () => {
+  assert.equal(unhintableAllocDataKb(all, 2048), null, 'no init_on_alloc=0 runs of the 2048 MiB guest');
+  assert.equal(unhintableAllocDataKb(rowsOf('main.jsonl'), 1024), null, 'init_on_alloc=1 only');
+  const noIdle = rowsOf('no-init-on-alloc.jsonl').filter((r) => r.wl !== 'idle');
+  assert.equal(unhintableAllocDataKb(noIdle, 1024), null, 'no idle runs to subtract');
+});
+
+test('the least MemFree while hinting still comes from the init_on_alloc=1 runs (52.7 MiB for 1024 MiB, 80.8 MiB for 2048)', () => {
+  assert.equal(unhintableFreeKb(all, 1024), 53_968);
+  assert.equal(unhintableFreeKb(all, 2048), 82_768, '80.8 MiB');
+});
