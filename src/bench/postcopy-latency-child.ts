@@ -9,8 +9,10 @@
  */
 import { destReport, listenDest, runSource, startLatencyVm, type ChildMessage } from './postcopy-latency.ts';
 import { installNativeZeroTest } from '../host/native-zero.ts';
+import { enableHopTrace } from '../host/hop-trace.ts';
 
 installNativeZeroTest(); // as the CLI does (lib/zero-range.ts)
+if (process.env.LIVEMIG_BENCH_HOPS === '1') enableHopTrace();
 
 
 function send(message: ChildMessage): Promise<void> {

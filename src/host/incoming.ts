@@ -36,6 +36,7 @@ import type { Channel } from '../transport/channel.ts';
 import { openIncoming, type IncomingEndpoint, type OpenOptions } from '../transport/open.ts';
 import { parseMigrationUri } from '../transport/uri.ts';
 import { acceptMultifd } from './multifd-channels.ts';
+import { hopNowNs, hopTrace } from './hop-trace.ts';
 
 /** What the incoming migration needs from its VM. */
 export interface IncomingHost {
@@ -76,6 +77,8 @@ export class IncomingMigration {
   /** Stream bytes received and not yet loaded (see onData). */
   private pending: Uint8Array[] = [];
   private pendingBytes = 0;
+  /** With the hop trace on: when each pending piece arrived. */
+  private pendingArrivedNs: number[] = [];
   private loadQueued = false;
   /** Set by `close`: the channel's end is ours, not a failure to report. */
   private closing = false;
@@ -187,6 +190,7 @@ export class IncomingMigration {
     }
     this.preemptChannel = channel;
     channel.onData((chunk) => {
+      hopTrace.dest?.loading('preempt', hopNowNs());
       if (!this.closing) this.apply(this.engine.onBytes('preempt', chunk, this.host.nowNs()));
     });
     channel.onClose((error) => {
@@ -258,6 +262,7 @@ export class IncomingMigration {
    * polling, effects) is paid per burst rather than per piece.
    */
   private onData(chunk: Uint8Array): void {
+    if (hopTrace.dest !== null) this.pendingArrivedNs.push(hopNowNs());
     this.pending.push(chunk);
     this.pendingBytes += chunk.length;
     if (this.pendingBytes >= COALESCE_BYTES_MAX) {
@@ -272,13 +277,16 @@ export class IncomingMigration {
     this.loadQueued = false;
     if (this.pending.length === 0 || this.closing) return;
     const pieces = this.pending;
+    const arrivedNs = this.pendingArrivedNs;
     this.pending = [];
+    this.pendingArrivedNs = [];
     this.pendingBytes = 0;
     // Each piece is decoded where it lies (the decoder carries only a record cut by a piece
     // boundary): joining them first cost a copy of the whole stream into fresh memory.
     const nowNs = this.host.nowNs();
-    for (const piece of pieces) {
-      this.apply(this.engine.onBytes('main', piece, nowNs));
+    for (let i = 0; i < pieces.length; i++) {
+      hopTrace.dest?.loading('main', arrivedNs[i]);
+      this.apply(this.engine.onBytes('main', pieces[i], nowNs));
       // A pause drops the dead connection's bytes, including the rest of this burst.
       if (this.closing || this.engine.status === 'postcopy-paused') return;
       // After the switch a vCPU fault must not wait for the whole burst: requests go out
@@ -289,8 +297,11 @@ export class IncomingMigration {
 
   /** A vCPU touched a missing page (vcpu-worker.ts). */
   onGuestFault(vcpu: number, pageIndex: number): void {
+    hopTrace.dest?.faultSeen(pageIndex, hopNowNs());
     const result = this.engine.onGuestFault(vcpu, pageIndex, this.host.nowNs());
     this.apply(result);
+    // A fault's only `send` is its request (REQ_PAGES[_ID]) on the return path.
+    if (result.effects.some((e) => e.kind === 'send')) hopTrace.dest?.requestWritten(pageIndex);
     if (result.present) this.host.pageReady(pageIndex);
   }
 
@@ -311,6 +322,7 @@ export class IncomingMigration {
     if (this.engine.status === 'postcopy-paused') {
       this.channel = null;
       this.pending = [];
+      this.pendingArrivedNs = [];
       this.pendingBytes = 0;
     }
     channel?.destroy();
@@ -332,7 +344,7 @@ export class IncomingMigration {
       case 'send': {
         const channel = this.channel;
         if (channel !== null && !channel.closed) channel.write(effect.data);
-        return;
+        return hopTrace.dest?.sent(hopNowNs());
       }
       case 'status':
         this.host.onStatus(effect.from, effect.to);
@@ -341,7 +353,8 @@ export class IncomingMigration {
       case 'run-guest':
         return this.host.runGuest();
       case 'page-ready':
-        return this.host.pageReady(effect.pageIndex);
+        this.host.pageReady(effect.pageIndex);
+        return hopTrace.dest?.placed(effect.pageIndex, hopNowNs());
       case 'event':
       case 'mark':
         return;

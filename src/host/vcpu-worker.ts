@@ -237,7 +237,7 @@ class Vcpu {
       control.waitForWake(data.vcpu, seen, FAULT_WAIT_SLICE_MS);
     }
     control.setFaultPage(data.vcpu, -1);
-    control.recordFaultLatency(data.vcpu, this.nowNs() - startNs);
+    control.recordFaultLatency(data.vcpu, this.nowNs() - startNs, startNs, page);
     if (outcome === 'present' && control.command === VcpuCommand.Run) control.setState(data.vcpu, VcpuState.Running);
     return outcome;
   }

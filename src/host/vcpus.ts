@@ -203,6 +203,14 @@ export class VcpuSet {
     return out;
   }
 
+  /** Every recorded fault of every vCPU: start (ns on the machine's monotonic clock), latency, page. */
+  faultRecords(): Array<{ startNs: number; latencyNs: number; page: number }> {
+    const epochNs = Number(this.options.epochNs);
+    const out: Array<{ startNs: number; latencyNs: number; page: number }> = [];
+    for (let i = 0; i < this.count; i++) for (const r of this.control.faultRecords(i)) out.push({ ...r, startNs: r.startNs + epochNs });
+    return out;
+  }
+
   /** Stops the workers (idempotent). */
   close(): Promise<void> {
     if (this.closing !== null) return this.closing;
