@@ -60,6 +60,14 @@ export interface IncomingHost {
 
 /** Received bytes are loaded at the latest once this many are pending. */
 const COALESCE_BYTES_MAX = 4 * 1024 * 1024;
+/** After the postcopy switch, main-channel bytes loaded per event-loop turn (see onData). */
+const POSTCOPY_LOAD_SLICE_BYTES = 256 * 1024;
+/**
+ * After the switch, reading the main channel pauses while this many bytes wait to be loaded:
+ * the backlog stays in the kernel's socket buffers, not in a userland queue that a requested
+ * page on the main channel (no preempt) would wait behind as well.
+ */
+const POSTCOPY_PENDING_BYTES_MAX = 2 * POSTCOPY_LOAD_SLICE_BYTES;
 /** No deadline for the source's connection (setTimeout's largest delay). */
 const ACCEPT_TIMEOUT_MS = 2 ** 31 - 1;
 
@@ -80,6 +88,8 @@ export class IncomingMigration {
   /** With the hop trace on: when each pending piece arrived. */
   private pendingArrivedNs: number[] = [];
   private loadQueued = false;
+  /** Reading of the main channel is paused until the pending pieces are loaded (postcopy). */
+  private readingPaused = false;
   /** Set by `close`: the channel's end is ours, not a failure to report. */
   private closing = false;
   /** Multifd channel connections, once accepted. */
@@ -213,7 +223,7 @@ export class IncomingMigration {
     });
     channel.onClose((error) => {
       if (this.closing || this.channel !== channel) return; // quit, or a connection already dropped
-      this.loadPending();
+      this.loadPending(true);
       if (error !== null && this.error === null && !isFinalStatus(this.engine.status)) this.error = error;
       this.apply(this.engine.onChannelClosed('main', this.host.nowNs()));
     });
@@ -260,12 +270,23 @@ export class IncomingMigration {
    * Socket reads arrive in 64 KiB pieces, a burst of them per event-loop turn. They are loaded
    * once per turn (or every COALESCE_BYTES_MAX), piece by piece, so the per-load work (fault
    * polling, effects) is paid per burst rather than per piece.
+   *
+   * After the postcopy switch a turn loads at most POSTCOPY_LOAD_SLICE_BYTES and leaves the
+   * rest for the next one, so the preempt channel's pages and the vCPUs' fault messages are
+   * handled between slices instead of after a burst of up to COALESCE_BYTES_MAX; reading
+   * the main channel pauses while POSTCOPY_PENDING_BYTES_MAX wait (TCP then holds the source
+   * back).
    */
   private onData(chunk: Uint8Array): void {
     if (hopTrace.dest !== null) this.pendingArrivedNs.push(hopNowNs());
     this.pending.push(chunk);
     this.pendingBytes += chunk.length;
-    if (this.pendingBytes >= COALESCE_BYTES_MAX) {
+    const postcopy = this.engine.status === 'postcopy-active';
+    if (postcopy && this.pendingBytes >= POSTCOPY_PENDING_BYTES_MAX) {
+      this.readingPaused = true;
+      this.channel?.pause();
+    }
+    if (this.pendingBytes >= COALESCE_BYTES_MAX && !postcopy) {
       this.loadPending();
     } else if (!this.loadQueued) {
       this.loadQueued = true;
@@ -273,7 +294,8 @@ export class IncomingMigration {
     }
   }
 
-  private loadPending(): void {
+  /** Loads the pending pieces: all of them, or (postcopy, unless `all`) a slice. */
+  private loadPending(all = false): void {
     this.loadQueued = false;
     if (this.pending.length === 0 || this.closing) return;
     const pieces = this.pending;
@@ -281,10 +303,14 @@ export class IncomingMigration {
     this.pending = [];
     this.pendingArrivedNs = [];
     this.pendingBytes = 0;
+    const sliceBytes = this.engine.status === 'postcopy-active' && !all ? POSTCOPY_LOAD_SLICE_BYTES : Infinity;
+    let loadedBytes = 0;
     // Each piece is decoded where it lies (the decoder carries only a record cut by a piece
     // boundary): joining them first cost a copy of the whole stream into fresh memory.
     const nowNs = this.host.nowNs();
     for (let i = 0; i < pieces.length; i++) {
+      if (loadedBytes >= sliceBytes) return this.loadLater(pieces.slice(i), arrivedNs.slice(i));
+      loadedBytes += pieces[i].length;
       hopTrace.dest?.loading('main', arrivedNs[i]);
       this.apply(this.engine.onBytes('main', pieces[i], nowNs));
       // A pause drops the dead connection's bytes, including the rest of this burst.
@@ -293,6 +319,23 @@ export class IncomingMigration {
       // between pieces (64 KiB each).
       if (this.engine.status === 'postcopy-active') this.host.pollFaults();
     }
+    if (this.readingPaused) {
+      this.readingPaused = false;
+      this.channel?.resume();
+    }
+  }
+
+  /** Postcopy: the pieces a slice left, loaded next turn (reading stays paused while they are many). */
+  private loadLater(pieces: Uint8Array[], arrivedNs: number[]): void {
+    this.pending = pieces;
+    this.pendingArrivedNs = arrivedNs;
+    this.pendingBytes = pieces.reduce((n, piece) => n + piece.length, 0);
+    if (this.readingPaused && this.pendingBytes < POSTCOPY_PENDING_BYTES_MAX) {
+      this.readingPaused = false;
+      this.channel?.resume();
+    }
+    this.loadQueued = true;
+    setImmediate(() => this.loadPending());
   }
 
   /** A vCPU touched a missing page (vcpu-worker.ts). */
