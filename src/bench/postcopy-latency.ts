@@ -23,6 +23,7 @@ import { LivemigVm } from '../host/vm.ts';
 import type { MigrationCapability } from '../core/capabilities.ts';
 import { enableHopTrace, hopTrace, type DestHop, type SourceHop } from '../host/hop-trace.ts';
 import type { FaultRecord } from './postcopy-hops.ts';
+import type { ThreadSched } from './schedstat.ts';
 
 export type LatencyLayout = 'in-process' | 'processes';
 
@@ -46,6 +47,8 @@ export interface DestLatencyReport {
   /** With the hop trace on (LIVEMIG_BENCH_HOPS=1): every fault, and the destination's stamps. */
   readonly faults?: readonly FaultRecord[];
   readonly destHops?: readonly DestHop[];
+  /** Two-process layout: the destination process's threads over the run (schedstat.ts). */
+  readonly threads?: readonly ThreadSched[];
 }
 
 /** What the source reports at the end. */
@@ -56,12 +59,15 @@ export interface SourceLatencyReport {
   readonly cpuMs: number;
   /** With the hop trace on: the source's stamps. */
   readonly sourceHops?: readonly SourceHop[];
+  /** Two-process layout: the source process's threads over the run. */
+  readonly threads?: readonly ThreadSched[];
 }
 
 export interface PostcopyLatencyRun extends DestLatencyReport {
   readonly sourceCpuMs: number;
   readonly preemptBytesWritten: number;
   readonly sourceHops?: readonly SourceHop[];
+  readonly sourceThreads?: readonly ThreadSched[];
 }
 
 const CHILD = fileURLToPath(new URL('./postcopy-latency-child.ts', import.meta.url));
@@ -213,7 +219,7 @@ async function inProcesses(options: PostcopyLatencyOptions): Promise<PostcopyLat
     const d = await dest('dest-done');
     if (d.kind !== 'dest-done') throw new Error('unreachable');
     await Promise.all(children.map((c) => (c.exitCode !== null ? undefined : new Promise((resolve) => c.once('exit', resolve)))));
-    return { ...d.report, sourceCpuMs: s.report.cpuMs, preemptBytesWritten: s.report.preemptBytesWritten, sourceHops: s.report.sourceHops };
+    return { ...d.report, sourceCpuMs: s.report.cpuMs, preemptBytesWritten: s.report.preemptBytesWritten, sourceHops: s.report.sourceHops, sourceThreads: s.report.threads };
   } finally {
     clearTimeout(deadline);
     for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
