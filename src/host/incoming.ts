@@ -37,6 +37,7 @@ import { openIncoming, type IncomingEndpoint, type OpenOptions } from '../transp
 import { parseMigrationUri } from '../transport/uri.ts';
 import { acceptMultifd } from './multifd-channels.ts';
 import { hopNowNs, hopTrace } from './hop-trace.ts';
+import { PendingPieces } from './pending-pieces.ts';
 
 /** What the incoming migration needs from its VM. */
 export interface IncomingHost {
@@ -77,10 +78,7 @@ export class IncomingMigration {
   private channel: Channel | null = null;
   private listening = true;
   /** Stream bytes received and not yet loaded (see onData). */
-  private pending: Uint8Array[] = [];
-  private pendingBytes = 0;
-  /** With the hop trace on: when each pending piece arrived. */
-  private pendingArrivedNs: number[] = [];
+  private readonly pending = new PendingPieces();
   private loadQueued = false;
   /** Reading of the main channel is paused until the pending pieces are loaded (postcopy). */
   private readingPaused = false;
@@ -274,15 +272,13 @@ export class IncomingMigration {
    * each at load 9), the socket being paused and resumed every few reads.
    */
   private onData(chunk: Uint8Array): void {
-    if (hopTrace.dest !== null) this.pendingArrivedNs.push(hopNowNs());
-    this.pending.push(chunk);
-    this.pendingBytes += chunk.length;
+    this.pending.push(chunk, hopTrace.dest === null ? undefined : hopNowNs());
     const sliced = this.slicesLoads();
-    if (sliced && this.pendingBytes >= COALESCE_BYTES_MAX) {
+    if (sliced && this.pending.bytes >= COALESCE_BYTES_MAX) {
       this.readingPaused = true;
       this.channel?.pause();
     }
-    if (this.pendingBytes >= COALESCE_BYTES_MAX && !sliced) {
+    if (this.pending.bytes >= COALESCE_BYTES_MAX && !sliced) {
       this.loadPending();
     } else if (!this.loadQueued) {
       this.loadQueued = true;
@@ -302,20 +298,12 @@ export class IncomingMigration {
   /** Loads the pending pieces: all of them, or (sliced, unless `all`) a slice. */
   private loadPending(all = false): void {
     this.loadQueued = false;
-    if (this.pending.length === 0 || this.closing) return;
-    const pieces = this.pending;
-    const arrivedNs = this.pendingArrivedNs;
-    this.pending = [];
-    this.pendingArrivedNs = [];
-    this.pendingBytes = 0;
-    const sliceBytes = this.slicesLoads() && !all ? POSTCOPY_LOAD_SLICE_BYTES : Infinity;
-    let loadedBytes = 0;
+    if (this.pending.isEmpty || this.closing) return;
+    const { pieces, arrivedNs } = this.pending.take(this.slicesLoads() && !all ? POSTCOPY_LOAD_SLICE_BYTES : Infinity);
     // Each piece is decoded where it lies (the decoder carries only a record cut by a piece
     // boundary): joining them first cost a copy of the whole stream into fresh memory.
     const nowNs = this.host.nowNs();
     for (let i = 0; i < pieces.length; i++) {
-      if (loadedBytes >= sliceBytes) return this.loadLater(pieces.slice(i), arrivedNs.slice(i));
-      loadedBytes += pieces[i].length;
       hopTrace.dest?.loading('main', arrivedNs[i]);
       this.apply(this.engine.onBytes('main', pieces[i], nowNs));
       // A pause drops the dead connection's bytes, including the rest of this burst.
@@ -324,23 +312,15 @@ export class IncomingMigration {
       // between pieces (64 KiB each).
       if (this.engine.status === 'postcopy-active') this.host.pollFaults();
     }
-    if (this.readingPaused) {
+    // Sliced: reading resumes once fewer than COALESCE_BYTES_MAX wait; the rest loads next turn.
+    if (this.readingPaused && this.pending.bytes < COALESCE_BYTES_MAX) {
       this.readingPaused = false;
       this.channel?.resume();
     }
-  }
-
-  /** Postcopy: the pieces a slice left, loaded next turn (reading stays paused while they are many). */
-  private loadLater(pieces: Uint8Array[], arrivedNs: number[]): void {
-    this.pending = pieces;
-    this.pendingArrivedNs = arrivedNs;
-    this.pendingBytes = pieces.reduce((n, piece) => n + piece.length, 0);
-    if (this.readingPaused && this.pendingBytes < COALESCE_BYTES_MAX) {
-      this.readingPaused = false;
-      this.channel?.resume();
+    if (!this.pending.isEmpty && !this.loadQueued) {
+      this.loadQueued = true;
+      setImmediate(() => this.loadPending());
     }
-    this.loadQueued = true;
-    setImmediate(() => this.loadPending());
   }
 
   /** A vCPU touched a missing page (vcpu-worker.ts). */
@@ -369,9 +349,7 @@ export class IncomingMigration {
     const channel = this.channel;
     if (this.engine.status === 'postcopy-paused') {
       this.channel = null;
-      this.pending = [];
-      this.pendingArrivedNs = [];
-      this.pendingBytes = 0;
+      this.pending.clear();
     }
     channel?.destroy();
     for (const multifd of this.multifdChannels) multifd.destroy();
