@@ -46,7 +46,14 @@ function load(): string {
 
 function cpuNote(runs: readonly PostcopyLatencyRun[]): string {
   const fmt = (xs: number[]): string => (xs.every(Number.isNaN) ? 'n/a (shared process)' : `${median(xs).toFixed(0)} ms`);
-  return `CPU per run (median): source ${fmt(runs.map((r) => r.sourceCpuMs))}, destination ${fmt(runs.map((r) => r.cpuMs))}`;
+  const cpu = `CPU per run (median): source ${fmt(runs.map((r) => r.sourceCpuMs))}, destination ${fmt(runs.map((r) => r.cpuMs))}`;
+  // How long each VM's main thread was runnable but waiting for a CPU (Linux schedstat).
+  const waitMs = (threads: PostcopyLatencyRun['threads']): number => (threads?.find((t) => t.name === 'main')?.runQueueWaitNs ?? Number.NaN) / 1e6;
+  const src = runs.map((r) => waitMs(r.sourceThreads));
+  const dst = runs.map((r) => waitMs(r.threads));
+  const cpuMain = (threads: PostcopyLatencyRun['threads']): number => (threads?.find((t) => t.name === 'main')?.cpuNs ?? Number.NaN) / 1e6;
+  if (src.some(Number.isNaN) || dst.some(Number.isNaN)) return cpu;
+  return `${cpu}; main threads ran / waited for a CPU per run (median): source ${median(runs.map((r) => cpuMain(r.sourceThreads))).toFixed(0)} / ${median(src).toFixed(0)} ms, destination ${median(runs.map((r) => cpuMain(r.threads))).toFixed(0)} / ${median(dst).toFixed(0)} ms`;
 }
 
 export function makePostcopyGroup(full = { runs: 3 }, quick = { runs: 1 }): BenchGroup {

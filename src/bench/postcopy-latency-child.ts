@@ -9,12 +9,20 @@
  */
 import { destReport, listenDest, runSource, startLatencyVm, type ChildMessage } from './postcopy-latency.ts';
 import { installNativeZeroTest } from '../host/native-zero.ts';
+import type { LivemigVm } from '../host/vm.ts';
+import { enableHopTrace } from '../host/hop-trace.ts';
+import { schedDelta, threadSched } from './schedstat.ts';
 
 installNativeZeroTest(); // as the CLI does (lib/zero-range.ts)
+if (process.env.LIVEMIG_BENCH_HOPS === '1') enableHopTrace();
 
 
 function send(message: ChildMessage): Promise<void> {
   return new Promise((resolve) => process.send!(message, () => resolve()));
+}
+
+function vcpuNames(vm: LivemigVm): Map<number, string> {
+  return new Map((vm.vcpus?.threadIds ?? []).map((tid, i) => [tid, `vcpu${i}`]));
 }
 
 function cpuMs(): number {
@@ -27,16 +35,18 @@ async function main(): Promise<void> {
   if (process.send === undefined || (role !== 'dest' && role !== 'source')) throw new Error('usage (forked with IPC): postcopy-latency-child.ts dest|source SIZE_MIB 0|1 [URI BYTES_PER_SEC]');
   const vm = await startLatencyVm(Number(size), preempt === '1', role === 'dest');
   try {
+    const schedBefore = threadSched();
     if (role === 'dest') {
       const quit = new Promise<void>((resolve) => process.once('message', () => resolve()));
       await send({ kind: 'listening', uri: await listenDest(vm) });
-      await send({ kind: 'dest-done', report: await destReport(vm, cpuMs()) });
+      const report = await destReport(vm, cpuMs());
+      await send({ kind: 'dest-done', report: { ...report, threads: schedDelta(schedBefore, threadSched(vcpuNames(vm))) } });
       // Closing now could drop SHUT before it left (and reset the connections under a source
       // that has not read it): the parent says when the source is done.
       await quit;
     } else {
       const report = await runSource(vm, uri, Number(postcopyBytesPerSec));
-      await send({ kind: 'source-done', report: { ...report, cpuMs: cpuMs() } });
+      await send({ kind: 'source-done', report: { ...report, cpuMs: cpuMs(), threads: schedDelta(schedBefore, threadSched(vcpuNames(vm))) } });
     }
   } finally {
     await vm.close();

@@ -21,6 +21,9 @@ import { tokenizeQemuArgs, LIVEMIG_VM_OPTIONS } from '../host/qemu-args.ts';
 import { interpretVmArgs } from '../host/vm-args.ts';
 import { LivemigVm } from '../host/vm.ts';
 import type { MigrationCapability } from '../core/capabilities.ts';
+import { enableHopTrace, hopTrace, type DestHop, type SourceHop } from '../host/hop-trace.ts';
+import type { FaultRecord } from './postcopy-hops.ts';
+import type { ThreadSched } from './schedstat.ts';
 
 export type LatencyLayout = 'in-process' | 'processes';
 
@@ -41,6 +44,11 @@ export interface DestLatencyReport {
   readonly preemptBytesReceived: number;
   /** CPU time of the destination's process (user + system, every thread), ms; NaN in-process. */
   readonly cpuMs: number;
+  /** With the hop trace on (LIVEMIG_BENCH_HOPS=1): every fault, and the destination's stamps. */
+  readonly faults?: readonly FaultRecord[];
+  readonly destHops?: readonly DestHop[];
+  /** Two-process layout: the destination process's threads over the run (schedstat.ts). */
+  readonly threads?: readonly ThreadSched[];
 }
 
 /** What the source reports at the end. */
@@ -49,11 +57,17 @@ export interface SourceLatencyReport {
   readonly error: string | null;
   readonly preemptBytesWritten: number;
   readonly cpuMs: number;
+  /** With the hop trace on: the source's stamps. */
+  readonly sourceHops?: readonly SourceHop[];
+  /** Two-process layout: the source process's threads over the run. */
+  readonly threads?: readonly ThreadSched[];
 }
 
 export interface PostcopyLatencyRun extends DestLatencyReport {
   readonly sourceCpuMs: number;
   readonly preemptBytesWritten: number;
+  readonly sourceHops?: readonly SourceHop[];
+  readonly sourceThreads?: readonly ThreadSched[];
 }
 
 const CHILD = fileURLToPath(new URL('./postcopy-latency-child.ts', import.meta.url));
@@ -97,6 +111,7 @@ export async function destReport(dest: LivemigVm, cpuMs: number): Promise<DestLa
     pagesPlacedAfterSwitch: stats.postcopyPagesPlaced,
     preemptBytesReceived: dest.incoming!.preemptBytesReceived,
     cpuMs,
+    ...(hopTrace.dest === null ? {} : { faults: dest.vcpus!.faultRecords(), destHops: hopTrace.dest.hops() }),
   };
 }
 
@@ -109,7 +124,10 @@ export async function runSource(source: LivemigVm, uri: string, postcopyBytesPer
   await sleep(300);
   source.migrateStartPostcopy();
   const status = await source.outgoing!.whenFinished();
-  return { status, error: source.outgoing!.error?.message ?? null, preemptBytesWritten: source.outgoing!.preemptBytesWritten };
+  return {
+    status, error: source.outgoing!.error?.message ?? null, preemptBytesWritten: source.outgoing!.preemptBytesWritten,
+    ...(hopTrace.source === null ? {} : { sourceHops: hopTrace.source.hops() }),
+  };
 }
 
 /** One postcopy migration; see the file comment. */
@@ -118,6 +136,7 @@ export async function measurePostcopyLatency(options: PostcopyLatencyOptions): P
 }
 
 async function inProcess(options: PostcopyLatencyOptions): Promise<PostcopyLatencyRun> {
+  if (process.env.LIVEMIG_BENCH_HOPS === '1') enableHopTrace(); // fresh stamps for this run
   const source = await startLatencyVm(options.sizeMiB, options.preempt, false);
   const dest = await startLatencyVm(options.sizeMiB, options.preempt, true);
   try {
@@ -125,7 +144,7 @@ async function inProcess(options: PostcopyLatencyOptions): Promise<PostcopyLaten
     const s = await runSource(source, uri, options.postcopyBytesPerSec ?? 0);
     if (s.status !== 'completed') throw new Error(`postcopy latency: the source ended ${s.status}: ${s.error ?? ''}`);
     const d = await destReport(dest, Number.NaN);
-    return { ...d, sourceCpuMs: Number.NaN, preemptBytesWritten: s.preemptBytesWritten };
+    return { ...d, sourceCpuMs: Number.NaN, preemptBytesWritten: s.preemptBytesWritten, sourceHops: s.sourceHops };
   } finally {
     await Promise.all([source.close(), dest.close()]);
   }
@@ -138,14 +157,17 @@ export type ChildMessage =
   | { readonly kind: 'source-done'; readonly report: SourceLatencyReport }
   | { readonly kind: 'error'; readonly message: string };
 
-function profileArgs(): string[] {
+/** Node options of the children: LIVEMIG_BENCH_CPU_PROF=DIR profiles; LIVEMIG_BENCH_NODE_ARGS adds its words (e.g. --trace-gc, whose output then goes to our stdout). */
+function childNodeArgs(): string[] {
   const dir = process.env.LIVEMIG_BENCH_CPU_PROF;
-  return dir === undefined || dir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${dir}`];
+  const extra = (process.env.LIVEMIG_BENCH_NODE_ARGS ?? '').split(' ').filter((word) => word !== '');
+  return [...(dir === undefined || dir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${dir}`]), ...extra];
 }
 
 /** Forks a child and resolves with its first message of kind `kind` (or rejects on error/exit). */
 function forkChild(args: string[], children: ChildProcess[]): (kind: ChildMessage['kind']) => Promise<ChildMessage> {
-  const child = fork(CHILD, args, { execArgv: ['--import', 'tsx', ...profileArgs()], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const stdout = process.env.LIVEMIG_BENCH_NODE_ARGS === undefined ? 'ignore' : 'inherit';
+  const child = fork(CHILD, args, { execArgv: ['--import', 'tsx', ...childNodeArgs()], stdio: ['ignore', stdout, 'inherit', 'ipc'] });
   children.push(child);
   const messages: ChildMessage[] = [];
   const waiters: Array<() => void> = [];
@@ -197,7 +219,7 @@ async function inProcesses(options: PostcopyLatencyOptions): Promise<PostcopyLat
     const d = await dest('dest-done');
     if (d.kind !== 'dest-done') throw new Error('unreachable');
     await Promise.all(children.map((c) => (c.exitCode !== null ? undefined : new Promise((resolve) => c.once('exit', resolve)))));
-    return { ...d.report, sourceCpuMs: s.report.cpuMs, preemptBytesWritten: s.report.preemptBytesWritten };
+    return { ...d.report, sourceCpuMs: s.report.cpuMs, preemptBytesWritten: s.report.preemptBytesWritten, sourceHops: s.report.sourceHops, sourceThreads: s.report.threads };
   } finally {
     clearTimeout(deadline);
     for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');

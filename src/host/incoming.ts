@@ -36,6 +36,7 @@ import type { Channel } from '../transport/channel.ts';
 import { openIncoming, type IncomingEndpoint, type OpenOptions } from '../transport/open.ts';
 import { parseMigrationUri } from '../transport/uri.ts';
 import { acceptMultifd } from './multifd-channels.ts';
+import { hopNowNs, hopTrace } from './hop-trace.ts';
 
 /** What the incoming migration needs from its VM. */
 export interface IncomingHost {
@@ -191,6 +192,7 @@ export class IncomingMigration {
     }
     this.preemptChannel = channel;
     channel.onData((chunk) => {
+      hopTrace.dest?.loading('preempt', hopNowNs());
       if (!this.closing) this.apply(this.engine.onBytes('preempt', chunk, this.host.nowNs()));
     }, { reuseBufferBytes: READ_BUFFER_BYTES });
     channel.onClose((error) => {
@@ -264,6 +266,7 @@ export class IncomingMigration {
    * polled after each, so a page request does not wait behind the whole read.
    */
   private onData(chunk: Uint8Array): void {
+    hopTrace.dest?.loading('main', hopNowNs());
     for (let at = 0; at < chunk.length && !this.closing && this.engine.status !== 'postcopy-paused';) {
       const postcopy = this.engine.status === 'postcopy-active';
       const end = postcopy ? Math.min(chunk.length, at + POSTCOPY_SLICE_BYTES) : chunk.length;
@@ -275,8 +278,11 @@ export class IncomingMigration {
 
   /** A vCPU touched a missing page (vcpu-worker.ts). */
   onGuestFault(vcpu: number, pageIndex: number): void {
+    hopTrace.dest?.faultSeen(pageIndex, hopNowNs());
     const result = this.engine.onGuestFault(vcpu, pageIndex, this.host.nowNs());
     this.apply(result);
+    // A fault's only `send` is its request (REQ_PAGES[_ID]) on the return path.
+    if (result.effects.some((e) => e.kind === 'send')) hopTrace.dest?.requestWritten(pageIndex);
     if (result.present) this.host.pageReady(pageIndex);
   }
 
@@ -314,7 +320,7 @@ export class IncomingMigration {
       case 'send': {
         const channel = this.channel;
         if (channel !== null && !channel.closed) channel.write(effect.data);
-        return;
+        return hopTrace.dest?.sent(hopNowNs());
       }
       case 'status':
         this.host.onStatus(effect.from, effect.to);
@@ -323,7 +329,8 @@ export class IncomingMigration {
       case 'run-guest':
         return this.host.runGuest();
       case 'page-ready':
-        return this.host.pageReady(effect.pageIndex);
+        this.host.pageReady(effect.pageIndex);
+        return hopTrace.dest?.placed(effect.pageIndex, hopNowNs());
       case 'event':
       case 'mark':
         return;

@@ -14,7 +14,9 @@
  * precopy each pump may write PRECOPY_PUMP_BYTES (the engine emits 1 MiB chunks, written as
  * they are); after the postcopy switch a pump writes at most POSTCOPY_PUMP_BYTES and only
  * while fewer than POSTCOPY_QUEUE_BYTES_MAX wait in the channel, so a requested page does not
- * queue behind megabytes of background pages. Every pump ends with a flush.
+ * queue behind megabytes of background pages. Every pump ends with a flush. Page requests do
+ * not wait for a pump: once return-path bytes are handled, `engine.serveRequests` writes the
+ * requested pages at once (on the preempt channel when there is one).
  *
  * Completion (engine option awaitWritten): after the precopy EOF without a return path the
  * engine waits in `awaiting-written`; the shell reports `written` once every queue (the main
@@ -55,6 +57,7 @@ import { ChannelWriter, type Channel } from '../transport/channel.ts';
 import { ChunkPool } from './chunk-pool.ts';
 import { openOutgoing, type OpenOptions } from '../transport/open.ts';
 import { MultifdConnections } from './multifd-channels.ts';
+import { hopNowNs, hopTrace } from './hop-trace.ts';
 
 /** Wire bytes one precopy pump may write. */
 export const PRECOPY_PUMP_BYTES = 8 * MiB;
@@ -252,7 +255,13 @@ export class OutgoingMigration {
 
   private onReturnPath(chunk: Uint8Array): void {
     if (isFinalStatus(this.engine.status)) return;
-    this.apply(this.engine.onReturnPath(this.host.nowNs(), chunk));
+    const readNs = hopTrace.source === null ? 0 : hopNowNs();
+    const result = this.engine.onReturnPath(this.host.nowNs(), chunk);
+    hopTrace.source?.requestsRead(this.engine.counters().requestsReceived, readNs);
+    this.apply(result);
+    // Requested pages go out now, not at the next pump: that may be held by a full main
+    // channel, the rate limiter or a pump timer (postcopy-preempt's pages bypass all three).
+    if (this.engine.status === 'postcopy-active') this.apply(this.engine.serveRequests(this.host.nowNs()));
     this.schedulePump();
   }
 
@@ -361,6 +370,15 @@ export class OutgoingMigration {
     for (const effect of result.effects) this.applyEffect(effect);
     const writer = this.writer;
     if (writer !== null && !writer.channel.closed) writer.flush();
+    this.traceServed();
+  }
+
+  /** Hop trace: the requests served so far are with their socket now. */
+  private traceServed(): void {
+    const trace = hopTrace.source;
+    if (trace === null) return;
+    const c = this.engine.counters();
+    trace.requestsServed(c.requestedPagesSent + c.requestedPagesDropped + c.hintedZeroPagesSent, hopNowNs());
   }
 
   private applyEffect(effect: Effect): void {
@@ -368,7 +386,8 @@ export class OutgoingMigration {
       case 'send':
         if (effect.channel === 'preempt') {
           assert(this.preempt !== null, 'the source sent on the preempt channel without the capability');
-          return this.preempt.write(0, effect.data);
+          this.preempt.write(0, effect.data);
+          return this.traceServed();
         }
         if (effect.channel !== 'main') {
           assert(this.multifd !== null && effect.channel.startsWith('multifd'), `the real source sends on ${effect.channel} without multifd`);

@@ -16,8 +16,10 @@
  *
  * Statistics (a second SharedArrayBuffer, Float64, one writer each): per vCPU the page writes,
  * steps, faults, total and longest fault wait in ns, then a ring of the first
- * FAULT_LATENCY_RING_SIZE fault latencies (ns). A vCPU writes a latency, then publishes the
- * count with Atomics.store, so a reader that loads the count sees the values before it.
+ * FAULT_LATENCY_RING_SIZE fault latencies (ns), then two rings as long with each of those faults'
+ * start (ns since the VM's epoch) and page (for the latency bench's per-hop breakdown,
+ * host/hop-trace.ts). A vCPU writes a fault's entries, then publishes the count with
+ * Atomics.store, so a reader that loads the count sees the values before it.
  *
  * The vCPU state page: the incrementer's cursor lives in guest RAM (page VCPU_STATE_PAGE, in
  * the kernel's reserved memory, 16 bytes per vCPU: magic, cursor, passes), written after every
@@ -81,7 +83,7 @@ export class VcpuControl {
   constructor(vcpuCount: number, buffers?: { readonly control: SharedArrayBuffer; readonly stats: SharedArrayBuffer }) {
     this.vcpuCount = vcpuCount;
     this.controlBuffer = buffers?.control ?? new SharedArrayBuffer((CTL_VCPU_BASE + vcpuCount * CTL_VCPU_WORDS) * 4);
-    this.statsBuffer = buffers?.stats ?? new SharedArrayBuffer(Math.max(1, vcpuCount) * (STAT_WORDS + FAULT_LATENCY_RING_SIZE) * 8);
+    this.statsBuffer = buffers?.stats ?? new SharedArrayBuffer(Math.max(1, vcpuCount) * (STAT_WORDS + 3 * FAULT_LATENCY_RING_SIZE) * 8);
     this.words = new Int32Array(this.controlBuffer);
     this.stats = new Float64Array(this.statsBuffer);
     if (buffers === undefined) for (let i = 0; i < vcpuCount; i++) this.words[vcpuWord(i, VCPU_FAULT_PAGE)] = -1;
@@ -211,7 +213,7 @@ export class VcpuControl {
   // ---- statistics ------------------------------------------------------------------------------
 
   private statBase(vcpu: number): number {
-    return vcpu * (STAT_WORDS + FAULT_LATENCY_RING_SIZE);
+    return vcpu * (STAT_WORDS + 3 * FAULT_LATENCY_RING_SIZE);
   }
 
   stat(vcpu: number, word: number): number {
@@ -227,15 +229,18 @@ export class VcpuControl {
     if (value > this.stats[index]) this.stats[index] = value;
   }
 
-  /** Worker side: records one fault's latency. */
-  recordFaultLatency(vcpu: number, latencyNs: number): void {
+  /** Worker side: records one fault: its latency, its start (ns since the VM's epoch), its page. */
+  recordFaultLatency(vcpu: number, latencyNs: number, startNs: number, page: number): void {
     this.addStat(vcpu, STAT_FAULTS, 1);
     this.addStat(vcpu, STAT_FAULT_WAIT_NS_TOTAL, latencyNs);
     this.maxStat(vcpu, STAT_FAULT_WAIT_NS_MAX, latencyNs);
     const countIndex = vcpuWord(vcpu, VCPU_LATENCY_COUNT);
     const count = Atomics.load(this.words, countIndex);
     if (count >= FAULT_LATENCY_RING_SIZE) return;
-    this.stats[this.statBase(vcpu) + STAT_WORDS + count] = latencyNs;
+    const ring = this.statBase(vcpu) + STAT_WORDS + count;
+    this.stats[ring] = latencyNs;
+    this.stats[ring + FAULT_LATENCY_RING_SIZE] = startNs;
+    this.stats[ring + 2 * FAULT_LATENCY_RING_SIZE] = page;
     Atomics.store(this.words, countIndex, count + 1);
   }
 
@@ -244,5 +249,16 @@ export class VcpuControl {
     const count = Atomics.load(this.words, vcpuWord(vcpu, VCPU_LATENCY_COUNT));
     const base = this.statBase(vcpu) + STAT_WORDS;
     return Array.from(this.stats.subarray(base, base + count));
+  }
+
+  /** The faults vCPU `vcpu` recorded, in order: start (ns since the VM's epoch), latency, page. */
+  faultRecords(vcpu: number): Array<{ startNs: number; latencyNs: number; page: number }> {
+    const count = Atomics.load(this.words, vcpuWord(vcpu, VCPU_LATENCY_COUNT));
+    const base = this.statBase(vcpu) + STAT_WORDS;
+    const out: Array<{ startNs: number; latencyNs: number; page: number }> = [];
+    for (let i = 0; i < count; i++) {
+      out.push({ latencyNs: this.stats[base + i], startNs: this.stats[base + i + FAULT_LATENCY_RING_SIZE], page: this.stats[base + i + 2 * FAULT_LATENCY_RING_SIZE] });
+    }
+    return out;
   }
 }

@@ -18,6 +18,7 @@
  * The workload sees its own pages as 0..n-1; the target maps them onto the guest pages the
  * main thread allocated for this vCPU, rotated by the incrementer's saved cursor.
  */
+import { readlinkSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { CPU_THROTTLE_TIMESLICE_NS, throttleSleepNs } from '../core/auto-converge.ts';
 import { Prng } from '../lib/prng.ts';
@@ -237,7 +238,7 @@ class Vcpu {
       control.waitForWake(data.vcpu, seen, FAULT_WAIT_SLICE_MS);
     }
     control.setFaultPage(data.vcpu, -1);
-    control.recordFaultLatency(data.vcpu, this.nowNs() - startNs);
+    control.recordFaultLatency(data.vcpu, this.nowNs() - startNs, startNs, page);
     if (outcome === 'present' && control.command === VcpuCommand.Run) control.setState(data.vcpu, VcpuState.Running);
     return outcome;
   }
@@ -259,11 +260,20 @@ class Vcpu {
   }
 }
 
+/** This thread's kernel id (Linux: /proc/thread-self → PID/task/TID), or -1 elsewhere. */
+function threadId(): number {
+  try {
+    return Number(readlinkSync('/proc/thread-self').split('/').pop());
+  } catch {
+    return -1;
+  }
+}
+
 /** The worker's entry point (called by the bootstrap in vcpus.ts). */
 export function vcpuWorkerMain(): void {
   const data = workerData as VcpuWorkerData;
   const vcpu = new Vcpu(data);
-  parentPort?.postMessage({ kind: 'ready', vcpu: data.vcpu });
+  parentPort?.postMessage({ kind: 'ready', vcpu: data.vcpu, tid: threadId() });
   vcpu.run();
   parentPort?.postMessage({ kind: 'exited', vcpu: data.vcpu });
 }

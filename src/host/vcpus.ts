@@ -71,6 +71,8 @@ export class VcpuSet {
   private readonly exited: Promise<void>[] = [];
   private readonly options: VcpuSetOptions;
   private closing: Promise<void> | null = null;
+  /** Per vCPU: its worker thread's kernel id (-1 unknown), for per-thread scheduler figures. */
+  readonly threadIds: number[] = [];
   /** Per vCPU: the fault sequence number last handed to onFault. */
   private readonly handledFaults: Int32Array;
 
@@ -112,9 +114,10 @@ export class VcpuSet {
     this.exited.push(new Promise((resolve) => worker.once('exit', () => resolve())));
     return new Promise((resolve, reject) => {
       let ready = false;
-      worker.on('message', (message: { kind: string; page?: number }) => {
+      worker.on('message', (message: { kind: string; page?: number; tid?: number }) => {
         if (message.kind === 'ready') {
           ready = true;
+          this.threadIds[vcpu] = message.tid ?? -1;
           resolve();
         } else if (message.kind === 'fault') {
           this.pollFault(vcpu);
@@ -200,6 +203,14 @@ export class VcpuSet {
   faultLatencies(): number[] {
     const out: number[] = [];
     for (let i = 0; i < this.count; i++) out.push(...this.control.faultLatencies(i));
+    return out;
+  }
+
+  /** Every recorded fault of every vCPU: start (ns on the machine's monotonic clock), latency, page. */
+  faultRecords(): Array<{ startNs: number; latencyNs: number; page: number }> {
+    const epochNs = Number(this.options.epochNs);
+    const out: Array<{ startNs: number; latencyNs: number; page: number }> = [];
+    for (let i = 0; i < this.count; i++) for (const r of this.control.faultRecords(i)) out.push({ ...r, startNs: r.startNs + epochNs });
     return out;
   }
 

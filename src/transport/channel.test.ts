@@ -1,7 +1,7 @@
 /**
  * ChannelWriter against a recording fake channel: small writes leave as full batches in
- * order, large ones go through as the very same bytes (no copy), a flushed batch is never
- * reused, backpressure is passed on, and `end` flushes first. Then `waitForDrain` settles on
+ * order, large ones go through as the very same bytes (no copy), flushed bytes are never
+ * overwritten (small flushes fill one batch on), backpressure is passed on, and `end` flushes first. Then `waitForDrain` settles on
  * drain and on close.
  */
 import { test } from 'node:test';
@@ -99,14 +99,36 @@ test('ChannelWriter: a large write flushes the batch and goes through uncopied',
   assert.deepEqual(Array.from(channel.writes[0]), Array.from(small));
   assert.equal(channel.writes[1], large, 'the very same object: no copy');
   assert.equal(writer.channelWrites, 2);
-  // A piece that straddles a batch boundary is split across two batches.
+  // A piece that straddles the batch's end is split: the batch (filled on after the 3 bytes
+  // flushed above) leaves with 997 bytes, the rest starts a new one.
   const straddle = new Uint8Array(499).fill(9);
   writer.write(straddle);
   writer.write(straddle);
   writer.write(straddle);
   assert.equal(channel.writes.length, 3);
-  assert.equal(channel.writes[2].length, 1000);
-  assert.equal(writer.pendingBytes, 497);
+  assert.equal(channel.writes[2].length, 997);
+  assert.equal(writer.pendingBytes, 500);
+});
+
+test('ChannelWriter: small flushes fill one batch on, never overwriting bytes handed to the channel', () => {
+  const channel = new FakeChannel();
+  const writer = new ChannelWriter(channel, { batchBytes: 1000, directWriteMinBytes: 500 });
+  const prng = new Prng(7);
+  const pieces: Uint8Array[] = [];
+  const copies: Uint8Array[] = [];
+  for (let i = 0; i < 40; i++) {
+    const piece = new Uint8Array(100).map(() => prng.u32() & 0xff);
+    pieces.push(piece);
+    writer.write(piece);
+    writer.flush();
+    // What the channel holds must stay as it was handed over, whatever is written later.
+    copies.push(channel.writes[channel.writes.length - 1].slice());
+  }
+  assert.deepEqual(channel.writes.map((w) => Array.from(w)), copies.map((c) => Array.from(c)));
+  assert.deepEqual(concatBytes(channel.writes), concatBytes(pieces));
+  // 100-byte flushes: a batch carries 8 of them (it is replaced once less than 250 bytes are free).
+  assert.equal(writer.batchAllocations, 1 + Math.floor(40 / 8));
+  assert.equal(new Set(channel.writes.map((w) => w.buffer)).size, 5);
 });
 
 test('ChannelWriter: backpressure is passed on and waitForDrain settles on drain and on close', async () => {

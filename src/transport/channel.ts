@@ -96,6 +96,9 @@ export interface ChannelWriterOptions {
   readonly directWriteMinBytes?: number;
 }
 
+/** A flushed batch is filled on while at least 1/REUSE_FRACTION of it is free. */
+const REUSE_FRACTION = 4;
+
 /** Accumulates small writes into large batches for a Channel. */
 export class ChannelWriter {
   readonly channel: Channel;
@@ -103,9 +106,18 @@ export class ChannelWriter {
   readonly batchBytes: number;
   /** Threshold for writing through without copying. */
   readonly directWriteMinBytes: number;
-  /** The current batch; its first `fillBytes` bytes are pending. A flushed batch is given away. */
+  /**
+   * The current batch: bytes [startBytes, fillBytes) are pending; those before `startBytes`
+   * were handed to the channel and are never written again. A flush that leaves at least
+   * `batchBytes / REUSE_FRACTION` free goes on filling the same batch after its bytes (a
+   * shell that flushes 64 KiB at a time would otherwise allocate 1 MiB per flush, and the
+   * garbage collector's pauses for that external memory fell on postcopy page requests).
+   */
   private batch: Uint8Array;
+  private startBytes = 0;
   private fillBytes = 0;
+  /** Batches allocated so far (the first included). */
+  batchAllocations = 1;
   /** Number of writes handed to the channel (batches plus direct writes). */
   channelWrites = 0;
 
@@ -119,7 +131,7 @@ export class ChannelWriter {
 
   /** Bytes accepted but not yet handed to the channel. */
   get pendingBytes(): number {
-    return this.fillBytes;
+    return this.fillBytes - this.startBytes;
   }
 
   /** False when the channel asked us to wait for drain (`waitForDrain(writer.channel)`). */
@@ -150,11 +162,16 @@ export class ChannelWriter {
 
   /** Hands the pending batch to the channel now. Returns the channel's answer. */
   flush(): boolean {
-    if (this.fillBytes === 0) return this.canWrite;
-    const chunk = this.batch.subarray(0, this.fillBytes);
-    // The channel keeps a reference to `chunk` until it is sent, so a new batch is needed.
-    this.batch = Buffer.allocUnsafeSlow(this.batchBytes);
-    this.fillBytes = 0;
+    if (this.fillBytes === this.startBytes) return this.canWrite;
+    const chunk = this.batch.subarray(this.startBytes, this.fillBytes);
+    // The channel keeps a reference to `chunk` until it is sent: its bytes are not reused.
+    this.startBytes = this.fillBytes;
+    if (this.batchBytes - this.fillBytes < this.batchBytes / REUSE_FRACTION) {
+      this.batch = Buffer.allocUnsafeSlow(this.batchBytes);
+      this.batchAllocations++;
+      this.startBytes = 0;
+      this.fillBytes = 0;
+    }
     this.channelWrites++;
     return this.channel.write(chunk);
   }

@@ -209,6 +209,8 @@ export class ChannelListener {
 
   private accepted(socket: Socket): void {
     this.acceptedCount++;
+    // As on the connecting side: no Nagle delay for small writes (a destination's page requests).
+    if (this.address.kind === 'tcp') socket.setNoDelay(true);
     const remoteAddress = describePeer(socket, this.address);
     const channel = this.options.wrap !== undefined
       ? this.options.wrap(socket, remoteAddress)

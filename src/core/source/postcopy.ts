@@ -11,6 +11,11 @@
  *                      EOS and the footer, EOF, and with postcopy-preempt EOS on the preempt
  *                      channel; then the source waits for SHUT (no VMDESCRIPTION)
  *
+ *   serve-requests:    the queued requests alone, outside any pump (the shell calls it right after
+ *                      return-path input): with postcopy-preempt bare records on the preempt
+ *                      channel; without, a RAM PART chunk holding only them (in `completing`,
+ *                      inside the open END section); no background page, no rate limit
+ *
  * Why the END section spans pumps: QEMU's ram_save_complete checks the request queue before
  * every page it sends (ram_find_and_save_block → get_queued_page), so a vCPU that faults while
  * the rest is flushed waits for one page, not for the whole flush. Spreading the flush over
@@ -78,4 +83,23 @@ export function pumpCompletion(ctx: SourceContext, nowNs: number, budgetBytes: n
   ctx.updateRemaining();
   ctx.flush();
   awaitShutOrComplete(ctx, nowNs);
+}
+
+/** The `serve-requests` input: queued requests only, now (see the file comment). */
+export function serveRequestsNow(ctx: SourceContext, nowNs: number): void {
+  if (ctx.requests.isEmpty) return;
+  const phase = ctx.phase.kind;
+  if (phase === 'completing') {
+    pumpCompletion(ctx, nowNs, 0);
+  } else if (phase === 'postcopy') {
+    if (ctx.preempt === null) {
+      writeRamChunk(ctx, 0);
+      return;
+    }
+    serveRequests(ctx);
+    ctx.flush();
+  } else {
+    // Before the switch (or after the end) requests wait for, or are dropped by, the next pump.
+    ctx.mark('serve-requests-outside-postcopy', phase);
+  }
 }

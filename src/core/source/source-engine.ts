@@ -76,6 +76,15 @@ export class SourceEngine {
     return this.run({ kind: 'pump', nowNs, budgetBytes });
   }
 
+  /**
+   * Postcopy: answers the queued page requests now, with no background page (postcopy.ts).
+   * A shell calls it as soon as return-path bytes were handled, so a request never waits for
+   * its next pump (a rate limiter's window, a full main channel, a pump timer).
+   */
+  serveRequests(nowNs: number): StepResult {
+    return this.run({ kind: 'serve-requests', nowNs });
+  }
+
   /** `migrate-start-postcopy`: the switch happens at a later pump, when convergence allows it. */
   startPostcopy(nowNs: number): CommandResult {
     return this.command({ kind: 'start-postcopy', nowNs });

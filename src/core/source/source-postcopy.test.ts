@@ -282,20 +282,31 @@ test('max-postcopy-bandwidth limits the background push; requests bypass it', ()
   assert.ok(r.effects.every((e) => e.kind !== 'send' || wireBytesOf(e) === e.data.length));
 });
 
-test('the END section spans budgeted pumps; a request arriving during it is served before the remaining background pages', () => {
-  const guest = fullGuest();
-  const { engine, dest } = switchAfter(guest, 1, 100 * PAGE);
+/** Pumps 20-page chunks every 10 ms from 40 ms on until the END section is open; returns the time. */
+function pumpIntoEndSection(engine: ReturnType<typeof switchAfter>['engine'], dest: Destination): number {
   let now = 40 * MS;
   for (let i = 0; i < 400 && engine.phase === 'postcopy'; i++) {
     now += 10 * MS;
     dest.take(engine.pump(now, 20 * PAGE));
   }
   assert.equal(engine.phase, 'completing');
+  return now;
+}
+
+function lastDirtyPage(bitmap: { isDirty(page: number): boolean }): number {
+  let last = PAGES - 1;
+  while (!bitmap.isDirty(last)) last--;
+  return last;
+}
+
+test('the END section spans budgeted pumps; a request arriving during it is served before the remaining background pages', () => {
+  const guest = fullGuest();
+  const { engine, dest } = switchAfter(guest, 1, 100 * PAGE);
+  const now = pumpIntoEndSection(engine, dest);
   assert.ok(dest.trail.includes('begin:end:ram'));
   const bitmap = engine.migrationBitmap;
   assert.ok(bitmap.dirtyCount > 100, `${bitmap.dirtyCount} pages left for the END section`);
-  let last = PAGES - 1;
-  while (!bitmap.isDirty(last)) last--;
+  const last = lastDirtyPage(bitmap);
   // One completion pump: no EOF yet, pages keep going within the budget.
   dest.take(engine.pump(now + MS, 10 * PAGE));
   assert.equal(dest.sawEof, false);
@@ -317,4 +328,62 @@ test('the END section spans budgeted pumps; a request arriving during it is serv
   // One END section, closed by EOS, its footer and EOF only after the last page.
   assert.equal(dest.trail.filter((t) => t === 'begin:end:ram').length, 1);
   assert.deepEqual(dest.trail.slice(-3), ['ram-eos', 'section-end', 'eof']);
+});
+
+/** Drives a migration to its end and checks the destination's RAM and that no page went twice. */
+function completesIntact(engine: ReturnType<typeof switchAfter>['engine'], dest: Destination, guest: Guest, nowNs: number): void {
+  drive(engine, dest, nowNs, { budgetBytes: 50 * PAGE });
+  assert.equal(engine.status, 'completed');
+  assert.deepEqual(dest.duplicatesAfterSwitch(), []);
+  assert.equal(sha256Of(dest.store), sha256Of(guest.store));
+}
+
+test('serveRequests answers queued requests alone, rate limited or not: a RAM PART chunk with only them', () => {
+  const guest = fullGuest();
+  const { engine, dest } = switchAfter(guest, 1, 100 * PAGE, { parameters: params({ maxPostcopyBandwidthBytesPerSec: 10 * 10 * PAGE }) });
+  dest.take(engine.pump(40 * MS, 1 << 20));
+  assert.equal(engine.readiness(41 * MS).kind, 'wait', 'the rate limiter holds the background push');
+  const before = dest.arrivals.length;
+  engine.onReturnPath(42 * MS, rp({ kind: 'req-pages-id', startBytes: 1900 * PAGE, lengthBytes: 2 * PAGE, blockName: 'ram' }));
+  const r = engine.serveRequests(42 * MS);
+  dest.take(r);
+  assert.deepEqual(dest.arrivals.slice(before).map((a) => a.page), [1900, 1901]);
+  assert.ok(r.effects.every((e) => e.kind !== 'send' || e.channel === 'main'));
+  assert.equal(engine.counters().requestedPagesSent, 2);
+  assert.deepEqual(engine.serveRequests(43 * MS).effects, [], 'nothing queued: no effect');
+  completesIntact(engine, dest, guest, 44 * MS);
+});
+
+test('serveRequests with postcopy-preempt: the requested page on the preempt channel, nothing on the main one', () => {
+  const guest = fullGuest();
+  const { engine, dest } = switchAfter(guest, 1, 100 * PAGE, { capabilities: caps('events', 'postcopy-ram', 'postcopy-preempt') });
+  const before = dest.arrivals.length;
+  engine.onReturnPath(50 * MS, rp({ kind: 'req-pages-id', startBytes: 1999 * PAGE, lengthBytes: PAGE, blockName: 'ram' }));
+  const r = engine.serveRequests(50 * MS);
+  assert.deepEqual(r.effects.map((e) => (e.kind === 'send' ? e.channel : e.kind)), ['preempt']);
+  dest.take(r);
+  assert.deepEqual(dest.arrivals.slice(before).map((a) => [a.page, a.channel]), [[1999, 'preempt']]);
+  completesIntact(engine, dest, guest, 60 * MS);
+});
+
+test('serveRequests in the END section: only the requested page, before the remaining ones; outside postcopy it waits', () => {
+  const guest = fullGuest();
+  const early = engineFor(guest, { capabilities: caps('events', 'postcopy-ram') }).engine;
+  early.start(0);
+  early.onReturnPath(MS, rp({ kind: 'req-pages-id', startBytes: 7 * PAGE, lengthBytes: PAGE, blockName: 'ram' }));
+  const marked = early.serveRequests(MS);
+  assert.deepEqual(marked.effects.filter((e) => e.kind === 'send'), []);
+  assert.deepEqual(marks([marked]).filter((m) => m.startsWith('serve-requests')), ['serve-requests-outside-postcopy']);
+  const { engine, dest } = switchAfter(guest, 1, 100 * PAGE);
+  const now = pumpIntoEndSection(engine, dest);
+  const bitmap = engine.migrationBitmap;
+  const last = lastDirtyPage(bitmap);
+  const left = bitmap.dirtyCount;
+  const before = dest.arrivals.length;
+  engine.onReturnPath(now + MS, rp({ kind: 'req-pages-id', startBytes: last * PAGE, lengthBytes: PAGE, blockName: 'ram' }));
+  dest.take(engine.serveRequests(now + MS));
+  assert.deepEqual(dest.arrivals.slice(before).map((a) => a.page), [last]);
+  assert.equal(bitmap.dirtyCount, left - 1);
+  assert.equal(dest.sawEof, false);
+  completesIntact(engine, dest, guest, now + 2 * MS);
 });

@@ -9,13 +9,14 @@
  *   pump, tick     → iterate.ts          cancel         → termination.ts
  *   start-postcopy → here                channel-error  → termination.ts
  *   return-path    → return-path-input.ts set-parameters → here
- *   written        → switchover.ts
+ *   written        → switchover.ts        serve-requests → postcopy.ts
  */
 import { assertNever } from '../../lib/assert.ts';
 import { setRateLimit } from '../rate-limiter.ts';
 import type { MigrationParameters } from '../params.ts';
 import { applyHint } from './hints.ts';
 import { pump, tick } from './iterate.ts';
+import { serveRequestsNow } from './postcopy.ts';
 import { migratePause, resumePostcopy } from './recovery.ts';
 import { onReturnPathBytes } from './return-path-input.ts';
 import { startMigration } from './setup.ts';
@@ -41,6 +42,9 @@ export function stepSource(ctx: SourceContext, input: SourceInput): SourceError 
       return startPostcopy(ctx);
     case 'return-path':
       onReturnPathBytes(ctx, input.nowNs, input.bytes);
+      return null;
+    case 'serve-requests':
+      serveRequestsNow(ctx, input.nowNs);
       return null;
     case 'hint':
       applyHint(ctx, input.startPage, input.pageCount);

@@ -103,6 +103,8 @@ export type SourceInput =
   | { readonly kind: 'start-postcopy'; readonly nowNs: number }
   /** Bytes from the return path. */
   | { readonly kind: 'return-path'; readonly nowNs: number; readonly bytes: Uint8Array }
+  /** Answer the queued page requests now, without background pages (postcopy). */
+  | { readonly kind: 'serve-requests'; readonly nowNs: number }
   /** A free page hint: pages [startPage, startPage + pageCount) are free in the guest. */
   | { readonly kind: 'hint'; readonly nowNs: number; readonly startPage: number; readonly pageCount: number }
   /** `migrate_cancel`. */
