@@ -20,7 +20,10 @@
  * engine waits in `awaiting-written`; the shell reports `written` once every queue (the main
  * channel's and the multifd channels') is empty, i.e. the stream's last bytes are with the
  * kernel, as QEMU's blocking writes are when it completes. That time ends total-time and
- * downtime, which therefore include the final pass and the flush.
+ * downtime, which therefore include the final pass and the flush. The final pass itself spans
+ * pumps (engine option completionSpansPumps), so it streams to the socket in PRECOPY_PUMP_BYTES
+ * steps with backpressure, and the chunk pool recycles its buffers, instead of arriving as one
+ * step of hundreds of MiB in fresh buffers.
  *
  * Multifd (capability multifd): the channels are opened after the main connection
  * (multifd-channels.ts); packets go to their channel as the engine emits them, and a channel
@@ -133,6 +136,7 @@ export class OutgoingMigration {
       chunkSizeBytes: SOURCE_CHUNK_BYTES,
       allocChunk: this.pool.alloc,
       awaitWritten: true,
+      completionSpansPumps: true,
       multifd: true,
     });
     this.armFinished();

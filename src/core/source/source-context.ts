@@ -11,6 +11,10 @@
  *   idle --> precopy: start (none→setup→active)
  *   precopy --> stopping: pump decides complete / postcopy (stop-guest)
  *   stopping --> awaitingShut: pump: END, devices, EOF (return path open)
+ *   stopping --> finalPass: pump: END, a budget of the last pass (option completionSpansPumps)
+ *   finalPass --> finalPass: pump: a budget of the rest
+ *   finalPass --> awaitingShut: pump: the last pages, devices, EOF (or awaitingWritten, finished)
+ *   finalPass --> finished: cancel / channelError (failed; the guest runs again)
  *   stopping --> finished: pump: ... no return path (completed)
  *   stopping --> awaitingWritten: pump: ... no return path, option awaitWritten
  *   awaitingWritten --> finished: written (completed)
@@ -67,6 +71,12 @@ export type SourcePhase =
    * writes the completion (`complete`) or the postcopy switch (`postcopy`).
    */
   | { readonly kind: 'stopping'; readonly next: 'complete' | 'postcopy' }
+  /**
+   * Status active, guest stopped, the END section of `ram` is open (option completionSpansPumps):
+   * each pump sends up to its budget of the last pass; the pump that sends the last page writes
+   * EOS, the devices and EOF (switchover.ts).
+   */
+  | { readonly kind: 'final-pass' }
   /** Status postcopy-active: page requests first, then the background push. */
   | { readonly kind: 'postcopy' }
   /**

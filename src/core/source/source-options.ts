@@ -45,6 +45,8 @@ export interface ResolvedSourceOptions {
   readonly debugChecks: boolean;
   /** Completion without a return path waits for `written`. */
   readonly awaitWritten: boolean;
+  /** The precopy completion's last pass is spread over budgeted pumps. */
+  readonly completionSpansPumps: boolean;
 }
 
 /**
@@ -89,6 +91,7 @@ export function resolveOptions(config: SourceEngineConfig, ids: Map<string, numb
     allocChunk: config.allocChunk,
     debugChecks: config.debugChecks ?? false,
     awaitWritten: config.awaitWritten ?? false,
+    completionSpansPumps: config.completionSpansPumps ?? false,
   };
 }
 

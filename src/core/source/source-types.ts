@@ -68,6 +68,14 @@ export interface SourceOptions {
    */
   readonly awaitWritten?: boolean;
   /**
+   * The precopy completion's last pass spans pumps: each pump sends at most its budget of the
+   * remaining dirty pages, and the one that sends the last page closes the stream (EOS,
+   * devices, EOF). The stream's bytes are the same; a real shell then never holds the whole
+   * last pass in memory, and the socket carries it while it is being encoded. Default false:
+   * the whole completion in one pump.
+   */
+  readonly completionSpansPumps?: boolean;
+  /**
    * The shell carries multifd channels (`send` effects on `multifdN`, N < multifd-channels):
    * capability `multifd` is accepted (precopy only, bytes payload). Default false: refused.
    */
