@@ -249,7 +249,12 @@ export class SourceContext {
     const track = this.options.hintPolicy === 'track';
     this.sentOnce = track ? new Bitmap(pageCount) : null;
     this.hintedNeverSent = track ? new Bitmap(pageCount) : null;
-    this.main = new StreamEncoder({ onChunk: (chunk) => this.onChunk('main', chunk), chunkSizeBytes: this.options.chunkSizeBytes, allocChunk: this.options.allocChunk });
+    this.main = new StreamEncoder({
+      onChunk: (chunk) => this.onChunk('main', chunk),
+      chunkSizeBytes: this.options.chunkSizeBytes,
+      allocChunk: this.options.allocChunk,
+      pageViews: this.options.pageViews,
+    });
     this.preempt = this.caps['postcopy-preempt']
       ? new StreamEncoder({ onChunk: (chunk) => this.onChunk('preempt', chunk), chunkSizeBytes: this.options.chunkSizeBytes })
       : null;

@@ -47,6 +47,8 @@ export interface ResolvedSourceOptions {
   readonly awaitWritten: boolean;
   /** The precopy completion's last pass is spread over budgeted pumps. */
   readonly completionSpansPumps: boolean;
+  /** Background pages leave as views of guest RAM (main encoder option pageViews). */
+  readonly pageViews: boolean;
 }
 
 /**
@@ -92,6 +94,7 @@ export function resolveOptions(config: SourceEngineConfig, ids: Map<string, numb
     debugChecks: config.debugChecks ?? false,
     awaitWritten: config.awaitWritten ?? false,
     completionSpansPumps: config.completionSpansPumps ?? false,
+    pageViews: config.pageViews ?? false,
   };
 }
 

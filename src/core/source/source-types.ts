@@ -76,6 +76,14 @@ export interface SourceOptions {
    */
   readonly completionSpansPumps?: boolean;
   /**
+   * Bytes-mode pages of the background scan leave as views of guest RAM between the record
+   * headers (StreamEncoder option pageViews): no copy, the shell writes the pieces with writev.
+   * Sound because a page the guest writes after it was sent is dirty and goes again; the
+   * shell must not hold views across a RAM change it cannot see (it never does: RAM lives as
+   * long as the VM). Default false.
+   */
+  readonly pageViews?: boolean;
+  /**
    * The shell carries multifd channels (`send` effects on `multifdN`, N < multifd-channels):
    * capability `multifd` is accepted (precopy only, bytes payload). Default false: refused.
    */
