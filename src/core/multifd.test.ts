@@ -12,7 +12,7 @@ import { BytesBacking } from '../memory/bytes-backing.ts';
 import { RamBlockList } from '../memory/ram-block.ts';
 import { ReceivedMap } from '../memory/received-map.ts';
 import { DestEngine } from './dest/dest-engine.ts';
-import type { Effect, StepResult } from './engine-types.ts';
+import type { Effect, StepResult, UnwrittenPages } from './engine-types.ts';
 import { caps, engineFor, Guest, MS, params } from './source/source-harness.test-util.ts';
 import { SourceError } from './source/source-types.ts';
 
@@ -121,4 +121,29 @@ test('a channel that does not start with the init packet fails the load with the
   const statuses = r.effects.flatMap((e) => (e.kind === 'status' ? [e.to] : []));
   assert.equal(statuses.at(-1), 'failed');
   assert.equal(engine.lastError?.message, 'multifd: received channel magic 07070707 and expected magic 11223344 (at byte 0)');
+});
+
+test('multifd: pages the host reports never written go out as ZERO runs without being read', () => {
+  const guest = new Guest('bytes', 256);
+  // Every page holds data; the host claims 64..191 were never written. Were they read, they
+  // would leave as normal pages on the multifd channels.
+  for (let p = 0; p < 256; p++) guest.write(p, p);
+  const claimed = (p: number): boolean => p >= 64 && p < 192;
+  const runOf = (page: number, count: number, want: boolean): number => {
+    let n = 0;
+    while (n < count && claimed(page + n) === want) n++;
+    return n;
+  };
+  const unwritten: UnwrittenPages = { unwrittenRun: (page, count) => runOf(page, count, true), writtenRun: (page, count) => runOf(page, count, false) };
+  const withMap = Object.assign(Object.create(Guest.prototype) as Guest, guest, { ram: { ...guest.ram, unwritten } });
+  const { engine } = engineFor(withMap, { multifd: true, capabilities: caps('events', 'multifd'), parameters: params({ multifdChannels: 2 }) });
+  const results = [engine.start(0)];
+  let now = 0;
+  for (let i = 0; i < 1000 && engine.readiness(now).kind !== 'idle'; i++) results.push(engine.pump((now += 10 * MS), 1 << 20));
+  assert.equal(engine.status, 'completed');
+  const ram = engine.queryMigrate(now).ram;
+  assert.equal(ram?.duplicate, 128);
+  assert.equal(ram?.normal, 128);
+  const multifdPayloadBytes = results.flatMap((r) => r.effects).reduce((n, e) => n + (e.kind === 'send' && e.channel.startsWith('multifd') ? e.data.length : 0), 0);
+  assert.ok(multifdPayloadBytes >= 128 * 4096 && multifdPayloadBytes < 192 * 4096, `${multifdPayloadBytes} multifd bytes`);
 });

@@ -24,8 +24,8 @@ import {
 import type { StreamEncoder } from '../../format/stream-encoder.ts';
 import type { PageStore } from '../../memory/page-store.ts';
 import type { RamBlock } from '../../memory/ram-block.ts';
-import type { Effect, MultifdChannelName } from '../engine-types.ts';
-import type { PageEmitter } from './page-emitter.ts';
+import type { Effect, MultifdChannelName, UnwrittenPages } from '../engine-types.ts';
+import { ZERO_RECORD_BYTES, type PageEmitter } from './page-emitter.ts';
 
 const PAGE_BYTES = 4096;
 /** Pages per packet: 512 KiB of 4 KiB pages. */
@@ -134,19 +134,32 @@ export class MultifdSender {
 /**
  * The page emitter while multifd is on: ZERO records on the main stream, other pages to the
  * sender; in postcopy (not used: the engine refuses multifd with postcopy-ram) it would be
- * the plain emitter's job.
+ * the plain emitter's job. With `unwritten` (the host knows pages never written), runs of
+ * such pages go out as ZERO runs without being read, as the plain bytes emitter does.
  */
 export class MultifdPageEmitter implements PageEmitter {
   zeroPages = 0;
   normalPages = 0;
 
-  constructor(private readonly store: PageStore, private readonly sender: MultifdSender) {}
+  constructor(private readonly store: PageStore, private readonly sender: MultifdSender, private readonly unwritten: UnwrittenPages | null = null) {}
 
   emit(encoder: StreamEncoder, block: RamBlock, firstPage: number, count: number, wireLimit: number): number {
+    const unwritten = this.unwritten;
     let k = 0;
-    for (; k < count; k++) {
+    while (k < count) {
       if (k > 0 && encoder.wireOffsetBytes >= wireLimit) break;
       const page = firstPage + k;
+      if (unwritten !== null) {
+        const budgetPages = Math.max(1, Math.ceil((wireLimit - encoder.wireOffsetBytes) / ZERO_RECORD_BYTES));
+        const zeros = unwritten.unwrittenRun(page, Math.min(count - k, budgetPages));
+        if (zeros > 0) {
+          encoder.ramZeroRun(block.name, page - block.startPage, zeros);
+          this.zeroPages += zeros;
+          k += zeros;
+          continue;
+        }
+      }
+      k++;
       if (this.store.isZeroPage(page)) {
         encoder.ramZeroPage(block.name, page - block.startPage);
         this.zeroPages++;

@@ -259,9 +259,8 @@ export class SourceContext {
       ? new StreamEncoder({ onChunk: (chunk) => this.onChunk('preempt', chunk), chunkSizeBytes: this.options.chunkSizeBytes })
       : null;
     this.multifd = this.caps.multifd ? this.newMultifdSender(config.ram.store) : null;
-    // Multifd reads every page (its emitter does not use the never-written map yet).
     this.emitter = this.multifd !== null
-      ? new MultifdPageEmitter(config.ram.store, this.multifd)
+      ? new MultifdPageEmitter(config.ram.store, this.multifd, config.ram.unwritten ?? null)
       : createPageEmitter(config.ram.store, this.options.payloadMode, config.ram.unwritten ?? null);
     this.rp = this.returnPath ? this.newReturnPathDecoder() : null;
     this.requests = new RequestQueue(this.options.requestQueueLimit);
