@@ -14,7 +14,9 @@
  *
  * Pages are copied into the packet when it is written (one buffer per packet, nothing per
  * page). A page the guest writes between queueing and copying is dirty again in the log and is
- * sent again after the next sync, as with QEMU's own send threads.
+ * sent again after the next sync, as with QEMU's own send threads. With `pageBytes` (engine
+ * option pageViews over real bytes) nothing is copied: the packet leaves as its header and then
+ * views of guest RAM, one per run of consecutive pages; the same rule makes that sound.
  */
 import { ByteWriter } from '../../lib/bytes.ts';
 import {
@@ -47,6 +49,8 @@ export interface MultifdSendHost {
    * when asked (bytes queued by a page emitter are counted by the caller of the emitter).
    */
   account(bytes: number, transferred: boolean): void;
+  /** Guest RAM, indexed by global page, when packets may carry views of it; else null. */
+  readonly pageBytes: Uint8Array | null;
 }
 
 export class MultifdSender {
@@ -95,10 +99,23 @@ export class MultifdSender {
     if (block === null || n === 0) return;
     this.offsets.length = n;
     for (let i = 0; i < n; i++) this.offsets[i] = (this.pages[i] - block.startPage) * PAGE_BYTES;
-    const data = new Uint8Array(PACKET_HEAD_BYTES + n * PAGE_BYTES);
-    this.writeHead(data, block.name, this.offsets, false);
-    for (let i = 0; i < n; i++) this.host.store.copyPageOut(this.pages[i], data, PACKET_HEAD_BYTES + i * PAGE_BYTES);
-    this.emit(data, this.nextChannel);
+    const ram = this.host.pageBytes;
+    if (ram !== null) {
+      const head = new Uint8Array(PACKET_HEAD_BYTES);
+      this.writeHead(head, block.name, this.offsets, false);
+      this.emit(head, this.nextChannel);
+      for (let i = 0; i < n;) {
+        let j = i + 1;
+        while (j < n && this.pages[j] === this.pages[j - 1] + 1) j++;
+        this.send(ram.subarray(this.pages[i] * PAGE_BYTES, (this.pages[j - 1] + 1) * PAGE_BYTES), this.nextChannel);
+        i = j;
+      }
+    } else {
+      const data = new Uint8Array(PACKET_HEAD_BYTES + n * PAGE_BYTES);
+      this.writeHead(data, block.name, this.offsets, false);
+      for (let i = 0; i < n; i++) this.host.store.copyPageOut(this.pages[i], data, PACKET_HEAD_BYTES + i * PAGE_BYTES);
+      this.emit(data, this.nextChannel);
+    }
     this.nextChannel = (this.nextChannel + 1) % this.channelCount;
     this.lastBlockName = block.name;
     this.pageCount = 0;
@@ -125,8 +142,13 @@ export class MultifdSender {
     into.set(head.finish(), 0);
   }
 
+  /** A packet's first bytes (the whole packet unless its pages follow as views). */
   private emit(data: Uint8Array, channel: number): void {
     this.packets++;
+    this.send(data, channel);
+  }
+
+  private send(data: Uint8Array, channel: number): void {
     this.host.effects().push({ kind: 'send', channel: multifdChannelName(channel), data });
   }
 }

@@ -56,6 +56,7 @@ import { AUTO_CONVERGE_IDLE, type AutoConvergeState } from '../auto-converge.ts'
 import { createPageEmitter, type PageEmitter } from './page-emitter.ts';
 import { MultifdPageEmitter, MultifdSender } from './multifd-send.ts';
 import type { PageStore } from '../../memory/page-store.ts';
+import { BytesBacking } from '../../memory/bytes-backing.ts';
 import { RequestQueue } from './request-queue.ts';
 import { SourceError, type SourceEngineConfig, type SourceSendEffect } from './source-types.ts';
 import { checkSupported, gapsOf, resolveOptions, type ResolvedSourceOptions } from './source-options.ts';
@@ -272,6 +273,7 @@ export class SourceContext {
   private newMultifdSender(store: PageStore): MultifdSender {
     return new MultifdSender(this.params.multifdChannels, {
       store,
+      pageBytes: this.options.pageViews && store instanceof BytesBacking ? store.bytes : null,
       effects: () => this.effects,
       account: (bytes, transferred) => {
         this.main.addExternalWireBytes(bytes);
