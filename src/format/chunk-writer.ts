@@ -23,7 +23,9 @@ export class ChunkWriter {
   private readonly allocChunk: ChunkAllocator;
   protected buf: Uint8Array;
   protected view: DataView;
+  /** Where the next byte goes in `buf`; bytes from `segmentStart` on are not handed out yet. */
   protected pos = 0;
+  private segmentStart = 0;
   private flushedBytes = 0;
 
   /**
@@ -41,7 +43,7 @@ export class ChunkWriter {
 
   /** Bytes written so far, flushed or not. */
   get offsetBytes(): number {
-    return this.flushedBytes + this.pos;
+    return this.flushedBytes + this.pos - this.segmentStart;
   }
 
   /**
@@ -51,13 +53,11 @@ export class ChunkWriter {
    * write (postcopy's pumps) does not allocate and zero a whole chunk each time.
    */
   flush(): void {
-    if (this.pos === 0) return;
-    const chunk = this.buf.subarray(0, this.pos);
-    this.flushedBytes += this.pos;
-    const rest = this.buf.subarray(this.pos);
-    this.pos = 0;
-    if (rest.length >= this.chunkSizeBytes / 4) {
-      this.setBuffer(rest);
+    if (this.pos === this.segmentStart) return;
+    const chunk = this.buf.subarray(this.segmentStart, this.pos);
+    this.flushedBytes += this.pos - this.segmentStart;
+    this.segmentStart = this.pos;
+    if (this.buf.length - this.pos >= this.chunkSizeBytes / 4) {
       this.onChunk(chunk);
       return;
     }
@@ -68,9 +68,26 @@ export class ChunkWriter {
     this.setBuffer(this.allocChunk(this.chunkSizeBytes, this.flushedBytes));
   }
 
+  /**
+   * Hands the bytes written so far, then `bytes` itself (not copied: the receiver reads it
+   * later, so it must stay valid), to `onChunk`; writing goes on after them in the same buffer.
+   * The zero-copy form of `bytes()` for page payloads (StreamEncoder option pageViews).
+   */
+  protected passView(bytes: Uint8Array): void {
+    if (this.pos > this.segmentStart) {
+      this.onChunk(this.buf.subarray(this.segmentStart, this.pos));
+      this.flushedBytes += this.pos - this.segmentStart;
+      this.segmentStart = this.pos;
+    }
+    this.flushedBytes += bytes.length;
+    this.onChunk(bytes);
+  }
+
   private setBuffer(buf: Uint8Array): void {
     this.buf = buf;
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    this.pos = 0;
+    this.segmentStart = 0;
   }
 
   /** Room left in the current chunk. */
@@ -83,7 +100,7 @@ export class ChunkWriter {
   protected ensure(n: number): void {
     if (this.buf.length - this.pos >= n) return;
     this.flush();
-    if (n > this.buf.length) this.setBuffer(new Uint8Array(n));
+    if (this.buf.length - this.pos < n) this.setBuffer(n > this.chunkSizeBytes ? new Uint8Array(n) : this.allocChunk(this.chunkSizeBytes, this.flushedBytes));
   }
 
   protected fail(message: string): never {

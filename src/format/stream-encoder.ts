@@ -72,6 +72,14 @@ export interface StreamEncoderOptions {
   readonly targetPageBits?: number;
   /** Supplies chunk buffers (ChunkWriter's allocChunk; default fresh arrays). */
   readonly allocChunk?: ChunkAllocator;
+  /**
+   * `ramPages` hands each non-zero page to `onChunk` as a view of the caller's RAM, between
+   * the record headers, instead of copying it into a chunk (zero-copy: a real shell writes the
+   * pieces with one writev). The bytes that go out are the page as it is when the receiver
+   * reads the view; a source whose guest runs must therefore send a page written meanwhile
+   * again (its dirty log does). Default false.
+   */
+  readonly pageViews?: boolean;
 }
 
 /** Where page-copying records read a page's bytes; memory's PageStore matches it structurally. */
@@ -88,6 +96,7 @@ export interface RamPagesResult {
 
 export class StreamEncoder extends ChunkWriter {
   readonly pageSizeBytes: number;
+  private readonly pageViews: boolean;
   private lastBlockName: string | null = null;
   /** Bytes a bytes-mode stream would hold beyond what was written (version-mode PAGE records). */
   private payloadAdjust = 0;
@@ -96,6 +105,7 @@ export class StreamEncoder extends ChunkWriter {
     const pageSizeBytes = 2 ** (options.targetPageBits ?? DEFAULT_TARGET_PAGE_BITS);
     super(options.onChunk, Math.max(options.chunkSizeBytes ?? DEFAULT_ENCODER_CHUNK_BYTES, 2 * pageSizeBytes + 512), options.allocChunk);
     this.pageSizeBytes = pageSizeBytes;
+    this.pageViews = options.pageViews ?? false;
   }
 
   /**
@@ -395,6 +405,13 @@ export class StreamEncoder extends ChunkWriter {
         i += zeros;
         continue;
       }
+      if (this.pageViews) {
+        do {
+          this.pageViewRecord(blockName, ram, blockOffsetBytes, startBytes + i * pageBytes);
+          i++;
+        } while (i < pageCount && !isZeroPageAt(ram, startBytes + i * pageBytes, pageBytes));
+        continue;
+      }
       const nameBytes = blockName === this.lastBlockName ? 0 : 1 + blockName.length;
       if (this.roomBytes < recordBytes + nameBytes) this.flush();
       const fit = Math.max(1, Math.floor((this.roomBytes - nameBytes) / recordBytes));
@@ -424,6 +441,13 @@ export class StreamEncoder extends ChunkWriter {
       buf.set(ram.subarray(at + m * pageBytes, at + (m + 1) * pageBytes), dataAt);
     }
     this.pos = first + count * recordBytes - 8;
+  }
+
+  /** Option pageViews: the PAGE record of the page at `ram[at]`, its bytes handed over as a view. */
+  private pageViewRecord(blockName: string, ram: Uint8Array, blockOffsetBytes: number, at: number): void {
+    const pageBytes = this.pageSizeBytes;
+    this.pageHeader(blockName, blockOffsetBytes + at, RAM_SAVE_FLAG_PAGE, 0);
+    this.passView(ram.subarray(at, at + pageBytes));
   }
 
   /** The record word and, when the block changed, its name; then room for `payloadBytes`. */

@@ -18,11 +18,19 @@
  * not wait for a pump: once return-path bytes are handled, `engine.serveRequests` writes the
  * requested pages at once (on the preempt channel when there is one).
  *
+ * Zero-copy pages (engine option pageViews, plain channels): background pages leave as views
+ * of guest RAM between their record headers; `apply` corks the channel around each step, so a
+ * pump's pieces go to the kernel in writev calls (libuv: up to 1024 pieces each) and the page
+ * bytes are copied once, by the kernel, instead of twice. TLS channels keep copied chunks.
+ *
  * Completion (engine option awaitWritten): after the precopy EOF without a return path the
  * engine waits in `awaiting-written`; the shell reports `written` once every queue (the main
  * channel's and the multifd channels') is empty, i.e. the stream's last bytes are with the
  * kernel, as QEMU's blocking writes are when it completes. That time ends total-time and
- * downtime, which therefore include the final pass and the flush.
+ * downtime, which therefore include the final pass and the flush. The final pass itself spans
+ * pumps (engine option completionSpansPumps), so it streams to the socket in PRECOPY_PUMP_BYTES
+ * steps with backpressure, and the chunk pool recycles its buffers, instead of arriving as one
+ * step of hundreds of MiB in fresh buffers.
  *
  * Multifd (capability multifd): the channels are opened after the main connection
  * (multifd-channels.ts); packets go to their channel as the engine emits them, and a channel
@@ -114,6 +122,8 @@ export class OutgoingMigration {
   private readonly multifd: MultifdConnections | null;
   /** The postcopy-preempt connection (capability postcopy-preempt), else null. */
   private readonly preempt: MultifdConnections | null;
+  /** Background pages leave as views of guest RAM (plain channels; TLS copies anyway). */
+  private readonly pageViews: boolean;
   private tickTimer: NodeJS.Timeout | null = null;
   private pumpTimer: NodeJS.Timeout | null = null;
   private pumpQueued = false;
@@ -127,6 +137,7 @@ export class OutgoingMigration {
     this.host = host;
     this.uri = options.uri;
     this.startNs = host.nowNs();
+    this.pageViews = options.open.tls === undefined;
     this.engine = new SourceEngine({
       ram: host.ram,
       hooks: host.hooks,
@@ -136,6 +147,8 @@ export class OutgoingMigration {
       chunkSizeBytes: SOURCE_CHUNK_BYTES,
       allocChunk: this.pool.alloc,
       awaitWritten: true,
+      completionSpansPumps: true,
+      pageViews: this.pageViews,
       multifd: true,
     });
     this.armFinished();
@@ -190,7 +203,9 @@ export class OutgoingMigration {
       return;
     }
     this.channel = channel;
-    this.writer = new ChannelWriter(channel, { batchBytes: SOURCE_CHUNK_BYTES, directWriteMinBytes: 256 * KiB });
+    // With page views every piece goes to the channel as it is (apply corks it around a step,
+    // so a step's pieces leave in one writev); without, small pieces are batched.
+    this.writer = new ChannelWriter(channel, { batchBytes: SOURCE_CHUNK_BYTES, directWriteMinBytes: this.pageViews ? 1 : 256 * KiB });
     for (const data of this.pendingSends.splice(0)) this.writer.write(data);
     this.writer.flush();
     // A dropped connection may still report: only the current one is heard.
@@ -367,9 +382,16 @@ export class OutgoingMigration {
 
   /** Carries out the effects; what they sent goes out now (an answer to the return path must not wait for a pump). */
   private apply(result: StepResult): void {
-    for (const effect of result.effects) this.applyEffect(effect);
-    const writer = this.writer;
-    if (writer !== null && !writer.channel.closed) writer.flush();
+    // Page views: a step's pieces (headers, views, small records) leave in one writev.
+    const channel = this.pageViews ? this.writer?.channel ?? null : null;
+    channel?.cork();
+    try {
+      for (const effect of result.effects) this.applyEffect(effect);
+      const writer = this.writer;
+      if (writer !== null && !writer.channel.closed) writer.flush();
+    } finally {
+      channel?.uncork();
+    }
     this.traceServed();
   }
 

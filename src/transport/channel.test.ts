@@ -42,6 +42,8 @@ class FakeChannel implements Channel {
   }
   pause(): void {}
   resume(): void {}
+  cork(): void {}
+  uncork(): void {}
   end(): void {
     this.ended = true;
   }

@@ -50,6 +50,12 @@ export interface Channel {
    * Throws TransportError TRANSPORT_ERR_CLOSED after `end`, `destroy` or close.
    */
   write(data: Uint8Array): boolean;
+  /**
+   * Holds writes back until `uncork`, which hands everything held to the kernel at once (one
+   * writev of many pieces, e.g. record headers and zero-copy page views). Calls nest.
+   */
+  cork(): void;
+  uncork(): void;
   /** Called each time the queue drains after a `write` returned false. Returns an unsubscriber. */
   onDrain(handler: () => void): () => void;
   /**

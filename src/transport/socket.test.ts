@@ -256,3 +256,36 @@ test('errors: connecting to nothing and binding a used port are typed', { timeou
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('cork: pieces written while corked stay queued, then leave in order at uncork (views of shared memory too)', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const { listener, client, server } = await pair(LOOPBACK);
+  try {
+    // 4 MiB as a record stream is cut: 8-byte pieces and 4096-byte views of a SharedArrayBuffer.
+    const shared = new Uint8Array(new SharedArrayBuffer(4 * MiB));
+    shared.set(DATA.subarray(0, 4 * MiB));
+    const received = collect(server);
+    client.cork();
+    let written = 0;
+    for (let at = 0; at < shared.length; at += 4104) {
+      const head = DATA.subarray(8 * MiB + at, 8 * MiB + at + 8);
+      const page = shared.subarray(at, Math.min(at + 4096, shared.length));
+      client.write(head);
+      client.write(page);
+      written += head.length + page.length;
+    }
+    assert.equal(client.queuedBytes, written);
+    client.uncork();
+    client.end();
+    const expected: Uint8Array[] = [];
+    for (let at = 0; at < shared.length; at += 4104) expected.push(DATA.subarray(8 * MiB + at, 8 * MiB + at + 8), DATA.subarray(at, Math.min(at + 4096, shared.length)));
+    const got = await within(received, 30_000, 'receive');
+    assert.equal(got.error, null);
+    assert.equal(got.bytes, written);
+    assert.equal(got.sha256, sha256(Buffer.concat(expected)));
+  } finally {
+    // A failed assertion must not leave the pair open (the listener waits for it to close).
+    client.destroy();
+    server.destroy();
+    await listener.close();
+  }
+});

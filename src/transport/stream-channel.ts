@@ -147,6 +147,14 @@ export class StreamChannel implements Channel {
     return !this.needsDrain;
   }
 
+  cork(): void {
+    this.parts.writable?.cork();
+  }
+
+  uncork(): void {
+    this.parts.writable?.uncork();
+  }
+
   onDrain(handler: () => void): () => void {
     return subscribe(this.drainHandlers, handler);
   }

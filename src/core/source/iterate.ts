@@ -10,6 +10,7 @@
  *                     complete → stop the guest (next pump: completion)
  *                     postcopy → postcopy-active, stop the guest (next pump: the switch)
  *   stopping: the completion or the switch (switchover.ts, postcopy-switch.ts)
+ *   final-pass: the rest of the completion's last pass (option completionSpansPumps)
  *   postcopy, completing: postcopy.ts (the END section spans pumps)
  *   recover:  nothing (the recovery handshake runs on return-path input, recovery.ts)
  *
@@ -28,20 +29,22 @@ import { pumpCompletion, pumpPostcopy } from './postcopy.ts';
 import { switchToPostcopy } from './postcopy-switch.ts';
 import { isThrottled, writeRamChunk } from './ram-chunk.ts';
 import type { SourceContext } from './source-context.ts';
-import { beginStop, completePrecopy } from './switchover.ts';
+import { beginStop, completePrecopy, pumpFinalPass } from './switchover.ts';
 
 /** One iteration with at most `budgetBytes` wire bytes of background pages. */
 export function pump(ctx: SourceContext, nowNs: number, budgetBytes: number): void {
-  rollWindow(ctx, nowNs);
   const phase = ctx.phase;
+  if (phase.kind !== 'final-pass') rollWindow(ctx, nowNs);
   switch (phase.kind) {
     case 'precopy':
       return pumpPrecopy(ctx, nowNs, budgetBytes);
     case 'stopping':
-      if (phase.next === 'complete') return completePrecopy(ctx, nowNs);
+      if (phase.next === 'complete') return completePrecopy(ctx, nowNs, budgetBytes);
       return switchToPostcopy(ctx, nowNs);
     case 'postcopy':
       return pumpPostcopy(ctx, nowNs, budgetBytes);
+    case 'final-pass':
+      return pumpFinalPass(ctx, nowNs, budgetBytes);
     case 'completing':
       return pumpCompletion(ctx, nowNs, budgetBytes);
     case 'idle':
@@ -62,11 +65,11 @@ export function pump(ctx: SourceContext, nowNs: number, budgetBytes: number): vo
  * migration_iteration_run, and when it wakes from the rate limiter's sleep), so a window holds
  * whole iterations whose bytes were written. In precopy and postcopy the shell's pumps are
  * those points; a tick closes the window there only while the rate limiter holds the thread
- * asleep.
+ * asleep. Never in the final pass (QEMU's thread is inside the completion).
  */
 export function tick(ctx: SourceContext, nowNs: number): void {
   const kind = ctx.phase.kind;
-  if ((kind === 'precopy' || kind === 'postcopy') && !isThrottled(ctx, 1)) return;
+  if (((kind === 'precopy' || kind === 'postcopy') && !isThrottled(ctx, 1)) || kind === 'final-pass') return;
   rollWindow(ctx, nowNs);
 }
 

@@ -14,7 +14,9 @@
  *
  * Pages are copied into the packet when it is written (one buffer per packet, nothing per
  * page). A page the guest writes between queueing and copying is dirty again in the log and is
- * sent again after the next sync, as with QEMU's own send threads.
+ * sent again after the next sync, as with QEMU's own send threads. With `pageBytes` (engine
+ * option pageViews over real bytes) nothing is copied: the packet leaves as its header and then
+ * views of guest RAM, one per run of consecutive pages; the same rule makes that sound.
  */
 import { ByteWriter } from '../../lib/bytes.ts';
 import {
@@ -24,8 +26,8 @@ import {
 import type { StreamEncoder } from '../../format/stream-encoder.ts';
 import type { PageStore } from '../../memory/page-store.ts';
 import type { RamBlock } from '../../memory/ram-block.ts';
-import type { Effect, MultifdChannelName } from '../engine-types.ts';
-import type { PageEmitter } from './page-emitter.ts';
+import type { Effect, MultifdChannelName, UnwrittenPages } from '../engine-types.ts';
+import { ZERO_RECORD_BYTES, type PageEmitter } from './page-emitter.ts';
 
 const PAGE_BYTES = 4096;
 /** Pages per packet: 512 KiB of 4 KiB pages. */
@@ -47,6 +49,8 @@ export interface MultifdSendHost {
    * when asked (bytes queued by a page emitter are counted by the caller of the emitter).
    */
   account(bytes: number, transferred: boolean): void;
+  /** Guest RAM, indexed by global page, when packets may carry views of it; else null. */
+  readonly pageBytes: Uint8Array | null;
 }
 
 export class MultifdSender {
@@ -95,10 +99,23 @@ export class MultifdSender {
     if (block === null || n === 0) return;
     this.offsets.length = n;
     for (let i = 0; i < n; i++) this.offsets[i] = (this.pages[i] - block.startPage) * PAGE_BYTES;
-    const data = new Uint8Array(PACKET_HEAD_BYTES + n * PAGE_BYTES);
-    this.writeHead(data, block.name, this.offsets, false);
-    for (let i = 0; i < n; i++) this.host.store.copyPageOut(this.pages[i], data, PACKET_HEAD_BYTES + i * PAGE_BYTES);
-    this.emit(data, this.nextChannel);
+    const ram = this.host.pageBytes;
+    if (ram !== null) {
+      const head = new Uint8Array(PACKET_HEAD_BYTES);
+      this.writeHead(head, block.name, this.offsets, false);
+      this.emit(head, this.nextChannel);
+      for (let i = 0; i < n;) {
+        let j = i + 1;
+        while (j < n && this.pages[j] === this.pages[j - 1] + 1) j++;
+        this.send(ram.subarray(this.pages[i] * PAGE_BYTES, (this.pages[j - 1] + 1) * PAGE_BYTES), this.nextChannel);
+        i = j;
+      }
+    } else {
+      const data = new Uint8Array(PACKET_HEAD_BYTES + n * PAGE_BYTES);
+      this.writeHead(data, block.name, this.offsets, false);
+      for (let i = 0; i < n; i++) this.host.store.copyPageOut(this.pages[i], data, PACKET_HEAD_BYTES + i * PAGE_BYTES);
+      this.emit(data, this.nextChannel);
+    }
     this.nextChannel = (this.nextChannel + 1) % this.channelCount;
     this.lastBlockName = block.name;
     this.pageCount = 0;
@@ -125,8 +142,13 @@ export class MultifdSender {
     into.set(head.finish(), 0);
   }
 
+  /** A packet's first bytes (the whole packet unless its pages follow as views). */
   private emit(data: Uint8Array, channel: number): void {
     this.packets++;
+    this.send(data, channel);
+  }
+
+  private send(data: Uint8Array, channel: number): void {
     this.host.effects().push({ kind: 'send', channel: multifdChannelName(channel), data });
   }
 }
@@ -134,19 +156,32 @@ export class MultifdSender {
 /**
  * The page emitter while multifd is on: ZERO records on the main stream, other pages to the
  * sender; in postcopy (not used: the engine refuses multifd with postcopy-ram) it would be
- * the plain emitter's job.
+ * the plain emitter's job. With `unwritten` (the host knows pages never written), runs of
+ * such pages go out as ZERO runs without being read, as the plain bytes emitter does.
  */
 export class MultifdPageEmitter implements PageEmitter {
   zeroPages = 0;
   normalPages = 0;
 
-  constructor(private readonly store: PageStore, private readonly sender: MultifdSender) {}
+  constructor(private readonly store: PageStore, private readonly sender: MultifdSender, private readonly unwritten: UnwrittenPages | null = null) {}
 
   emit(encoder: StreamEncoder, block: RamBlock, firstPage: number, count: number, wireLimit: number): number {
+    const unwritten = this.unwritten;
     let k = 0;
-    for (; k < count; k++) {
+    while (k < count) {
       if (k > 0 && encoder.wireOffsetBytes >= wireLimit) break;
       const page = firstPage + k;
+      if (unwritten !== null) {
+        const budgetPages = Math.max(1, Math.ceil((wireLimit - encoder.wireOffsetBytes) / ZERO_RECORD_BYTES));
+        const zeros = unwritten.unwrittenRun(page, Math.min(count - k, budgetPages));
+        if (zeros > 0) {
+          encoder.ramZeroRun(block.name, page - block.startPage, zeros);
+          this.zeroPages += zeros;
+          k += zeros;
+          continue;
+        }
+      }
+      k++;
       if (this.store.isZeroPage(page)) {
         encoder.ramZeroPage(block.name, page - block.startPage);
         this.zeroPages++;

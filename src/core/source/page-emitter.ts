@@ -25,7 +25,7 @@ import { zeroPagesAt } from '../../lib/zero-range.ts';
 /** Bytes of a PAGE|CONTINUE record in bytes mode: the record word and the page. */
 const PAGE_RECORD_BYTES = 8 + 4096;
 /** Bytes of a ZERO|CONTINUE record: the record word and the fill byte. */
-const ZERO_RECORD_BYTES = 9;
+export const ZERO_RECORD_BYTES = 9;
 /** Versions tested at once when a zero run is extended. */
 const ZERO_SPAN_VERSIONS = 4096;
 

@@ -11,6 +11,10 @@
  *   idle --> precopy: start (none→setup→active)
  *   precopy --> stopping: pump decides complete / postcopy (stop-guest)
  *   stopping --> awaitingShut: pump: END, devices, EOF (return path open)
+ *   stopping --> finalPass: pump: END, a budget of the last pass (option completionSpansPumps)
+ *   finalPass --> finalPass: pump: a budget of the rest
+ *   finalPass --> awaitingShut: pump: the last pages, devices, EOF (or awaitingWritten, finished)
+ *   finalPass --> finished: cancel / channelError (failed; the guest runs again)
  *   stopping --> finished: pump: ... no return path (completed)
  *   stopping --> awaitingWritten: pump: ... no return path, option awaitWritten
  *   awaitingWritten --> finished: written (completed)
@@ -52,6 +56,7 @@ import { AUTO_CONVERGE_IDLE, type AutoConvergeState } from '../auto-converge.ts'
 import { createPageEmitter, type PageEmitter } from './page-emitter.ts';
 import { MultifdPageEmitter, MultifdSender } from './multifd-send.ts';
 import type { PageStore } from '../../memory/page-store.ts';
+import { BytesBacking } from '../../memory/bytes-backing.ts';
 import { RequestQueue } from './request-queue.ts';
 import { SourceError, type SourceEngineConfig, type SourceSendEffect } from './source-types.ts';
 import { checkSupported, gapsOf, resolveOptions, type ResolvedSourceOptions } from './source-options.ts';
@@ -67,6 +72,12 @@ export type SourcePhase =
    * writes the completion (`complete`) or the postcopy switch (`postcopy`).
    */
   | { readonly kind: 'stopping'; readonly next: 'complete' | 'postcopy' }
+  /**
+   * Status active, guest stopped, the END section of `ram` is open (option completionSpansPumps):
+   * each pump sends up to its budget of the last pass; the pump that sends the last page writes
+   * EOS, the devices and EOF (switchover.ts).
+   */
+  | { readonly kind: 'final-pass' }
   /** Status postcopy-active: page requests first, then the background push. */
   | { readonly kind: 'postcopy' }
   /**
@@ -239,14 +250,18 @@ export class SourceContext {
     const track = this.options.hintPolicy === 'track';
     this.sentOnce = track ? new Bitmap(pageCount) : null;
     this.hintedNeverSent = track ? new Bitmap(pageCount) : null;
-    this.main = new StreamEncoder({ onChunk: (chunk) => this.onChunk('main', chunk), chunkSizeBytes: this.options.chunkSizeBytes, allocChunk: this.options.allocChunk });
+    this.main = new StreamEncoder({
+      onChunk: (chunk) => this.onChunk('main', chunk),
+      chunkSizeBytes: this.options.chunkSizeBytes,
+      allocChunk: this.options.allocChunk,
+      pageViews: this.options.pageViews,
+    });
     this.preempt = this.caps['postcopy-preempt']
       ? new StreamEncoder({ onChunk: (chunk) => this.onChunk('preempt', chunk), chunkSizeBytes: this.options.chunkSizeBytes })
       : null;
     this.multifd = this.caps.multifd ? this.newMultifdSender(config.ram.store) : null;
-    // Multifd reads every page (its emitter does not use the never-written map yet).
     this.emitter = this.multifd !== null
-      ? new MultifdPageEmitter(config.ram.store, this.multifd)
+      ? new MultifdPageEmitter(config.ram.store, this.multifd, config.ram.unwritten ?? null)
       : createPageEmitter(config.ram.store, this.options.payloadMode, config.ram.unwritten ?? null);
     this.rp = this.returnPath ? this.newReturnPathDecoder() : null;
     this.requests = new RequestQueue(this.options.requestQueueLimit);
@@ -258,6 +273,7 @@ export class SourceContext {
   private newMultifdSender(store: PageStore): MultifdSender {
     return new MultifdSender(this.params.multifdChannels, {
       store,
+      pageBytes: this.options.pageViews && store instanceof BytesBacking ? store.bytes : null,
       effects: () => this.effects,
       account: (bytes, transferred) => {
         this.main.addExternalWireBytes(bytes);

@@ -183,6 +183,7 @@ export class SourceEngine {
     const ctx = this.ctx;
     switch (ctx.phase.kind) {
       case 'stopping':
+      case 'final-pass':
       case 'completing':
         return { kind: 'pump' };
       case 'precopy':

@@ -45,6 +45,10 @@ export interface ResolvedSourceOptions {
   readonly debugChecks: boolean;
   /** Completion without a return path waits for `written`. */
   readonly awaitWritten: boolean;
+  /** The precopy completion's last pass is spread over budgeted pumps. */
+  readonly completionSpansPumps: boolean;
+  /** Background pages leave as views of guest RAM (main encoder option pageViews). */
+  readonly pageViews: boolean;
 }
 
 /**
@@ -89,6 +93,8 @@ export function resolveOptions(config: SourceEngineConfig, ids: Map<string, numb
     allocChunk: config.allocChunk,
     debugChecks: config.debugChecks ?? false,
     awaitWritten: config.awaitWritten ?? false,
+    completionSpansPumps: config.completionSpansPumps ?? false,
+    pageViews: config.pageViews ?? false,
   };
 }
 

@@ -68,6 +68,22 @@ export interface SourceOptions {
    */
   readonly awaitWritten?: boolean;
   /**
+   * The precopy completion's last pass spans pumps: each pump sends at most its budget of the
+   * remaining dirty pages, and the one that sends the last page closes the stream (EOS,
+   * devices, EOF). The stream's bytes are the same; a real shell then never holds the whole
+   * last pass in memory, and the socket carries it while it is being encoded. Default false:
+   * the whole completion in one pump.
+   */
+  readonly completionSpansPumps?: boolean;
+  /**
+   * Bytes-mode pages of the background scan leave as views of guest RAM between the record
+   * headers (StreamEncoder option pageViews): no copy, the shell writes the pieces with writev.
+   * Sound because a page the guest writes after it was sent is dirty and goes again; the
+   * shell must not hold views across a RAM change it cannot see (it never does: RAM lives as
+   * long as the VM). Default false.
+   */
+  readonly pageViews?: boolean;
+  /**
    * The shell carries multifd channels (`send` effects on `multifdN`, N < multifd-channels):
    * capability `multifd` is accepted (precopy only, bytes payload). Default false: refused.
    */

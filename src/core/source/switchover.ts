@@ -13,6 +13,15 @@
  *              stream written, as QEMU's blocking qemu_fflush); else wait for SHUT (status
  *              stays active)
  *   SHUT(0):   completed (downtime and total time end here), CLEANUP notifier
+ *
+ * With option completionSpansPumps (real mode) the last pass is spread over pumps: pump n+1
+ * opens END, syncs and sends up to its budget of the dirty pages (phase `final-pass`); each
+ * later pump sends up to its budget of the rest, and the one that sends the last page writes
+ * EOS, the device sections and EOF. The bytes on the wire are the same. Without it, a shell
+ * would get the whole last pass (hundreds of MiB when the link is fast: threshold = bandwidth ×
+ * downtime limit) as one step's effects: every chunk a fresh buffer, nothing written meanwhile.
+ * The final-pass pumps close no bandwidth window, as QEMU's counters stand still inside
+ * qemu_savevm_state_complete_precopy.
  */
 import type { DeviceSectionBlob } from '../engine-types.ts';
 import { setUnlimited } from '../rate-limiter.ts';
@@ -30,16 +39,37 @@ export function beginStop(ctx: SourceContext, nowNs: number, next: 'complete' | 
   ctx.phase = { kind: 'stopping', next };
 }
 
-/** The precopy completion: everything from the COMPLETE notifier to the VMDESCRIPTION. */
-export function completePrecopy(ctx: SourceContext, nowNs: number): void {
-  const main = ctx.main;
-  const id = ctx.options.ramSectionId;
+/**
+ * The precopy completion from the COMPLETE notifier on: END `ram`, the final sync, then the
+ * last pass (all of it, or `budgetBytes` of it with option completionSpansPumps).
+ */
+export function completePrecopy(ctx: SourceContext, nowNs: number, budgetBytes: number): void {
   ctx.hooks.precopyNotify('complete', nowNs, false);
   ctx.limiter = setUnlimited(ctx.limiter);
-  main.sectionEnd(id);
+  ctx.main.sectionEnd(ctx.options.ramSectionId);
   syncDirtyBitmap(ctx, nowNs, { notifiers: true, vmRunning: false });
+  ctx.phase = { kind: 'final-pass' };
+  pumpFinalPass(ctx, nowNs, budgetBytes);
+}
+
+/**
+ * One pump of the last pass: up to `budgetBytes` of the dirty pages (all of them without option
+ * completionSpansPumps); once none is left, EOS, the device sections, EOF and VMDESCRIPTION.
+ */
+export function pumpFinalPass(ctx: SourceContext, nowNs: number, budgetBytes: number): void {
+  const main = ctx.main;
+  const id = ctx.options.ramSectionId;
   serveRequests(ctx);
-  scanAndSend(ctx, ctx.backgroundEncoder(), Infinity, Infinity);
+  if (ctx.bitmap.dirtyCount > 0) {
+    const background = ctx.backgroundEncoder();
+    const limit = ctx.options.completionSpansPumps ? background.wireOffsetBytes + budgetBytes : Infinity;
+    scanAndSend(ctx, background, limit, Infinity);
+  }
+  if (ctx.bitmap.dirtyCount > 0) {
+    ctx.updateRemaining();
+    ctx.flush();
+    return;
+  }
   ctx.syncMultifd();
   main.ramEos();
   main.footer(id);

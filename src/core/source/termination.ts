@@ -81,6 +81,7 @@ export function onChannelError(ctx: SourceContext, nowNs: number, reason: string
       return failMigration(ctx, nowNs, new SourceError('MIG_ERR_CHANNEL', reason));
     case 'precopy':
     case 'stopping':
+    case 'final-pass':
     case 'awaiting-written':
       // In `stopping` for postcopy the package has not gone out: the destination never ran
       // the guest, so failing (and running the source guest again) is safe.
