@@ -5,7 +5,8 @@
  *   source SIZE_MIB PREEMPT URI POSTCOPY_BYTES_PER_SEC → {source-done, report}
  * PREEMPT is 1 or 0. CPU time is the whole process's (vCPU worker threads included). The
  * process ends with process.exit once its VM is closed (see the end of this file); the parent
- * kills a run whose children are not gone after RUN_TIMEOUT_MS (postcopy-latency.ts).
+ * kills a run whose children are not gone after RUN_TIMEOUT_MS (postcopy-latency.ts), and a
+ * child whose parent is gone (its IPC channel closed) exits.
  */
 import { destReport, listenDest, runSource, startLatencyVm, type ChildMessage } from './postcopy-latency.ts';
 import { installNativeZeroTest } from '../host/native-zero.ts';
@@ -14,6 +15,9 @@ import { enableHopTrace } from '../host/hop-trace.ts';
 import { schedDelta, threadSched } from './schedstat.ts';
 
 installNativeZeroTest(); // as the CLI does (lib/zero-range.ts)
+// The child runs in its own session (postcopy-latency.ts, `detached`), so a Ctrl-C of the
+// parent's terminal does not reach it: it ends when the parent's IPC channel goes.
+process.once('disconnect', () => process.exit(1));
 if (process.env.LIVEMIG_BENCH_HOPS === '1') enableHopTrace();
 
 

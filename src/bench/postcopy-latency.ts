@@ -84,9 +84,15 @@ async function until(condition: () => boolean, timeoutMs: number, what: string):
   }
 }
 
+/** LIVEMIG_BENCH_VCPU_NICE=SOURCE,DESTINATION: each side's `--vcpu-nice` (unset: neither). */
+function vcpuNiceArgs(incoming: boolean): string[] {
+  const [source = '0', dest = source] = (process.env.LIVEMIG_BENCH_VCPU_NICE ?? '').split(',').filter((w) => w !== '');
+  return ['--vcpu-nice', incoming ? dest : source];
+}
+
 /** Starts one side's VM: a 1-vCPU guest touching random pages, with the capabilities set. */
 export async function startLatencyVm(sizeMiB: number, preempt: boolean, incoming: boolean): Promise<LivemigVm> {
-  const args = ['-m', `${sizeMiB}M`, '--vcpus', '1', '--workload', `random:${sizeMiB}M:${sizeMiB / 2}M`, '--seed', '3', ...(incoming ? ['-incoming', 'defer'] : [])];
+  const args = ['-m', `${sizeMiB}M`, '--vcpus', '1', '--workload', `random:${sizeMiB}M:${sizeMiB / 2}M`, '--seed', '3', ...(incoming ? ['-incoming', 'defer'] : []), ...vcpuNiceArgs(incoming)];
   const vm = await LivemigVm.start(interpretVmArgs(tokenizeQemuArgs(args, LIVEMIG_VM_OPTIONS)), { report: () => undefined });
   const names: MigrationCapability[] = preempt ? ['postcopy-ram', 'postcopy-preempt'] : ['postcopy-ram'];
   vm.migrateSetCapabilities({ capabilities: names.map((capability) => ({ capability, state: true })) });
@@ -164,10 +170,22 @@ function childNodeArgs(): string[] {
   return [...(dir === undefined || dir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${dir}`]), ...extra];
 }
 
+/**
+ * Each child in its own session (setsid, `detached`), unless LIVEMIG_BENCH_SESSIONS=0. With
+ * Linux's autogroup scheduling (kernel.sched_autogroup_enabled=1) a session is a scheduling
+ * group: the CPUs are shared between groups first, then between a group's threads. In the
+ * bench's session the two VMs shared one group's share against the machine's other sessions;
+ * in sessions of their own each gets one, as two VMs on two hosts (or in two cgroups, as
+ * libvirt places each QEMU) would. docs/performance.md, "Session 3, thread priority".
+ */
+function ownSessions(): boolean {
+  return process.env.LIVEMIG_BENCH_SESSIONS !== '0';
+}
+
 /** Forks a child and resolves with its first message of kind `kind` (or rejects on error/exit). */
 function forkChild(args: string[], children: ChildProcess[]): (kind: ChildMessage['kind']) => Promise<ChildMessage> {
   const stdout = process.env.LIVEMIG_BENCH_NODE_ARGS === undefined ? 'ignore' : 'inherit';
-  const child = fork(CHILD, args, { execArgv: ['--import', 'tsx', ...childNodeArgs()], stdio: ['ignore', stdout, 'inherit', 'ipc'] });
+  const child = fork(CHILD, args, { execArgv: ['--import', 'tsx', ...childNodeArgs()], stdio: ['ignore', stdout, 'inherit', 'ipc'], detached: ownSessions() });
   children.push(child);
   const messages: ChildMessage[] = [];
   const waiters: Array<() => void> = [];

@@ -4,7 +4,7 @@
  *
  *   livemig vm -m 2G -device virtio-balloon,free-page-hint=on,free-page-hint-postcopy=track \
  *     -incoming tcp:127.0.0.1:4444 | unix:PATH | defer   -qmp unix:PATH,server=on,wait=off \
- *     -S  --vcpus N  --seed N  --workload incrementer[:SIZE[:RATE]]|hot-set:SIZE:RATE|random:RATE[:SIZE]|kernel-build[:USED[:RATE]]|idle
+ *     -S  --vcpus N  --vcpu-nice N  --seed N  --workload incrementer[:SIZE[:RATE]]|hot-set:SIZE:RATE|random:RATE[:SIZE]|kernel-build[:USED[:RATE]]|idle
  *
  * The command line is read by host/qemu-args.ts and host/vm-args.ts (commander cannot parse
  * one-dash long options); `livemig-qemu` (qemu-compat-command.ts) shares everything here with
@@ -96,7 +96,7 @@ export const LIVEMIG_VM_FLAVOUR: VmFlavour = {
     '                  [-device virtio-balloon,free-page-hint=on,free-page-hint-postcopy=POLICY]',
     '                  [-m SIZE,maxmem=MAX -object memory-backend-ram,id=MEM,size=SIZE -device virtio-mem-pci,id=ID,memdev=MEM,requested-size=SIZE[,block-size=SIZE]]',
     '                  [-incoming tcp:HOST:PORT|unix:PATH|defer] [-qmp unix:PATH,server=on,wait=off] [-S]',
-    '                  [--vcpus N] [--seed N] [--workload idle|incrementer[:SIZE[:RATE]]|hot-set:SIZE:RATE|random:RATE[:SIZE]|kernel-build[:USED[:RATE]]]',
+    '                  [--vcpus N] [--vcpu-nice 0-19] [--seed N] [--workload idle|incrementer[:SIZE[:RATE]]|hot-set:SIZE:RATE|random:RATE[:SIZE]|kernel-build[:USED[:RATE]]]',
     '',
   ].join('\n'),
 };

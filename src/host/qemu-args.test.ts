@@ -53,6 +53,8 @@ const ACCEPTED: Array<{ readonly args: string[]; readonly expect: Partial<VmComm
   { args: ['--workload', 'hot-set:8M:100M', '-smp', '4'], expect: { vcpus: 4, workload: { kind: 'hot-set', sizeBytes: 8 * MiB, rateBytesPerS: 100 * MiB } } },
   { args: ['--workload', 'random:10M'], expect: { workload: { kind: 'random', sizeBytes: null, rateBytesPerS: 10 * MiB } } },
   { args: ['--workload', 'idle', '--vcpus', '0'], expect: { vcpus: 0, workload: { kind: 'idle' } } },
+  { args: [], expect: { vcpuNice: 0 } },
+  { args: ['--vcpu-nice', '19'], expect: { vcpuNice: 19 } },
   {
     args: ['-object', 'tls-creds-x509,id=tls0,dir=/etc/pki,endpoint=server,verify-peer=off'],
     expect: { tlsCreds: [{ id: 'tls0', dir: '/etc/pki', endpoint: 'server', verifyPeer: false }] },
@@ -89,6 +91,8 @@ const REFUSED: Array<{ readonly args: string[]; readonly text: string; readonly 
   { args: ['--workload', 'spin'], text: '--workload spin: expects idle, incrementer[:SIZE[:RATE]], hot-set:SIZE:RATE, random:RATE[:SIZE] or kernel-build[:USED[:RATE]]' },
   { args: ['--workload', 'incrementer', '--vcpus', '0'], text: '--workload needs at least one vCPU (--vcpus N)' },
   { args: ['--vcpus', '99'], text: '--vcpus 99: expects an integer from 0 to 16' },
+  { args: ['--vcpu-nice', '20'], text: '--vcpu-nice 20: expects an integer from 0 to 19' },
+  { args: ['--vcpu-nice', '-5'], text: '--vcpu-nice -5: expects an integer from 0 to 19' },
   { args: ['disk.img'], text: 'disk.img: unexpected argument (livemig has no disk images)' },
   { args: ['--workload', 'idle'], text: '--workload: invalid option', table: QEMU_OPTIONS },
 ];

@@ -89,6 +89,7 @@ export const LIVEMIG_VM_OPTIONS: readonly OptionSpec[] = Object.freeze([
   { name: 'workload', arity: 'value' },
   { name: 'vcpus', arity: 'value' },
   { name: 'seed', arity: 'value' },
+  { name: 'vcpu-nice', arity: 'value' },
 ] satisfies OptionSpec[]);
 
 /** Builds the lookup map of a table (names and aliases). */

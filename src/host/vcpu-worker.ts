@@ -18,7 +18,8 @@
  * The workload sees its own pages as 0..n-1; the target maps them onto the guest pages the
  * main thread allocated for this vCPU, rotated by the incrementer's saved cursor.
  */
-import { readlinkSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { CPU_THROTTLE_TIMESLICE_NS, throttleSleepNs } from '../core/auto-converge.ts';
 import { Prng } from '../lib/prng.ts';
@@ -54,6 +55,8 @@ export interface VcpuWorkerData {
   /** process.hrtime.bigint() at VM start: times are ns since then. */
   readonly epochNs: bigint;
   readonly plan: VcpuPlan;
+  /** The nice value this thread sets on itself before it reports ready; 0 leaves it as it is. */
+  readonly nice: number;
 }
 
 /** The workload of one vCPU and the guest pages it owns. */
@@ -269,11 +272,38 @@ function threadId(): number {
   }
 }
 
+/**
+ * This thread's nice value as the kernel has it: field 19 of /proc/thread-self/stat (counted
+ * after the parenthesised name, which may hold spaces); null where there is no such file.
+ */
+export function threadNice(): number | null {
+  let stat: string;
+  try {
+    stat = readFileSync('/proc/thread-self/stat', 'utf8');
+  } catch {
+    return null;
+  }
+  // Fields 3.. follow the name's closing parenthesis; field 19 is the 17th of them.
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+}
+
+/**
+ * Lowers this thread's priority to `nice` (Linux's setpriority(PRIO_PROCESS, tid) acts on one
+ * thread). Throws where it cannot: no thread id, or the kernel refused.
+ */
+function setThreadNice(nice: number): void {
+  if (nice === 0) return;
+  const tid = threadId();
+  if (tid < 0) throw new Error(`cannot set the vCPU thread's nice to ${nice}: no /proc/thread-self on this system`);
+  setPriority(tid, nice);
+}
+
 /** The worker's entry point (called by the bootstrap in vcpus.ts). */
 export function vcpuWorkerMain(): void {
   const data = workerData as VcpuWorkerData;
+  setThreadNice(data.nice);
   const vcpu = new Vcpu(data);
-  parentPort?.postMessage({ kind: 'ready', vcpu: data.vcpu, tid: threadId() });
+  parentPort?.postMessage({ kind: 'ready', vcpu: data.vcpu, tid: threadId(), nice: threadNice() });
   vcpu.run();
   parentPort?.postMessage({ kind: 'exited', vcpu: data.vcpu });
 }

@@ -14,7 +14,7 @@ import { ReceivedMap } from '../memory/received-map.ts';
 import { checkIncrementer } from '../guest/oracle.ts';
 import { buildGuest, planVcpus } from './guest-plan.ts';
 import { VCPU_STATE_PAGE, VCPU_STATE_SLOT_BYTES } from './vcpu-control.ts';
-import { regionPage, type VcpuPlan } from './vcpu-worker.ts';
+import { regionPage, threadNice, type VcpuPlan } from './vcpu-worker.ts';
 import { VcpuSet } from './vcpus.ts';
 
 function sleep(ms: number): Promise<void> {
@@ -142,5 +142,30 @@ test('throttling cuts the page-write rate', async () => {
     assert.ok(throttled < free * 0.5, `throttled ${throttled} vs free ${free}`);
   } finally {
     await set.close();
+  }
+});
+
+test('--vcpu-nice: each vCPU thread lowers its own priority, the main thread keeps its own', async (t) => {
+  const mainNice = threadNice();
+  if (mainNice === null) return t.skip('no /proc/thread-self/stat on this system');
+  const m = machine(16 * MiB);
+  const plans = planVcpus(m.guest, { kind: 'random', sizeBytes: 4 * MiB, rateBytesPerS: 8 * MiB }, 2, 5);
+  const start = (nice?: number) => VcpuSet.start({
+    memory: m.backing.buffer as SharedArrayBuffer, dirtyLog: m.log.buffer, received: m.received.buffer, pageCount: m.backing.pageCount,
+    epochNs: process.hrtime.bigint(), plans, nice, onFault: () => undefined, onWorkerError: (_v, e) => assert.fail(e),
+  });
+  // The figures are what each worker read back from the kernel (/proc/thread-self/stat field 19).
+  const lowered = await start(19);
+  try {
+    assert.deepEqual(lowered.threadNices, [19, 19]);
+    assert.equal(threadNice(), mainNice, 'setpriority on a worker\'s tid leaves the main thread alone');
+  } finally {
+    await lowered.close();
+  }
+  const unchanged = await start();
+  try {
+    assert.deepEqual(unchanged.threadNices, [mainNice, mainNice]);
+  } finally {
+    await unchanged.close();
   }
 });

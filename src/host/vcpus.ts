@@ -47,6 +47,8 @@ export interface VcpuSetOptions {
   readonly pageCount: number;
   readonly epochNs: bigint;
   readonly plans: readonly VcpuPlan[];
+  /** The nice value each vCPU thread sets on itself (0 or absent: unchanged). */
+  readonly nice?: number;
   /** A vCPU touched a missing page while trapping was on. */
   readonly onFault: (vcpu: number, page: number) => void;
   /** A worker died (an exception in the workload). */
@@ -73,6 +75,8 @@ export class VcpuSet {
   private closing: Promise<void> | null = null;
   /** Per vCPU: its worker thread's kernel id (-1 unknown), for per-thread scheduler figures. */
   readonly threadIds: number[] = [];
+  /** Per vCPU: its thread's nice value as the worker read it back from /proc (null unknown). */
+  readonly threadNices: (number | null)[] = [];
   /** Per vCPU: the fault sequence number last handed to onFault. */
   private readonly handledFaults: Int32Array;
 
@@ -106,6 +110,7 @@ export class VcpuSet {
       pageCount: o.pageCount,
       epochNs: o.epochNs,
       plan,
+      nice: o.nice ?? 0,
       tsxUrl: import.meta.resolve('tsx/esm/api'),
       moduleUrl: new URL('./vcpu-worker.ts', import.meta.url).href,
     };
@@ -114,10 +119,11 @@ export class VcpuSet {
     this.exited.push(new Promise((resolve) => worker.once('exit', () => resolve())));
     return new Promise((resolve, reject) => {
       let ready = false;
-      worker.on('message', (message: { kind: string; page?: number; tid?: number }) => {
+      worker.on('message', (message: { kind: string; page?: number; tid?: number; nice?: number | null }) => {
         if (message.kind === 'ready') {
           ready = true;
           this.threadIds[vcpu] = message.tid ?? -1;
+          this.threadNices[vcpu] = message.nice ?? null;
           resolve();
         } else if (message.kind === 'fault') {
           this.pollFault(vcpu);

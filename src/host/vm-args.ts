@@ -13,7 +13,9 @@
  * livemig's additions for `livemig vm`: `--vcpus N` (or QEMU's `-smp N`), `--seed N` and
  * `--workload idle | incrementer[:SIZE[:RATE]] | hot-set:SIZE:RATE | random:RATE[:SIZE] |
  * kernel-build[:USED[:RATE]]` (sizes in bytes with K/M/G suffixes, rates in bytes per second of
- * page writes; kernel-build is allocator churn keeping USED allocated, 60% of RAM by default).
+ * page writes; kernel-build is allocator churn keeping USED allocated, 60% of RAM by default),
+ * `--vcpu-nice N` (0-19: the nice value each vCPU thread sets on itself, so the threads serving
+ * migration and page requests get a CPU first; see docs/real-mode.md).
  */
 import type { FreePageHintPostcopyPolicy } from '../devices/balloon/postcopy-policy.ts';
 import { isFreePageHintPostcopyPolicy } from '../devices/balloon/postcopy-policy.ts';
@@ -89,6 +91,8 @@ export interface VmCommandLine {
   readonly vcpus: number;
   readonly workload: WorkloadChoice;
   readonly seed: number;
+  /** `--vcpu-nice`: the nice value of every vCPU thread (0, the process's own, by default). */
+  readonly vcpuNice: number;
 }
 
 /** QEMU's default RAM size. */
@@ -97,6 +101,8 @@ export const DEFAULT_RAM_BYTES = 128 * MiB;
 export const DEFAULT_WORKLOAD_RATE_BYTES_PER_S = 64 * MiB;
 /** The most vCPUs a livemig VM runs. */
 export const VCPUS_MAX = 16;
+/** The lowest priority Linux gives a thread (the highest nice value). */
+export const VCPU_NICE_MAX = 19;
 
 function parseCount(text: string, what: string, min: number, max: number): number {
   const n = /^\d+$/.test(text) ? Number(text) : NaN;
@@ -223,6 +229,7 @@ interface Draft {
   vcpus: number | null;
   workload: WorkloadChoice;
   seed: number;
+  vcpuNice: number;
 }
 
 /** `-M none[,memory-backend=ID]`: the only machine type livemig has. */
@@ -284,6 +291,9 @@ function readOption(draft: Draft, option: ParsedOption): void {
     case 'seed':
       draft.seed = parseCount(value, what, 0, 0xffffffff);
       return;
+    case 'vcpu-nice':
+      draft.vcpuNice = parseCount(value, what, 0, VCPU_NICE_MAX);
+      return;
     default:
       // display, accel, nodefaults, nographic, enable-kvm: accepted and ignored; S, daemonize,
       // version, h: flags read below.
@@ -324,7 +334,7 @@ function parseRamOption(text: string): RamOption {
 export function interpretVmArgs(options: readonly ParsedOption[]): VmCommandLine {
   const draft: Draft = {
     machineBackend: null, ramText: null, objects: [], balloon: null, virtioMem: null, incoming: null, qmp: [],
-    flags: new Set(), name: null, pidfile: null, vcpus: null, workload: { kind: 'idle' }, seed: 1,
+    flags: new Set(), name: null, pidfile: null, vcpus: null, workload: { kind: 'idle' }, seed: 1, vcpuNice: 0,
   };
   for (const option of options) readOption(draft, option);
   const ram = draft.ramText === null ? null : parseRamOption(draft.ramText);
@@ -359,5 +369,6 @@ export function interpretVmArgs(options: readonly ParsedOption[]): VmCommandLine
     vcpus,
     workload: draft.workload,
     seed: draft.seed,
+    vcpuNice: draft.vcpuNice,
   };
 }

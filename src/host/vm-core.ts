@@ -103,6 +103,7 @@ export class VmCore {
       pageCount: m.backing.pageCount,
       epochNs: this.epochNs,
       plans: m.plans,
+      nice: config.vcpuNice,
       onFault: (vcpu, page) => this.onGuestFault(vcpu, page),
       onWorkerError: (vcpu, error) => this.report(`livemig: vCPU ${vcpu} died: ${error.message}`),
     });
