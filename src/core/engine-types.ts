@@ -102,6 +102,14 @@ export interface DestRam {
    * postcopy) skips it unread.
    */
   readonly unwritten?: UnwrittenPages;
+  /**
+   * Optional, for a bytes store: copies one page (`bytes`, PAGE_SIZE_BYTES long) into guest RAM
+   * at `pageIndex` natively. Without it a TypedArray `set` does the copy, which V8 carries out
+   * for a SharedArrayBuffer target with relaxed loads and stores, one byte at a time when the
+   * source is not 8-byte aligned (a payload's offset in a read depends on where the read began).
+   * Must be equivalent to `store.bytes.set(bytes, pageIndex * PAGE_SIZE_BYTES)`.
+   */
+  readonly copyPageIn?: (pageIndex: number, bytes: Uint8Array) => void;
 }
 
 /** Callbacks from the destination engine into its host. */

@@ -14,6 +14,7 @@
  * guest runs; the balloon's free page queue is polled on the same timer.
  */
 import { installNativeZeroTest } from './native-zero.ts';
+import { nativePageCopier } from './native-copy.ts';
 import { defaultCapabilities, type MigrationCapabilities } from '../core/capabilities.ts';
 import type { DeviceSectionBlob, PostcopyNotifyReason, PrecopyNotifyReason } from '../core/engine-types.ts';
 import { DEFAULT_PARAMETERS, type MigrationParameters } from '../core/params.ts';
@@ -254,6 +255,7 @@ export class VmCore {
         verifiedZeroBelowPage: () => this.verifiedZeroBelowPage,
         // Until the load completes, the written map holds every writer but the engine.
         unwritten: m.written,
+        copyPageIn: nativePageCopier(m.backing.bytes),
       },
       hooks: {
         loadDevice: (blob) => m.devices.loadDevice(blob),

@@ -41,6 +41,24 @@ test('placement: precopy overwrites and zeroes; block offsets map to guest pages
   assert.deepEqual([placer.pagesReceived, placer.zeroPagesReceived, placer.nonzeroFills], [2, 2, 1]);
 });
 
+test('placement: PAGE payloads go through the host\'s copyPageIn when it has one; other writes do not', () => {
+  const base = makeDestRam([{ name: 'a', offsetBytes: 0, sizeBytes: 8 * PAGE }]);
+  const copied: number[] = [];
+  const ram = { ...base, copyPageIn: (pageIndex: number, bytes: Uint8Array) => {
+    copied.push(pageIndex);
+    base.store.bytes.set(bytes, pageIndex * PAGE);
+  } };
+  const placer = new PagePlacer(ram);
+  assert.equal(placer.setStreamBlocks([{ name: 'a', usedLengthBytes: 8 * PAGE }]), null);
+  const stream = new Uint8Array(PAGE + 3).fill(5, 3); // an unaligned payload, as in a socket read
+  placer.loadPage(A, 5 * PAGE, stream.subarray(3), false);
+  placer.loadPage(A, 2 * PAGE, new Uint8Array(PAGE).fill(6), true);
+  placer.loadZero(A, 0, 0x22, false); // a non-zero fill goes through the same page write
+  assert.deepEqual(copied, [5, 2, 0]);
+  assert.deepEqual([base.store.bytes[5 * PAGE], base.store.bytes[6 * PAGE - 1], base.store.bytes[2 * PAGE], base.store.bytes[PAGE - 1]], [5, 5, 6, 0x22]);
+  assert.equal(base.received.count(), 3);
+});
+
 test('placement: postcopy places once; the second record fails with QEMU\'s EEXIST text and leaves the page', () => {
   const { ram, placer } = setup();
   placer.loadPage(A, 3 * PAGE, new Uint8Array(PAGE).fill(1), true);
