@@ -25,7 +25,7 @@ import { measureLoopbackBytesPerSec } from '../transport/loopback.ts';
 import { GiB, MiB } from '../lib/units.ts';
 import { cpuPerGiBNote, lastQemuBaselines, qemuBaselines, type QemuBaselines, type QemuMode } from './qemu-group.ts';
 import { qemuToLivemigOnce } from './qemu-source.ts';
-import type { BenchContext, BenchGroup } from './registry.ts';
+import { benchSettleMs, type BenchContext, type BenchGroup } from './registry.ts';
 import { median } from './table.ts';
 import type { BenchRow } from './table.ts';
 
@@ -96,7 +96,7 @@ export async function migrateOnce(dir: string, sizeBytes: number, mode: Mode, pa
       await dst.execute('migrate-incoming', { uri: 'tcp:127.0.0.1:0' });
     }
     const listening = await dst.execute<{ 'socket-address': Array<{ port: string }> }>('query-migrate');
-    await new Promise((resolve) => setTimeout(resolve, Number(process.env.LIVEMIG_BENCH_SETTLE_MS ?? 1000)));
+    await new Promise((resolve) => setTimeout(resolve, benchSettleMs()));
     const cpuBefore = children.map(cpuMsOf);
     const started = process.hrtime.bigint();
     await src.execute('migrate', { uri: `tcp:127.0.0.1:${listening['socket-address'][0].port}` });

@@ -14,7 +14,7 @@ import { measurePrecopy, writePatternFile } from '../harness/qemu-migrate.ts';
 import { removeTempDir } from '../harness/ram-image.ts';
 import { GiB, MiB } from '../lib/units.ts';
 import { lastQemuBaselines, qemuBaselines, type QemuBaselines, type QemuMode } from './qemu-group.ts';
-import type { BenchContext, BenchGroup } from './registry.ts';
+import { benchSettleMs, type BenchContext, type BenchGroup } from './registry.ts';
 import { median, type BenchRow } from './table.ts';
 
 const LIVEMIG_QEMU = fileURLToPath(new URL('../../bin/livemig-qemu.js', import.meta.url));
@@ -45,7 +45,7 @@ export function makeMultifdGroup(full = { sizeBytes: 2 * GiB, runs: 3 }, quick =
           for (let rep = 1; rep <= runs; rep++) {
             ctx.progress(`multifd: livemig → livemig, ${channels} channels, ${size}, run ${rep}/${runs}`);
             try {
-              const r = await measurePrecopy({ sizeBytes, source: { kind: 'file', path: patternPath }, multifdChannels: channels, qemuPath: LIVEMIG_QEMU, clockNs: ctx.clockNs });
+              const r = await measurePrecopy({ sizeBytes, source: { kind: 'file', path: patternPath }, multifdChannels: channels, qemuPath: LIVEMIG_QEMU, clockNs: ctx.clockNs, settleMs: benchSettleMs() });
               if (r.badPages.length > 0) throw new Error(`destination pages differ from the source: ${r.badPages.slice(0, 8).join(', ')}`);
               gbs.push(sizeBytes / (r.endToEndMs * 1e6));
               if (r.downtimeMs !== null) downtimes.push(r.downtimeMs);

@@ -10,6 +10,7 @@ import { startQemu, type QemuProcess } from '../harness/qemu.ts';
 import { runPrecopy, type PrecopyRun } from '../harness/qemu-migrate.ts';
 import type { MigrationInfo } from '../harness/qmp-client.ts';
 import { MiB } from '../lib/units.ts';
+import { benchSettleMs } from './registry.ts';
 
 const LIVEMIG_QEMU = fileURLToPath(new URL('../../bin/livemig-qemu.js', import.meta.url));
 const BASE = ['-nodefaults', '-display', 'none'];
@@ -38,7 +39,7 @@ export async function qemuToLivemigOnce(sizeBytes: number, patternPath: string, 
     const port = Number((info['socket-address'] as Array<{ port: string }> | undefined)?.[0]?.port);
     if (!Number.isInteger(port) || port <= 0) throw new Error(`livemig-qemu: no listening port in query-migrate: ${JSON.stringify(info)}`);
     // As for the livemig pair: the destination prepares its RAM while it waits (vm-core.ts).
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await new Promise((resolve) => setTimeout(resolve, benchSettleMs()));
     return await runPrecopy({ source, destination, uri: `tcp:127.0.0.1:${port}`, stop: async () => undefined }, sizeBytes, 300_000, clockNs);
   } finally {
     for (const q of started.reverse()) await q.stop();

@@ -42,6 +42,16 @@ export interface BenchGroup {
 }
 
 /** Monotonic nanoseconds from process.hrtime. */
+/**
+ * How long every bench migration pair waits between its processes' start and `migrate`
+ * (LIVEMIG_BENCH_SETTLE_MS, default 1000 ms): the same for QEMU → QEMU, QEMU → livemig and
+ * livemig → livemig, so that no side's start-up (a QEMU still initialising, a livemig
+ * destination prefaulting its RAM) is counted for one engine and not for the other.
+ */
+export function benchSettleMs(): number {
+  return Number(process.env.LIVEMIG_BENCH_SETTLE_MS ?? 1000);
+}
+
 export function hrtimeNs(): number {
   return Number(process.hrtime.bigint());
 }

@@ -380,9 +380,14 @@ export interface MeasuredPrecopy extends PrecopyRun {
 }
 
 /** Starts a pair, migrates, spot-checks the destination and stops both. */
-export async function measurePrecopy(options: MigrationPairOptions & { readonly timeoutMs?: number; readonly clockNs?: () => number }): Promise<MeasuredPrecopy> {
+export async function measurePrecopy(
+  options: MigrationPairOptions & { readonly timeoutMs?: number; readonly clockNs?: () => number; readonly settleMs?: number },
+): Promise<MeasuredPrecopy> {
   const pair = await startMigrationPair(options);
   try {
+    // Both processes get the same time to finish starting before `migrate` (the bench gives
+    // every pair it compares the same wait: registry.ts benchSettleMs).
+    if ((options.settleMs ?? 0) > 0) await sleep(options.settleMs ?? 0);
     const run = await runPrecopy(pair, options.sizeBytes, options.timeoutMs, options.clockNs);
     const checkedPages = spotCheckPages(options.sizeBytes);
     const badPages = await verifyPages(pair.destination, checkedPages, options.source.kind === 'file' ? 'pattern' : 'zero');
