@@ -31,132 +31,25 @@
  *
  * What it deliberately doesn't do: model the guest's CPU throttle (auto-converge), multifd,
  * preempt channels or link faults; judge the run (world-report.ts and the checkers do).
+ *
+ * The class is built in layers: world-state.ts holds the state and wires the parts together,
+ * world-effects.ts carries out the engines' effects, and this file drives the run (migration
+ * control, the guest's clock, the stream pump, the link's deliveries and the balloon's hints).
  */
-import type { Effect, StepResult } from '../core/engine-types.ts';
-import { wireBytesOf } from '../core/source/source-types.ts';
-import { isFinalStatus, type MigrationStatus } from '../core/status.ts';
+import { isFinalStatus } from '../core/status.ts';
 import { assert } from '../lib/assert.ts';
 import { NS_PER_MS, TARGET_PAGE_SIZE } from '../lib/units.ts';
-import type { DestPort, EndReason, EngineFactory, SourcePort } from './engine-ports.ts';
 export type { EndReason, EngineFactory, WorldSourceHooks } from './engine-ports.ts';
 import { MAX_PAGE_ORDER } from '../guest/allocator/buddy.ts';
-import { GuestRunner } from './guest-runner.ts';
-import { HintGate, type GatedHint } from './hint-gate.ts';
-import { Link } from './link.ts';
-import type { Machine } from './machine.ts';
-import type { Scenario } from './scenario/scenario.ts';
-import { Scheduler, type ScheduledEvent } from './scheduler.ts';
-import { StoreWatch, traceRequests } from './store-watch.ts';
-import type { StatusChange } from './checkers/status-and-queues.ts';
-import { TraceEvents } from './trace-events.ts';
-import type { TraceWriter } from './trace.ts';
-import { WorldProgress } from './world-progress.ts';
-import { pressureWorkload, probePostcopy, refusalText, type Refusal } from './world-guest-events.ts';
+import type { GatedHint } from './hint-gate.ts';
+import { traceRequests } from './store-watch.ts';
+import { probePostcopy, refusalText } from './world-guest-events.ts';
 export type { Refusal } from './world-guest-events.ts';
+import { WorldEffects } from './world-effects.ts';
+import { CANCEL_GRACE_NS, POSTCOPY_PUMP_BYTES_MAX, PRECOPY_ITERATION_NS, STREAM_QUEUE_BYTES_MAX, WORLD_EVENTS_MAX } from './world-state.ts';
+export { CANCEL_GRACE_NS, POSTCOPY_PUMP_BYTES_MAX, PRECOPY_ITERATION_NS, STREAM_QUEUE_BYTES_MAX, WORLD_EVENTS_MAX } from './world-state.ts';
 
-/** Bytes the shell lets queue on the stream after the postcopy switch. */
-export const STREAM_QUEUE_BYTES_MAX = 128 * 1024;
-/** Wire bytes of one postcopy pump (bounds the pages one pump scans, hence its scan time). */
-export const POSTCOPY_PUMP_BYTES_MAX = 32 * 1024;
-/**
- * How long one precopy iteration sends: QEMU's ram_save_iterate leaves its loop when
- * `(now - t0) / 1000000 > MAX_WAIT` (50), in whole milliseconds, so after 51 ms.
- */
-export const PRECOPY_ITERATION_NS = 51 * NS_PER_MS;
-/** How long a cancelled migration may take to end before the run gives up on it. */
-export const CANCEL_GRACE_NS = 1_000 * NS_PER_MS;
-/** Bound on events of one run (a run that needs more is a bug). */
-export const WORLD_EVENTS_MAX = 2_000_000_000;
-
-export class World {
-  readonly scenario: Scenario;
-  readonly machine: Machine;
-  readonly scheduler: Scheduler;
-  readonly trace: TraceEvents;
-  readonly link: Link<Uint8Array, Uint8Array>;
-  readonly source: SourcePort;
-  readonly destination: DestPort;
-  readonly guestRunner: GuestRunner;
-  readonly progress: WorldProgress;
-  /** Status changes of each side, in order. */
-  readonly sourceStatuses: StatusChange[] = [];
-  readonly destinationStatuses: StatusChange[] = [];
-  /** When `migrate` was issued, the guest stopped, and the migration ended; -1 before. */
-  migrationStartNs = -1;
-  switchoverNs = -1;
-  migrationEndNs = -1;
-  /** Whether the source went postcopy-active. */
-  postcopy = false;
-  /** Whether migrate-start-postcopy was issued. */
-  postcopyRequested = false;
-  /** Why the run ended (null while it runs). */
-  endReason: EndReason | null = null;
-  /** A refusal or failure text (QMP error-desc), when there is one. */
-  errorText: string | null = null;
-  /** Why the destination refused postcopy-ram, when it did (see Refusal). */
-  refusal: Refusal | null = null;
-  /** A destination device that could not finish loading once the guest ran there. */
-  deviceError: string | null = null;
-  /** Destination faults on pages hinted and free in the guest at the switchover. */
-  faultsOnHinted = 0;
-  /** Hints that reached the source engine once it was postcopy-active (before its vm_stop). */
-  hintsAfterSwitch = 0;
-  /** When a stop-guest with latency takes effect; -1 when none is pending. */
-  private stopAtNs = -1;
-  /** Guest free memory just before `migrate`. */
-  freeBytesBefore = 0;
-  /** Pages missing on the destination when a precopy guest started there; null otherwise. */
-  missingAtPrecopyResume: { start: number; end: number }[] | null = null;
-  /** Placements and unplugged accesses, watched on the engines' stores. */
-  readonly stores: StoreWatch;
-  /** High-water marks of the link's queues, in messages. */
-  streamQueueHighWater = 0;
-  /** Main-stream bytes the destination has decoded (the source's chunk pool reuses them). */
-  private streamConsumedBytes = 0;
-  returnQueueHighWater = 0;
-  /** DONEs the guest's balloon driver had acted on at the last tick. */
-  private donesSeen = 0;
-  /** The next pump event. */
-  private pumpEvent: ScheduledEvent | null = null;
-  /** The pending `written` report of a completion without a return path. */
-  private writtenEvent: ScheduledEvent | null = null;
-  /** QEMU's bitmap_mutex against free page hints (scenario devices.balloon.hint-apply), or null. */
-  readonly hintGate: HintGate | null;
-
-  constructor(scenario: Scenario, machine: Machine, engines: EngineFactory, trace: TraceWriter, seed: number) {
-    this.scenario = scenario;
-    this.machine = machine;
-    this.scheduler = new Scheduler({ seed });
-    this.trace = new TraceEvents(trace);
-    // A shared host (scenario `host`) slows the stream while a hinting vCPU competes for it.
-    const hostCpu = machine.hostCpu;
-    const stream = hostCpu === null
-      ? scenario.link.stream
-      : { ...scenario.link.stream, scanCostNs: (pages: number) => hostCpu.scanCostNs(pages) };
-    this.link = new Link<Uint8Array, Uint8Array>(this.scheduler, 'migration', { stream, returnPath: scenario.link.returnPath });
-    hostCpu?.attach(this.link.stream);
-    this.link.stream.connect({ deliver: (bytes, _size, now) => this.onStreamBytes(bytes, now) });
-    this.link.returnPath.connect({ deliver: (bytes, _size, now) => this.onReturnPathBytes(bytes, now) });
-    this.source = engines.source(machine, scenario, {
-      precopyNotify: (reason, now, running) => this.trace.notifier(now, reason, running),
-      consumedStreamBytes: () => this.streamConsumedBytes,
-    });
-    this.destination = engines.destination(machine, scenario);
-    this.guestRunner = new GuestRunner({
-      guest: machine.guest,
-      trace: this.trace,
-      isTrapping: () => this.destination.status === 'postcopy-active' || this.destination.status === 'postcopy-paused',
-      isReceived: (p) => machine.received.isReceived(p),
-      fault: (vcpu, page, now) => this.onFault(vcpu, page, now),
-      kernelPages: machine.kernelPages,
-      onKernelPagesReady: (now) => this.activateDestinationDevices(now),
-    });
-    this.progress = new WorldProgress(this.trace);
-    this.hintGate = scenario.balloon?.hintApply === 'between-iterations' ? new HintGate(PRECOPY_ITERATION_NS) : null;
-    this.stores = new StoreWatch(machine, () => this.destination.status === 'postcopy-active');
-    this.trace.run(0, scenario.name, seed, machine.pageCount, scenario.guest.backing);
-  }
-
+export class World extends WorldEffects {
   /** Runs the scenario to its end. */
   run(): void {
     const s = this.scenario;
@@ -169,10 +62,6 @@ export class World {
     if (this.endReason === null) this.endReason = 'stuck';
     this.trace.end(this.scheduler.nowNs, this.source.status, this.endReason);
     assert(result.reason !== 'max-events', `run exceeded ${WORLD_EVENTS_MAX} events`);
-  }
-
-  private settledAtNs(): number {
-    return this.migrationEndNs < 0 ? this.scheduler.nowNs : this.migrationEndNs + this.scenario.settleNs;
   }
 
   // ---- migration control --------------------------------------------------------------------
@@ -287,7 +176,7 @@ export class World {
   }
 
   /** One guest step now, then device work on the guest's side. */
-  private stepGuest(nowNs: number): void {
+  protected stepGuest(nowNs: number): void {
     this.guestRunner.step(nowNs);
     if (this.guestRunner.running) this.machine.devices.poll(this.guestRunner.side, nowNs);
   }
@@ -295,7 +184,7 @@ export class World {
   // ---- pumping the stream ---------------------------------------------------------------------
 
   /** Makes sure a pump is scheduled no later than `atNs`. */
-  private schedulePump(atNs: number): void {
+  protected schedulePump(atNs: number): void {
     const at = Math.max(atNs, this.scheduler.nowNs);
     if (this.pumpEvent !== null && this.pumpEvent.pending) {
       if (this.pumpEvent.timeNs <= at) return;
@@ -340,191 +229,9 @@ export class World {
     if (rule.kind === 'after-syncs' && this.progress.syncCount >= rule.syncCount) this.requestPostcopy(nowNs);
   }
 
-  // ---- effects ----------------------------------------------------------------------------------
-
-  /** Carries out an engine's effects, in order. */
-  apply(side: 'source' | 'destination', result: StepResult, nowNs: number): void {
-    if (side === 'source' && result.pagesScanned > 0) this.link.stream.scanPages(result.pagesScanned);
-    for (const effect of result.effects) {
-      if (side === 'source') this.applySource(effect, nowNs);
-      else this.applyDestination(effect, nowNs);
-    }
-    if (side === 'source' && this.source.awaitingWritten) this.scheduleWritten();
-  }
-
-  /**
-   * Without a return path QEMU's completion ends with a blocking write of the last pass
-   * (qemu_fflush), so downtime and total time end when the wire has serialized the last byte:
-   * `written` is reported then (again later if a stall or a rate change moved that time).
-   */
-  private scheduleWritten(): void {
-    if (this.writtenEvent !== null && this.writtenEvent.pending) return;
-    this.writtenEvent = this.scheduler.at(this.link.stream.wireFreeAtNs(), (now) => {
-      this.writtenEvent = null;
-      if (!this.source.awaitingWritten) return;
-      if (this.link.stream.wireFreeAtNs() > now) return this.scheduleWritten();
-      this.apply('source', this.source.written(now), now);
-    }, 'written');
-  }
-
-  private applySource(effect: Effect, nowNs: number): void {
-    switch (effect.kind) {
-      case 'send': {
-        assert(effect.channel === 'main', `the simulated source sends on ${effect.channel}`);
-        const size = wireBytesOf(effect);
-        const sent = this.link.stream.send(effect.data, size);
-        if (!sent.ok) this.apply('source', this.source.channelError(sent.error.message, nowNs), nowNs);
-        this.streamQueueHighWater = Math.max(this.streamQueueHighWater, this.link.stream.queuedMessages);
-        return;
-      }
-      case 'status':
-        return this.onSourceStatus(effect.from, effect.to, nowNs);
-      case 'stop-guest':
-        if (this.scenario.stopLatencyNs > 0) {
-          this.stopAtNs = nowNs + this.scenario.stopLatencyNs;
-          this.scheduler.at(this.stopAtNs, (now) => this.stopGuest(now), 'stop-guest');
-          return;
-        }
-        return this.stopGuest(nowNs);
-      case 'run-guest':
-        // A failed or cancelled migration gives the guest back to the source.
-        if (!this.guestRunner.running && this.guestRunner.side === 'source') this.guestRunner.resume('source', nowNs);
-        return;
-      case 'event':
-        return this.trace.event(nowNs, 'source', effect.name);
-      case 'mark':
-        return this.trace.mark(nowNs, 'source', effect.name, effect.detail);
-      case 'throttle':
-        return this.trace.mark(nowNs, 'source', `throttle ${effect.percent}%`);
-      case 'page-ready':
-        return assert(false, 'the source emitted page-ready');
-    }
-  }
-
-  /** The source's guest stops (stop-guest, after the scenario's stop latency). */
-  private stopGuest(nowNs: number): void {
-    this.stopAtNs = -1;
-    // Cancelled or failed meanwhile: the guest keeps running; the engine goes on.
-    if (isFinalStatus(this.source.status) || this.source.status === 'cancelling') return this.schedulePump(nowNs);
-    if (this.hintGate !== null) this.applyReleased(this.hintGate.release(), nowNs);
-    if (this.machine.hostCpu !== null) this.link.stream.chargeSender(this.machine.hostCpu.switchoverNs);
-    this.switchoverNs = nowNs;
-    this.guestRunner.stop(nowNs);
-    this.machine.audit.snapshotAtSwitch((p) => this.machine.guest.pageIsFreeInGuest(p));
-    this.schedulePump(nowNs);
-  }
-
-  private onSourceStatus(from: MigrationStatus, to: MigrationStatus, nowNs: number): void {
-    this.sourceStatuses.push({ from, to });
-    this.trace.status(nowNs, 'source', from, to);
-    if (to === 'postcopy-active' && !this.postcopy) {
-      this.postcopy = true;
-      // QEMU sets postcopy-active before vm_stop: the balloon's iothread may still take hints
-      // kicked before the stop (the window `ignore-after-switch` is about).
-      if (this.guestRunner.running && this.guestRunner.side === 'source') this.machine.devices.poll('source', nowNs, true);
-    }
-    if (!isFinalStatus(to)) return;
-    this.machine.devices.setSourceMigrating(false);
-    this.progress.sample(this.source.queryMigrate(nowNs), nowNs);
-    if (to !== 'completed') this.apply('destination', this.destination.onChannelClosed('main', nowNs), nowNs);
-    this.migrationEndNs = nowNs;
-    this.endReason = to === 'completed' ? 'completed' : to === 'cancelled' ? (this.scheduler.nowNs >= this.migrationStartNs + this.scenario.timeLimitNs ? 'time-limit' : 'cancelled') : 'failed';
-    if (to === 'failed' && this.errorText === null) this.errorText = this.source.queryMigrate(nowNs)['error-desc'] ?? 'migration failed';
-  }
-
-  private applyDestination(effect: Effect, nowNs: number): void {
-    switch (effect.kind) {
-      case 'send': {
-        const sent = this.link.returnPath.send(effect.data, effect.data.length);
-        this.returnQueueHighWater = Math.max(this.returnQueueHighWater, this.link.returnPath.queuedMessages);
-        if (!sent.ok) this.trace.mark(nowNs, 'destination', sent.error.code);
-        return;
-      }
-      case 'status':
-        this.destinationStatuses.push({ from: effect.from, to: effect.to });
-        this.trace.status(nowNs, 'destination', effect.from, effect.to);
-        if (effect.to === 'failed' || effect.to === 'postcopy-paused') this.onDestinationError(nowNs);
-        return;
-      case 'run-guest':
-        return this.moveGuestToDestination(nowNs);
-      case 'page-ready':
-        if (this.guestRunner.onPageReady(effect.pageIndex, nowNs)) this.stepSoon(nowNs);
-        return;
-      case 'event':
-        return this.trace.event(nowNs, 'destination', effect.name);
-      case 'mark':
-        return this.trace.mark(nowNs, 'destination', effect.name, effect.detail);
-      case 'stop-guest':
-      case 'throttle':
-        return assert(false, `the destination emitted ${effect.kind}`);
-    }
-  }
-
-  /**
-   * The destination failed (QEMU exits) or paused: its connection goes away, which the source
-   * sees as a channel error (failed in precopy, paused in postcopy). A paused source is then
-   * cancelled: recovery is not modelled.
-   */
-  private onDestinationError(nowNs: number): void {
-    const text = this.destination.lastError?.message ?? 'destination error';
-    this.trace.mark(nowNs, 'destination', `error: ${text}`);
-    // After the source ended (a cancel closes the stream) the destination's error is expected.
-    if (this.errorText === null && !isFinalStatus(this.source.status)) this.errorText = `destination: ${text}`;
-    this.scheduler.at(nowNs, (now) => {
-      if (isFinalStatus(this.source.status)) return;
-      this.apply('source', this.source.channelError(`destination: ${text}`, now), now);
-      if (!isFinalStatus(this.source.status)) this.apply('source', this.source.cancel(now), now);
-    }, 'destination-error');
-  }
-
-  /** The destination starts the guest: it moves there with its drivers. */
-  private moveGuestToDestination(nowNs: number): void {
-    const { machine } = this;
-    if (this.destination.status !== 'postcopy-active') {
-      this.missingAtPrecopyResume = [];
-      for (const r of machine.received.missingRanges()) this.missingAtPrecopyResume.push({ start: r.start, end: r.end });
-    }
-    machine.devices.switchPorts('destination');
-    machine.guest.allocator.onFree = null;
-    machine.audit.startDestinationAudit(machine.sourceBacking, machine.destinationBacking);
-    machine.guestMemory.retarget(machine.destinationBacking);
-    machine.guestMemory.beforeAccess = (first, last, write) => {
-      machine.audit.onGuestAccess(first, last);
-      if (write) machine.audit.beforeDestinationWrite(first, last);
-    };
-    machine.destinationDeviceMemory.beforeAccess = (first, last, write) => {
-      if (write) machine.audit.beforeDestinationWrite(first, last);
-    };
-    this.guestRunner.resume('destination', nowNs);
-    this.stepSoon(nowNs);
-    const start = this.scenario.pressure?.start;
-    if (start?.kind === 'after-resume') this.scheduler.at(nowNs + start.delayNs, (now) => this.startPressure(now), 'pressure');
-  }
-
-  /** The scenario's memory-hungry phase starts (see PressureRule). */
-  private startPressure(nowNs: number): void {
-    const rule = this.scenario.pressure;
-    if (rule === null || (this.endReason !== null && nowNs >= this.settledAtNs())) return;
-    this.guestRunner.startPressure(pressureWorkload(rule, this.machine.guest), nowNs);
-    if (this.guestRunner.side === 'destination') this.stepSoon(nowNs);
-  }
-
-  /** The destination's ring pages are present: its devices finish loading. */
-  private activateDestinationDevices(nowNs: number): void {
-    const error = this.machine.devices.activateDestination();
-    if (error === null) return;
-    this.deviceError = error;
-    this.trace.mark(nowNs, 'destination', `device load: ${error}`);
-  }
-
-  /** Runs a guest step at `nowNs` (a woken vCPU does not wait for the next tick). */
-  private stepSoon(nowNs: number): void {
-    this.scheduler.at(nowNs, (now) => this.stepGuest(now), 'wake');
-  }
-
   // ---- the link's deliveries ----------------------------------------------------------------------
 
-  private onStreamBytes(bytes: Uint8Array, nowNs: number): void {
+  protected onStreamBytes(bytes: Uint8Array, nowNs: number): void {
     this.stores.loadingStream = true;
     try {
       this.apply('destination', this.destination.onBytes('main', bytes, nowNs), nowNs);
@@ -535,14 +242,14 @@ export class World {
     this.streamConsumedBytes += bytes.length;
   }
 
-  private onReturnPathBytes(bytes: Uint8Array, nowNs: number): void {
+  protected onReturnPathBytes(bytes: Uint8Array, nowNs: number): void {
     if (isFinalStatus(this.source.status)) return;
     traceRequests(this.trace, bytes, nowNs);
     this.apply('source', this.source.onReturnPath(bytes, nowNs), nowNs);
     this.schedulePump(nowNs);
   }
 
-  private onFault(vcpu: number, page: number, nowNs: number): boolean {
+  protected onFault(vcpu: number, page: number, nowNs: number): boolean {
     if (this.machine.audit.hintedFreeAtSwitch(page)) this.faultsOnHinted++;
     const result = this.destination.onGuestFault(vcpu, page, nowNs);
     this.apply('destination', result, nowNs);
@@ -571,7 +278,7 @@ export class World {
   }
 
   /** Applies hints the gate released (hint-gate.ts), unless the migration is over. */
-  private applyReleased(hints: readonly GatedHint[], nowNs: number): void {
+  protected applyReleased(hints: readonly GatedHint[], nowNs: number): void {
     for (const h of hints) {
       if (isFinalStatus(this.source.status)) return;
       this.applyHintNow(h.startPage, h.pageCount, h.cmdId, nowNs);
