@@ -130,6 +130,12 @@ export class RamLoader {
    * then waits for them without re-reading the record through the throwing slow path.
    */
   fastShortNeedBytes = 0;
+  /**
+   * The run of consecutive fill-0 ZERO records the fast loops hold back from a sink that has
+   * `ramZeroRun`: first offset and page count. Every exit of a fast loop hands it over (count 0).
+   */
+  private zeroRunStartBytes = 0;
+  private zeroRunCount = 0;
 
   constructor(private readonly config: RamLoaderConfig, targetPageBits: number) {
     this.pageSizeBytes = 2 ** targetPageBits;
@@ -183,10 +189,6 @@ export class RamLoader {
     const pageBytes = this.pageSizeBytes;
     const mask = this.flagMask;
     const usedBytes = block.usedLengthBytes;
-    const batchZeros = sink.ramZeroRun !== undefined;
-    // A run of consecutive fill-0 ZERO records not yet handed to the sink (batchZeros only).
-    let runStart = 0;
-    let runCount = 0;
     while (end - pos >= 8) {
       const high = view.getUint32(pos);
       const low = view.getUint32(pos + 4);
@@ -200,43 +202,18 @@ export class RamLoader {
           this.fastShortNeedBytes = pageBytes - (end - dataAt);
           break;
         }
-        if (runCount > 0) {
-          sink.ramZeroRun!(block, runStart, runCount);
-          runCount = 0;
-        }
+        this.endZeroRun(sink, block);
         sink.ramPage(block, offsetBytes, bytes.subarray(dataAt, dataAt + pageBytes));
         pos = dataAt + pageBytes;
       } else if (flags === ZERO_CONTINUE) {
-        if (offsetBytes + pageBytes > usedBytes) break;
-        if (end - pos < 9) {
-          this.fastShortNeedBytes = 1;
-          break;
-        }
-        const fill = bytes[pos + 8];
-        pos += 9;
-        if (batchZeros && fill === 0) {
-          if (runCount > 0 && offsetBytes === runStart + runCount * pageBytes) {
-            runCount++;
-          } else {
-            if (runCount > 0) sink.ramZeroRun!(block, runStart, runCount);
-            runStart = offsetBytes;
-            runCount = 1;
-          }
-          const tail = zeroRunTail(bytes, view, pos, end, runStart + runCount * pageBytes, pageBytes, usedBytes);
-          runCount += (tail - pos) / 9;
-          pos = tail;
-          continue;
-        }
-        if (runCount > 0) {
-          sink.ramZeroRun!(block, runStart, runCount);
-          runCount = 0;
-        }
-        sink.ramZero(block, offsetBytes, fill);
+        const next = this.zeroContinue(bytes, view, pos, end, offsetBytes, sink, block);
+        if (next < 0) break;
+        pos = next;
       } else {
         break;
       }
     }
-    if (runCount > 0) sink.ramZeroRun!(block, runStart, runCount);
+    this.endZeroRun(sink, block);
     return pos;
   }
 
@@ -249,9 +226,6 @@ export class RamLoader {
     const pageBytes = this.pageSizeBytes;
     const mask = this.flagMask;
     const usedBytes = block.usedLengthBytes;
-    const batchZeros = sink.ramZeroRun !== undefined;
-    let runStart = 0;
-    let runCount = 0;
     while (end - pos >= 8) {
       const high = view.getUint32(pos);
       const low = view.getUint32(pos + 4);
@@ -263,44 +237,59 @@ export class RamLoader {
         const versionLow = view.getUint32(pos + 8, true);
         const versionHigh = view.getUint32(pos + 12, true);
         if (versionHigh > MAX_VERSION_HIGH_WORD) break;
-        if (runCount > 0) {
-          sink.ramZeroRun!(block, runStart, runCount);
-          runCount = 0;
-        }
+        this.endZeroRun(sink, block);
         sink.ramPageVersion(block, offsetBytes, versionHigh * TWO_32 + versionLow);
         pos += 8 + VERSION_PAYLOAD_BYTES;
       } else if (flags === ZERO_CONTINUE) {
-        if (offsetBytes + pageBytes > usedBytes) break;
-        if (end - pos < 9) {
-          this.fastShortNeedBytes = 1;
-          break;
-        }
-        const fill = bytes[pos + 8];
-        pos += 9;
-        if (batchZeros && fill === 0) {
-          if (runCount > 0 && offsetBytes === runStart + runCount * pageBytes) {
-            runCount++;
-          } else {
-            if (runCount > 0) sink.ramZeroRun!(block, runStart, runCount);
-            runStart = offsetBytes;
-            runCount = 1;
-          }
-          const tail = zeroRunTail(bytes, view, pos, end, runStart + runCount * pageBytes, pageBytes, usedBytes);
-          runCount += (tail - pos) / 9;
-          pos = tail;
-          continue;
-        }
-        if (runCount > 0) {
-          sink.ramZeroRun!(block, runStart, runCount);
-          runCount = 0;
-        }
-        sink.ramZero(block, offsetBytes, fill);
+        const next = this.zeroContinue(bytes, view, pos, end, offsetBytes, sink, block);
+        if (next < 0) break;
+        pos = next;
       } else {
         break;
       }
     }
-    if (runCount > 0) sink.ramZeroRun!(block, runStart, runCount);
+    this.endZeroRun(sink, block);
     return pos;
+  }
+
+  /**
+   * The ZERO|CONTINUE record at `bytes[pos]`, for `offsetBytes` of `block`: returns the position
+   * after what it took, or -1 when the fast loop must stop there. When the sink has `ramZeroRun`,
+   * a fill-0 record joins the held-back run (or starts a new one) and zeroRunTail takes the
+   * consecutive fill-0 records after it at once.
+   */
+  private zeroContinue(bytes: Uint8Array, view: DataView, pos: number, end: number, offsetBytes: number, sink: StreamSink, block: RamBlockRef): number {
+    const pageBytes = this.pageSizeBytes;
+    if (offsetBytes + pageBytes > block.usedLengthBytes) return -1;
+    if (end - pos < 9) {
+      this.fastShortNeedBytes = 1;
+      return -1;
+    }
+    const fill = bytes[pos + 8];
+    pos += 9;
+    if (sink.ramZeroRun !== undefined && fill === 0) {
+      if (this.zeroRunCount > 0 && offsetBytes === this.zeroRunStartBytes + this.zeroRunCount * pageBytes) {
+        this.zeroRunCount++;
+      } else {
+        this.endZeroRun(sink, block);
+        this.zeroRunStartBytes = offsetBytes;
+        this.zeroRunCount = 1;
+      }
+      const tail = zeroRunTail(bytes, view, pos, end, this.zeroRunStartBytes + this.zeroRunCount * pageBytes, pageBytes, block.usedLengthBytes);
+      this.zeroRunCount += (tail - pos) / 9;
+      return tail;
+    }
+    this.endZeroRun(sink, block);
+    sink.ramZero(block, offsetBytes, fill);
+    return pos;
+  }
+
+  /** Hands the held-back run of fill-0 ZERO records, if any, to the sink's `ramZeroRun`. */
+  private endZeroRun(sink: StreamSink, block: RamBlockRef): void {
+    const count = this.zeroRunCount;
+    if (count === 0) return;
+    this.zeroRunCount = 0;
+    sink.ramZeroRun!(block, this.zeroRunStartBytes, count);
   }
 
   /** Reads one RAM record of any kind; returns true when it was EOS (the chunk is over). */
