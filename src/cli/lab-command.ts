@@ -7,7 +7,15 @@
  *   npm run lab -- --case ID... [--reps N] [--out FILE.jsonl] [--logs DIR] [--post S]
  *   npm run lab -- --table [FILE.jsonl...] lab medians against the simulator, for the committed
  *                                          results or the given files (no QEMU needed)
- *   npm run lab -- --write-scenarios       regenerate scenarios/lab/*.yaml from testdata/guest-lab
+ *   npm run lab -- --table --cold [FILE.jsonl...]
+ *                                          the same for the cold-host suite (testdata/guest-lab/
+ *                                          cold-host.jsonl), whose scenarios add the destination's
+ *                                          first-touch faults (host.destination-fault)
+ *   npm run lab -- --write-scenarios       regenerate scenarios/lab/*.yaml and scenarios/lab/cold-host/
+ *                                          from testdata/guest-lab
+ *   npm run lab -- --host-probe [--reps N] what first touching QEMU guest RAM costs this host, cold
+ *                                          (memory idle 10 s) and warm (just freed), per 2 MiB
+ *                                          (src/harness/lab/host-probe.ts)
  *   npm run lab -- --hint-stale [--case ID]... [--reps N] [--accel tcg|kvm] [--unaligned-ram] [--out FILE.jsonl]
  *                                          ramdiff-style runs (destination paused, both RAMs
  *                                          compared page by page) that print stale pages
@@ -29,8 +37,10 @@ import { qemuAvailability } from '../harness/qemu.ts';
 import { buildLabArtifacts, LabUnavailableError, missingTool } from '../harness/lab/artifacts.ts';
 import { LAB_BW, labRun } from '../harness/lab/lab-run.ts';
 import { hintStaleLine, hintStaleRun } from '../harness/lab/hint-stale.ts';
+import { probeFirstTouch } from '../harness/lab/host-probe.ts';
+import { LAB_COLD_DESTINATION_FAULT_NS } from '../sim/calibration.ts';
 import { compareCase } from '../sim/fidelity/compare.ts';
-import { LAB_DATA_DIR, LAB_DATA_FILES, LAB_SCENARIO_DIR, parseLabJsonl, type LabRow } from '../sim/fidelity/lab-data.ts';
+import { LAB_COLD_HOST_FILES, LAB_COLD_HOST_SCENARIO_DIR, LAB_DATA_DIR, LAB_DATA_FILES, LAB_SCENARIO_DIR, parseLabJsonl, type LabRow } from '../sim/fidelity/lab-data.ts';
 import { labScenarioFiles, type LabSource } from '../sim/fidelity/lab-scenario.ts';
 import { fidelityTable } from '../sim/fidelity/table.ts';
 import { loadScenario } from '../sim/scenario/scenario.ts';
@@ -57,24 +67,61 @@ export function parseCaseId(id: string): { memMib: number; wl: 'idle' | 'alloc';
   return { memMib: Number(m[1]), wl: m[2] as 'idle' | 'alloc', bw: m[3], hint: m[4] === 'on', pc: m[5] !== undefined, initOnAlloc: m[6] === undefined };
 }
 
-function committedSources(root: string): LabSource[] {
-  return LAB_DATA_FILES.map((f) => ({ source: `${LAB_DATA_DIR}/${f}`, rows: parseLabJsonl(readFileSync(join(root, LAB_DATA_DIR, f), 'utf8')) }));
+function readSources(root: string, files: readonly string[]): LabSource[] {
+  return files.map((f) => ({ source: `${LAB_DATA_DIR}/${f}`, rows: parseLabJsonl(readFileSync(join(root, LAB_DATA_DIR, f), 'utf8')) }));
 }
 
-function writeScenarios(root: string): number {
-  const dir = join(root, LAB_SCENARIO_DIR);
+function committedSources(root: string): LabSource[] {
+  return readSources(root, LAB_DATA_FILES);
+}
+
+/** The cold-host suite's scenarios add the measured first-touch fault (calibration.ts). */
+const COLD_HOST = { destinationFaultNs: LAB_COLD_DESTINATION_FAULT_NS };
+
+function writeScenarioDir(root: string, dirName: string, files: readonly { file: string; yaml: string }[]): void {
+  const dir = join(root, dirName);
   mkdirSync(dir, { recursive: true });
-  const files = labScenarioFiles(committedSources(root));
   const keep = new Set(files.map((f) => f.file));
   for (const name of readdirSync(dir)) if (name.endsWith('.yaml') && !keep.has(name)) unlinkSync(join(dir, name));
   for (const f of files) writeFileSync(join(dir, f.file), f.yaml);
-  console.log(`wrote ${files.length} scenarios to ${LAB_SCENARIO_DIR}/`);
+  console.log(`wrote ${files.length} scenarios to ${dirName}/`);
+}
+
+function writeScenarios(root: string): number {
+  const committed = committedSources(root);
+  writeScenarioDir(root, LAB_SCENARIO_DIR, labScenarioFiles(committed));
+  // The cold-host suite's guest is the lab's guest: its boot data come from the committed suites.
+  const derivation = committed.flatMap((s) => s.rows);
+  writeScenarioDir(root, LAB_COLD_HOST_SCENARIO_DIR, labScenarioFiles(readSources(root, LAB_COLD_HOST_FILES), derivation, COLD_HOST));
   return 0;
 }
 
-function printTable(sources: readonly LabSource[], derivation: readonly LabRow[]): void {
-  const rows = labScenarioFiles(sources, derivation).map((f) => compareCase(f.labCase, loadScenario(f.yaml)));
+function printTable(sources: readonly LabSource[], derivation: readonly LabRow[], host?: typeof COLD_HOST): void {
+  const rows = labScenarioFiles(sources, derivation, host).map((f) => compareCase(f.labCase, loadScenario(f.yaml)));
   console.log(fidelityTable(rows));
+}
+
+async function hostProbe(argv: readonly string[]): Promise<number> {
+  const qemu = qemuAvailability();
+  if (!qemu.ok) {
+    console.error(`npm run lab: QEMU is needed for --host-probe (${qemu.reason}).`);
+    return EXIT_UNAVAILABLE;
+  }
+  const at = argv.indexOf('--reps');
+  const rounds = at >= 0 ? Number(argv[at + 1]) : 3;
+  if (!(Number.isInteger(rounds) && rounds >= 1)) {
+    console.error('npm run lab: --reps: a positive integer');
+    return EXIT_UNAVAILABLE;
+  }
+  console.log(`first touch of 1 GiB of QEMU guest RAM (memory-backend-ram, prealloc), ${rounds} rounds, 10 s idle before each cold one`);
+  const probe = await probeFirstTouch(1024, rounds);
+  for (const [i, r] of probe.rounds.entries()) {
+    console.log(`round ${i}: cold ${r.coldMsPer2Mib.toFixed(3)} ms per 2 MiB, warm ${r.warmMsPer2Mib.toFixed(3)} ms per 2 MiB`);
+  }
+  const extra = probe.coldMsPer2Mib - probe.warmMsPer2Mib;
+  console.log(`median: cold ${probe.coldMsPer2Mib.toFixed(3)}, warm ${probe.warmMsPer2Mib.toFixed(3)} ms per 2 MiB; a cold destination pays ${extra.toFixed(3)} ms more ` +
+    `(host.destination-fault; the cold-host suite uses ${(LAB_COLD_DESTINATION_FAULT_NS / 1e6).toFixed(3)} ms)`);
+  return 0;
 }
 
 function parseArgs(argv: readonly string[]): LabArgs {
@@ -187,11 +234,17 @@ async function measureHintStale(args: LabArgs, artifacts: { readonly vmlinuz: st
 /** Runs `npm run lab` with `argv`; returns the exit code. */
 export async function runLabCommand(argv: readonly string[], options: { readonly root: string }): Promise<number> {
   if (argv.includes('--write-scenarios')) return writeScenarios(options.root);
+  if (argv.includes('--host-probe')) return hostProbe(argv.filter((a) => a !== '--host-probe'));
   if (argv.includes('--table')) {
-    const paths = argv.filter((a) => a !== '--table');
+    const cold = argv.includes('--cold');
+    const paths = argv.filter((a) => a !== '--table' && a !== '--cold');
     const committed = committedSources(options.root);
-    const sources = paths.length === 0 ? committed : paths.map((p) => ({ source: p, rows: parseLabJsonl(readFileSync(p, 'utf8')) }));
-    printTable(sources, [...sources.flatMap((s) => s.rows), ...committed.flatMap((s) => s.rows)]);
+    const sources = paths.length > 0
+      ? paths.map((p) => ({ source: p, rows: parseLabJsonl(readFileSync(p, 'utf8')) }))
+      : cold ? readSources(options.root, LAB_COLD_HOST_FILES) : committed;
+    // The guest's boot data: the committed suites first (a cold-host run has the same guest).
+    const derivation = cold ? committed.flatMap((s) => s.rows) : [...sources.flatMap((s) => s.rows), ...committed.flatMap((s) => s.rows)];
+    printTable(sources, derivation, cold ? COLD_HOST : undefined);
     return 0;
   }
   let args: LabArgs;

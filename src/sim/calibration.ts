@@ -78,6 +78,24 @@ export const LAB_LINK_LATENCY_NS = 25_000;
  */
 export const LAB_HOST_CORES = 2;
 
+/**
+ * A cold host's extra cost of a destination QEMU's first write into each 2 MiB of its RAM, ns
+ * (`host.destination-fault` of the cold-host suite, src/sim/dest-faults.ts). The lab's kind of
+ * machine is a 2-vCPU microVM whose kernel reports free memory to its hypervisor
+ * (virtio-balloon free page reporting, order 9): memory idle for a few seconds goes back, and
+ * touching it again faults in the hypervisor too.
+ *
+ * Fitted, like the link rate, on the runs without hinting: the alloc guests at 1 GiB/s took
+ * 2180 and 4232 ms in the cold-host suite (medians) against 1013 and 2019 ms in the main suite,
+ * for 388 and 758 regions of data: 3.01 and 2.92 ms per region. Cross-checked with
+ * `npm run lab -- --host-probe` (testdata/guest-lab/cold-host.host.json): QEMU's own prealloc
+ * of 1 GiB took 4.60 ms per 2 MiB after 10 s idle against 0.24 ms right after a free, 4.36 ms
+ * more. The migration pays less than the bare touch because the sender keeps filling the socket
+ * buffers while the receiver faults; the model stalls the link for the whole fault and keeps
+ * the difference in this constant.
+ */
+export const LAB_COLD_DESTINATION_FAULT_NS = 3_000_000;
+
 // ---- the guest: Debian 6.1's virtio-balloon driver under TCG ----------------------------------
 
 /**

@@ -99,9 +99,13 @@ export class HostCpu {
     this.stream = stream;
   }
 
-  /** Re-evaluates the share at `nowNs` from which threads are busy. */
-  update(nowNs: number, streamBusy: boolean, guestBusy: boolean): void {
-    const busy = (streamBusy ? STREAM_THREADS : 0) + (guestBusy ? GUEST_HINT_THREADS : 0);
+  /**
+   * Re-evaluates the share at `nowNs` from which threads are busy. `receiverOnly`: the stream's
+   * receiver is stalled in a fault (dest-faults.ts) and its sender waits on the full socket, so
+   * the stream keeps one thread busy, not two.
+   */
+  update(nowNs: number, streamBusy: boolean, guestBusy: boolean, receiverOnly = false): void {
+    const busy = (streamBusy ? (receiverOnly ? 1 : STREAM_THREADS) : 0) + (guestBusy ? GUEST_HINT_THREADS : 0);
     const next = busy <= this.cores ? 1 : this.cores / busy;
     if (next === this.current) return;
     this.current = next;

@@ -69,6 +69,23 @@ test('a stall pauses serialization and holds deliveries until it ends', () => {
   assert.deepEqual(inFlight.arrivals, [['small', 2000]]);
 });
 
+test('stalls that meet or overlap add up to their union', () => {
+  // One stall 1000..11000 and one met at its end, 11000..13000: as a single stall 1000..13000.
+  const met = setup();
+  met.link.send('big', 4096);
+  met.link.stall(1000, 11_000);
+  met.link.stall(11_000, 13_000);
+  met.scheduler.runUntil(100_000, 100);
+  assert.deepEqual(met.arrivals, [['big', 17_096]]);
+  // An overlapping one extends it only by the part beyond its end.
+  const overlap = setup();
+  overlap.link.send('big', 4096);
+  overlap.link.stall(1000, 11_000);
+  overlap.link.stall(5000, 12_000);
+  overlap.scheduler.runUntil(100_000, 100);
+  assert.deepEqual(overlap.arrivals, [['big', 16_096]]);
+});
+
 test('a bandwidth change re-times queued messages from the change on', () => {
   const { scheduler, link, arrivals } = setup();
   link.send('m', 4096);

@@ -227,8 +227,13 @@ export class LinkDirection<T> {
   stall(fromNs: number, untilNs: number): void {
     this.assertFuture(fromNs);
     assert(Number.isSafeInteger(untilNs) && untilNs > fromNs, `link ${this.name}: bad stall end ${untilNs}`);
-    this.stalls.push({ fromNs, untilNs });
-    this.stalls.sort((a, b) => a.fromNs - b.fromNs);
+    // A stall that meets or overlaps one already known extends it (the same union, fewer segments).
+    const met = this.stalls.find((s) => s.fromNs <= fromNs && fromNs <= s.untilNs);
+    if (met !== undefined) met.untilNs = Math.max(met.untilNs, untilNs);
+    else {
+      this.stalls.push({ fromNs, untilNs });
+      this.stalls.sort((a, b) => a.fromNs - b.fromNs);
+    }
     this.retime();
   }
 

@@ -12,6 +12,7 @@ import type { Machine } from './machine.ts';
 import type { Scenario } from './scenario/scenario.ts';
 import { Scheduler, type ScheduledEvent } from './scheduler.ts';
 import { StoreWatch } from './store-watch.ts';
+import { DestinationFaults } from './dest-faults.ts';
 import type { StatusChange } from './checkers/status-and-queues.ts';
 import { TraceEvents } from './trace-events.ts';
 import type { TraceWriter } from './trace.ts';
@@ -73,6 +74,10 @@ export abstract class WorldState {
   missingAtPrecopyResume: { start: number; end: number }[] | null = null;
   /** Placements and unplugged accesses, watched on the engines' stores. */
   readonly stores: StoreWatch;
+  /** The destination host's first writes into its RAM's 2 MiB regions (host.destination-fault), or null. */
+  readonly destinationFaults: DestinationFaults | null;
+  /** Until when the destination's receiver is stalled in such faults, ns. */
+  protected destinationFaultUntilNs = 0;
   /** High-water marks of the link's queues, in messages. */
   streamQueueHighWater = 0;
   /** Main-stream bytes the destination has decoded (the source's chunk pool reuses them). */
@@ -118,6 +123,17 @@ export abstract class WorldState {
     this.progress = new WorldProgress(this.trace);
     this.hintGate = scenario.balloon?.hintApply === 'between-iterations' ? new HintGate(PRECOPY_ITERATION_NS) : null;
     this.stores = new StoreWatch(machine, () => this.destination.status === 'postcopy-active');
+    const faultNs = scenario.host?.destinationFaultNs ?? 0;
+    this.destinationFaults = faultNs > 0 ? new DestinationFaults(machine.pageCount, faultNs) : null;
+    const faults = this.destinationFaults;
+    if (faults !== null) {
+      const store = machine.destinationEngineStore;
+      const watched = store.onWrite;
+      store.onWrite = (p) => {
+        watched?.(p);
+        if (this.stores.loadingStream) faults.onWrite(p);
+      };
+    }
     this.trace.run(0, scenario.name, seed, machine.pageCount, scenario.guest.backing);
   }
 

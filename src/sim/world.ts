@@ -156,7 +156,7 @@ export class World extends WorldEffects {
     const stream = this.link.stream;
     const streamBusy = migrating && (stream.senderFreeAtNs() > nowNs || stream.wireFreeAtNs() > nowNs);
     const guestBusy = this.guestRunner.running && (this.machine.guest.balloon?.hinting?.inRound ?? false);
-    hostCpu.update(nowNs, streamBusy, guestBusy);
+    hostCpu.update(nowNs, streamBusy, guestBusy, nowNs < this.destinationFaultUntilNs);
   }
 
   /** Stale-page faults (stale-faults.ts): late hints a sync has passed, the vCPU's TLB flush. */
@@ -237,6 +237,13 @@ export class World extends WorldEffects {
       this.apply('destination', this.destination.onBytes('main', bytes, nowNs), nowNs);
     } finally {
       this.stores.loadingStream = false;
+    }
+    // The destination's first writes into fresh 2 MiB regions stall its reads, and the stream.
+    const stallNs = this.destinationFaults?.takeStallNs() ?? 0;
+    if (stallNs > 0) {
+      const untilNs = nowNs + Math.ceil(stallNs);
+      this.link.stream.stall(nowNs, untilNs);
+      this.destinationFaultUntilNs = Math.max(this.destinationFaultUntilNs, untilNs);
     }
     // The decoder copies what it keeps (a record cut by the chunk's end): the chunk is free.
     this.streamConsumedBytes += bytes.length;

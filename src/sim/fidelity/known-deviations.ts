@@ -15,7 +15,7 @@ export interface KnownDeviation {
    * The looser check: 'spread' (within the lab runs' spread, compare.ts withinLabSpread), or a
    * relative tolerance around the lab median for a figure even the spread does not cover.
    */
-  readonly check: 'spread' | { readonly tolerance: number };
+  readonly check: 'spread' | 'host-state' | { readonly tolerance: number };
 }
 
 /** KASLR moves the kernel's data at every boot: where the last dirty bytes sit differs per run. */
@@ -23,36 +23,66 @@ const LAYOUT =
   'the convergence check lands before or after the last data at the top of RAM depending on where the kernel put its data at boot (KASLR); ' +
   'the simulated guest has one layout (boot data spread evenly through the lower half of RAM, a data region at the top)';
 
-/** The same migration measured 6 times across two suites: bimodal, 204-210 or 283-310 ms. */
-const IDLE_1G_NOISE =
-  'lab run-to-run spread: the idle 1 GiB guest at 1 GiB/s without hinting took 296, 209, 210 ms (main) and 310, 283, 204 ms ' +
-  '(init_on_alloc=0, which changes nothing without hinting) for the same bytes; the samples at 0.26 s show the slow runs had scanned ' +
-  '86-99% of RAM where the fast ones had finished, and a slower scan misses a convergence check (one per ram_save_iterate, about ' +
-  '50 ms) and pays one more; no single prediction is within ±15% of both medians (210 and 283 ms): the simulator gives 196 ms';
+/**
+ * The host's memory (sixth round, docs/fidelity.md): the lab's machine hands free memory back
+ * to its hypervisor, so a destination whose RAM lands on such memory pays about 3 ms more per
+ * 2 MiB it writes. The scenarios model a warm host; the cold-host suite measured the same cases
+ * cold. A run of the committed suites could land on either, or on a mix.
+ */
+const HOST_MEMORY =
+  'the lab host\'s memory: on a host that hands free memory back to its hypervisor a destination pays about 3 ms more for each 2 MiB of RAM ' +
+  'it writes first (measured: npm run lab -- --host-probe, and the cold-host suite); the scenario models a warm host, and the lab runs of this ' +
+  'case landed on cold memory, warm memory or a mix. Checked: the lab median lies between the simulator\'s warm and cold predictions (±15%)';
 
 export const KNOWN_DEVIATIONS: readonly KnownDeviation[] = [
   { caseId: 'm1024-idle-1g-hint-off', figure: 'downtime', check: 'spread', reason: `${LAYOUT}; lab runs 28, 3, 3 ms, the simulator 34 ms (like the first run: it converges with the top region unsent)` },
-  { caseId: 'm1024-idle-1g-hint-off-ioa0', figure: 'total-time', check: 'spread', reason: IDLE_1G_NOISE },
+  {
+    caseId: 'm1024-idle-1g-hint-off-ioa0',
+    figure: 'total-time',
+    check: 'host-state',
+    reason: `${HOST_MEMORY}: runs 310, 283, 204 ms; the same migration took 209-210 ms twice in the main suite (warm, the simulator 196 ms) and 328-346 ms in the cold-host suite (the simulator 319 ms cold)`,
+  },
   {
     caseId: 'm1024-idle-1g-hint-on-ioa0',
     figure: 'total-time',
-    check: { tolerance: 0.35 },
-    reason: `${IDLE_1G_NOISE}. With hinting (no zeroing) the simulated hinter, fast and starting with the migration, hints 760 MB ` +
-      'ahead of the scan and the migration takes 161 ms; the lab guests skipped 671, 179 and 60 MB (hints in at the first, about the second ' +
-      'and about the third iteration boundary) and took 222, 203 and 256 ms: the time does not follow the skip. Holding the simulated hints ' +
-      'for 1, 2 or 3 boundaries gives 174, 204, 215 ms, but QEMU 7.2\'s code does not decide which boundary (fifth round, docs/fidelity.md)',
+    check: 'host-state',
+    reason: `${HOST_MEMORY}: runs 222, 256, 203 ms against 161 ms warm and 264 ms cold. Also: the simulated hinter, fast and starting with the migration, hints 760 MB ` +
+      'ahead of the scan; the lab guests skipped 671, 179 and 60 MB (hints in at different iteration boundaries, which QEMU 7.2\'s code does not decide; fifth round)',
   },
   {
     caseId: 'm2048-idle-1g-hint-on',
     figure: 'total-time',
-    check: 'spread',
-    reason: 'the lab runs took 652, 502, 627 ms; zeroing never-touched memory (host page faults, THP) slows the 2 GiB guest\'s host more than ' +
-      'the even 2/3 share of the host model gives (the first pass ran at about 0.55 of its hint-off speed, the model gives 0.67); counting the ' +
-      'balloon iothread, which polls the free page vq while hinting, as a fourth busy thread gives only 504 ms and breaks another case (fifth round)',
+    check: 'host-state',
+    reason: `${HOST_MEMORY}: runs 652, 502, 627 ms against 493 ms warm and 628 ms cold; the cold-host suite measured 562 ms (sixth round). ` +
+      'The fifth round\'s guess (host faults while the guest zeroes never-touched memory) was the right family, on the wrong side: the destination',
   },
 ];
 
-/** The entry for a case's figure, if any. */
-export function knownDeviation(caseId: string, figure: FigureVerdict['name']): KnownDeviation | undefined {
-  return KNOWN_DEVIATIONS.find((d) => d.caseId === caseId && d.figure === figure);
+/** The cold-host suite's deviations (testdata/guest-lab/cold-host.jsonl against scenarios/lab/cold-host). */
+const GUEST_SPEED =
+  'this machine ran the guest 1.83x faster than the lab\'s (uptime at /init 1.53 s against 2.80 s, testdata/guest-lab/cold-host.host.json), and the ' +
+  'hint driver\'s pace (block and zeroing times) is calibrated on the lab\'s machine; dividing the pace by 1.83 moves these predictions by under 6% ' +
+  '(never-touched pages cost mostly host faults, not guest time), so the pace of a faster guest is not modelled';
+
+/** The cold-host suite's deviations (testdata/guest-lab/cold-host.jsonl against scenarios/lab/cold-host). */
+export const COLD_HOST_KNOWN_DEVIATIONS: readonly KnownDeviation[] = [
+  { caseId: 'm1024-alloc-1g-hint-on', figure: 'dirty-sync-count', check: { tolerance: 0.5 }, reason: `${GUEST_SPEED}: runs 4, 5, 4 syncs, the simulator 6 (the main suite: 6, 5, 6)` },
+  { caseId: 'm1024-idle-128m-hint-on', figure: 'total-time', check: { tolerance: 0.25 }, reason: `${GUEST_SPEED}: runs 678, 650, 651 ms (the main suite: 741, 710, 910), the simulator 796 ms` },
+  { caseId: 'm1024-idle-128m-hint-on', figure: 'dirty-sync-count', check: { tolerance: 0.25 }, reason: `${GUEST_SPEED}: runs 4, 4, 4 syncs (the main suite: 5, 5, 5), the simulator 5` },
+  { caseId: 'm2048-alloc-1g-hint-on', figure: 'total-time', check: { tolerance: 0.3 }, reason: `${GUEST_SPEED}: runs 1231, 1082, 1165 ms, the simulator 1442 ms` },
+  { caseId: 'm2048-alloc-1g-hint-on', figure: 'transferred', check: { tolerance: 0.2 }, reason: `${GUEST_SPEED}: runs 283, 245, 251 MiB, the simulator 293 MiB` },
+  { caseId: 'm2048-alloc-1g-hint-on', figure: 'dirty-sync-count', check: { tolerance: 0.25 }, reason: `${GUEST_SPEED}: runs 6, 5, 5 syncs, the simulator 6` },
+  { caseId: 'm2048-alloc-128m-hint-on', figure: 'total-time', check: { tolerance: 0.3 }, reason: `${GUEST_SPEED}: runs 1569, 1560, 1658 ms (the main suite: 1993, 2019, 2005), the simulator 1944 ms` },
+  { caseId: 'm2048-idle-128m-hint-on', figure: 'total-time', check: { tolerance: 0.25 }, reason: `${GUEST_SPEED}: runs 874, 867, 854 ms (the main suite: 1041, 912, 950), the simulator 1020 ms` },
+  {
+    caseId: 'm2048-idle-128m-hint-off',
+    figure: 'dirty-sync-count',
+    check: { tolerance: 0.34 },
+    reason: 'runs 4, 4, 4 syncs where the main suite had 3, 3, 3 and the simulator has 3 (cold or warm): one more pass at 128 MiB/s that the model does not give; not explained',
+  },
+];
+
+/** The entry for a case's figure in `list` (default: the committed suites'), if any. */
+export function knownDeviation(caseId: string, figure: FigureVerdict['name'], list: readonly KnownDeviation[] = KNOWN_DEVIATIONS): KnownDeviation | undefined {
+  return list.find((d) => d.caseId === caseId && d.figure === figure);
 }

@@ -84,6 +84,15 @@ export const LAB_DATA_FILES: readonly string[] = ['main.jsonl', 'postcopy.jsonl'
 /** Where the lab scenarios live, relative to the repository root. */
 export const LAB_SCENARIO_DIR = 'scenarios/lab';
 
+/**
+ * The cold-host suite: the same 32 cases measured again with `npm run lab` (3 runs each) on a
+ * machine of the lab's kind whose kernel hands free memory back to its hypervisor (free page
+ * reporting), so every destination QEMU's RAM is first touched cold. Its scenarios are the
+ * lab scenarios plus `host.destination-fault` (src/sim/dest-faults.ts), in their own directory.
+ */
+export const LAB_COLD_HOST_FILES: readonly string[] = ['cold-host.jsonl'];
+export const LAB_COLD_HOST_SCENARIO_DIR = 'scenarios/lab/cold-host';
+
 /** run-matrix.py's bandwidth names. */
 export const LAB_BANDWIDTHS: Readonly<Record<string, number>> = {
   '1g': 1 << 30,

@@ -27,6 +27,7 @@
  *   postcopy-ram is on), the driver paced by the calibrated block and zeroing times, hints
  *   applied between iterations (QEMU's bitmap_mutex, src/sim/hint-gate.ts);
  * - the link and the host: the calibrated rate, scan costs and cores (src/sim/host-cpu.ts);
+ *   for the cold-host suite also the destination's first-touch fault (src/sim/dest-faults.ts);
  * - parameters: max-bandwidth and downtime-limit as QEMU reported them; capabilities as the lab
  *   set them: events, and postcopy-ram in the postcopy suite (which opens the return path).
  *
@@ -49,6 +50,8 @@ export interface LabScenarioInputs {
   readonly topDataBytes: number | null;
   /** Where the case's rows come from, for the header (e.g. testdata/guest-lab/main.jsonl). */
   readonly source: string;
+  /** The cold-host suite's cost of a destination's first write into 2 MiB of RAM, ns; 0 or absent: none. */
+  readonly destinationFaultNs?: number;
 }
 
 /** The scenario file name of a case. */
@@ -93,6 +96,7 @@ export function labScenarioYaml(inputs: LabScenarioInputs): string {
   const m = c.medians;
   const g = labGuestOf(inputs);
   const bwName = c.bw === '1g' ? '1G' : c.bw === '128m' ? '128M' : String(c.maxBandwidthBytesPerSec);
+  const fault = inputs.destinationFaultNs ?? 0;
   const workload = c.workload === 'alloc'
     ? `{ kind: alloc-then-free, rate: ${C.LAB_ALLOC_RATE_BYTES_PER_SEC}, fill: ${g.fill.toFixed(6)}, hold: 10ms }`
     : '{ kind: idle }';
@@ -105,6 +109,7 @@ export function labScenarioYaml(inputs: LabScenarioInputs): string {
     `# free-page-hint=${c.hint ? 'on' : 'off'}, postcopy-ram ${c.postcopyRam ? 'on (never started)' : 'off'}, init_on_alloc=${c.initOnAlloc ? 1 : 0}, max-bandwidth ${c.bw}, loopback TCP.`,
     `# Measured (median of ${c.completed}): total ${m.totalTimeMs} ms, downtime ${m.downtimeMs} ms, transferred ${mib(m.transferredBytes)} MiB,`,
     `# ${m.normalPages} normal + ${m.duplicatePages} zero pages, ${m.dirtySyncCount} dirty syncs; guest MemFree ${mib(m.memfreeBeforeKb * KiB, 0)} MiB before, ${mib(m.memfreeMinKb * KiB, 0)} MiB at least during.`,
+    ...(fault > 0 ? [`# A cold host: each first write of the destination into 2 MiB of its RAM faults in the hypervisor too (src/sim/dest-faults.ts).`] : []),
     `name: lab-${c.id}`,
     `description: lab case ${c.id} (${inputs.source})`,
     `seed: 1`,
@@ -119,7 +124,7 @@ export function labScenarioYaml(inputs: LabScenarioInputs): string {
     `    hint-apply: between-iterations`,
     `    hint-pace: { block: ${C.LAB_HINT_BLOCK_NS}ns, zero-touched-page: ${C.LAB_ZERO_TOUCHED_PAGE_NS}ns, zero-fresh-page: ${C.LAB_ZERO_FRESH_PAGE_NS}ns }`,
     `link: { bandwidth: ${C.LAB_LINK_BYTES_PER_SEC}, latency: ${C.LAB_LINK_LATENCY_NS}ns, scan-cost: ${C.LAB_SCAN_NS_PER_PAGE}ns }`,
-    `host: { cores: ${C.LAB_HOST_CORES}, rescan-cost: ${C.LAB_RESCAN_NS_PER_PAGE}ns, switchover: ${C.LAB_SWITCHOVER_NS / 1e6}ms }`,
+    `host: { cores: ${C.LAB_HOST_CORES}, rescan-cost: ${C.LAB_RESCAN_NS_PER_PAGE}ns, switchover: ${C.LAB_SWITCHOVER_NS / 1e6}ms${fault > 0 ? `, destination-fault: ${fault}ns` : ''} }`,
     `capabilities: { ${caps.join(', ')} }`,
     `parameters: { max-bandwidth: ${bwName}, downtime-limit: ${c.downtimeLimitMs} }`,
     `migration: { start: ${C.LAB_MIGRATION_START_NS / 1e6}ms }`,
@@ -149,7 +154,7 @@ export interface LabScenarioFile {
  * 128 MiB/s runs of the same size (for an init_on_alloc=0 alloc guest, the alloc data those runs
  * left unhinted), looked up in `derivation` (default: all rows of `sources`).
  */
-export function labScenarioFiles(sources: readonly LabSource[], derivation?: readonly LabRow[]): LabScenarioFile[] {
+export function labScenarioFiles(sources: readonly LabSource[], derivation?: readonly LabRow[], host?: { readonly destinationFaultNs: number }): LabScenarioFile[] {
   const all = derivation ?? sources.flatMap((s) => s.rows);
   const out: LabScenarioFile[] = [];
   for (const src of sources) {
@@ -160,7 +165,7 @@ export function labScenarioFiles(sources: readonly LabSource[], derivation?: rea
       const top = topDataBytes(sameBoot, labCase.memMib) ?? topDataBytes(all, labCase.memMib);
       const allocData = labCase.workload === 'alloc' && !labCase.initOnAlloc ? unhintableAllocDataKb(all, labCase.memMib) : null;
       const unhintable = allocData ?? unhintableFreeKb(all, labCase.memMib) ?? 0;
-      const inputs = { labCase, kernelDataPages: kd, unhintableFreeKb: unhintable, topDataBytes: top, source: src.source };
+      const inputs = { labCase, kernelDataPages: kd, unhintableFreeKb: unhintable, topDataBytes: top, source: src.source, destinationFaultNs: host?.destinationFaultNs };
       out.push({ labCase, file: labScenarioFile(labCase), yaml: labScenarioYaml(inputs) });
     }
   }

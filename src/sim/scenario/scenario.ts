@@ -132,10 +132,12 @@ export interface Scenario {
   readonly pressure: PressureRule | null;
   /**
    * The host (host-cpu.ts): cores shared by the migration and a hinting vCPU, rescan and
-   * switchover costs; the most pages one precopy iteration examines (null: the engine's default).
+   * switchover costs; the most pages one precopy iteration examines (null: the engine's default);
+   * the stall of the destination's first write into each 2 MiB region of its RAM (dest-faults.ts).
    */
   readonly host: {
     readonly cores: number; readonly rescanCostNsPerPage: number | null; readonly switchoverNs: number; readonly iterationPagesMax: number | null;
+    readonly destinationFaultNs: number;
   } | null;
   /** Stale-page races switched on (src/sim/stale-faults.ts), or null. */
   readonly faults: { readonly behaveAs: FaultBehaviour; readonly staleRaces: readonly StaleRaceFault[] } | null;
@@ -310,6 +312,7 @@ export function resolveScenario(doc: ScenarioDocument): Scenario {
       rescanCostNsPerPage: doc.host['rescan-cost'] ?? null,
       switchoverNs: doc.host.switchover,
       iterationPagesMax: doc.host['iteration-pages'] ?? null,
+      destinationFaultNs: doc.host['destination-fault'],
     },
     faults: doc.faults === null ? null : { behaveAs: doc.faults['behave-as'], staleRaces: [...new Set(doc.faults['stale-races'])] },
     expectedStatus: doc.expect.status,

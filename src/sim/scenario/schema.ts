@@ -156,13 +156,15 @@ export const scenarioDocumentSchema = z.strictObject({
   pressure: pressureSchema.nullable().default(null),
   // Fidelity (src/sim/host-cpu.ts): the host's cores, shared by the migration threads and a
   // hinting vCPU; the scan cost of pages the guest wrote again; the switchover's fixed cost;
-  // the most pages one precopy iteration examines (the engine's maxChunkPages).
+  // the most pages one precopy iteration examines (the engine's maxChunkPages); what the
+  // destination's first write into a 2 MiB region of its RAM costs (src/sim/dest-faults.ts).
   host: z
     .strictObject({
       cores: z.number().positive().default(Number.POSITIVE_INFINITY),
       'rescan-cost': durationSchema.optional(),
       switchover: durationSchema.default(0),
       'iteration-pages': z.number().int().positive().optional(),
+      'destination-fault': durationSchema.default(0),
     })
     .nullable()
     .default(null),
