@@ -4,7 +4,9 @@
  *   npm run lab                            measure one case with a real guest under the local QEMU
  *                                          (default m1024-alloc-128m-hint-on, 1 run) and print it
  *                                          next to the simulator's prediction
- *   npm run lab -- --case ID... [--reps N] [--out FILE.jsonl] [--logs DIR] [--post S]
+ *   npm run lab -- --case ID... [--reps N] [--out FILE.jsonl] [--logs DIR] [--post S] [--host-memory as-is|warm]
+ *                                          (warm: a throwaway QEMU touches and frees the guest's
+ *                                          size just before the destination starts; host-probe.ts)
  *   npm run lab -- --table [FILE.jsonl...] lab medians against the simulator, for the committed
  *                                          results or the given files (no QEMU needed)
  *   npm run lab -- --table --cold [FILE.jsonl...]
@@ -58,6 +60,7 @@ interface LabArgs {
   readonly hintStale: boolean;
   readonly accel: 'tcg' | 'kvm';
   readonly unalignedRam: boolean;
+  readonly hostMemory: 'as-is' | 'warm';
 }
 
 /** A case id's knobs, or null when it is not one. */
@@ -133,6 +136,7 @@ function parseArgs(argv: readonly string[]): LabArgs {
   let hintStale = false;
   let accel: 'tcg' | 'kvm' = 'tcg';
   let unalignedRam = false;
+  let hostMemory: 'as-is' | 'warm' = 'as-is';
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = (): string => {
@@ -147,6 +151,11 @@ function parseArgs(argv: readonly string[]): LabArgs {
     else if (a === '--post') postS = Number(value());
     else if (a === '--hint-stale') hintStale = true;
     else if (a === '--unaligned-ram') unalignedRam = true;
+    else if (a === '--host-memory') {
+      const v = value();
+      if (v !== 'as-is' && v !== 'warm') throw new Error(`--host-memory ${v}: as-is or warm`);
+      hostMemory = v;
+    }
     else if (a === '--accel') {
       const v = value();
       if (v !== 'tcg' && v !== 'kvm') throw new Error(`--accel ${v}: tcg or kvm`);
@@ -157,7 +166,7 @@ function parseArgs(argv: readonly string[]): LabArgs {
   if (!(Number.isInteger(reps) && reps >= 1)) throw new Error('--reps: a positive integer');
   if ((accel !== 'tcg' || unalignedRam) && !hintStale) throw new Error('--accel and --unaligned-ram are options of --hint-stale');
   const fallback = hintStale ? DEFAULT_HINT_STALE_CASE : DEFAULT_LAB_CASE;
-  return { cases: cases.length > 0 ? cases : [fallback], reps, out, logs, postS, hintStale, accel, unalignedRam };
+  return { cases: cases.length > 0 ? cases : [fallback], reps, out, logs, postS, hintStale, accel, unalignedRam, hostMemory };
 }
 
 async function measure(root: string, args: LabArgs): Promise<number> {
@@ -189,7 +198,7 @@ async function measure(root: string, args: LabArgs): Promise<number> {
       const row = await labRun({
         vmlinuz: artifacts.vmlinuz, initrd: artifacts.initrd, kernelVersion: artifacts.kernelVersion,
         memMib: k.memMib, wl: k.wl, hint: k.hint, bw: k.bw, pc: k.pc, rep, appendExtra: k.initOnAlloc ? '' : 'init_on_alloc=0',
-        postS: args.postS, logDir: args.logs ?? undefined,
+        postS: args.postS, logDir: args.logs ?? undefined, hostMemory: args.hostMemory,
       });
       appendFileSync(out, `${JSON.stringify(row)}\n`);
       rows.push(row as unknown as LabRow);

@@ -92,6 +92,14 @@ export const LAB_SCENARIO_DIR = 'scenarios/lab';
  */
 export const LAB_COLD_HOST_FILES: readonly string[] = ['cold-host.jsonl'];
 export const LAB_COLD_HOST_SCENARIO_DIR = 'scenarios/lab/cold-host';
+/** The host facts of the cold-host suite: the first-touch probe, the guest's boot speed. */
+export const LAB_COLD_HOST_FACTS = 'cold-host.host.json';
+/**
+ * Five of those cases measured again right after, on the same machine, with
+ * `--host-memory warm` (the destination's RAM lands on memory freed a moment before): the A/B
+ * that isolates the host's memory. Evidence only; it has no scenarios.
+ */
+export const LAB_WARM_HOST_FILES: readonly string[] = ['warm-host.jsonl'];
 
 /** run-matrix.py's bandwidth names. */
 export const LAB_BANDWIDTHS: Readonly<Record<string, number>> = {
