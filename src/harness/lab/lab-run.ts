@@ -196,7 +196,11 @@ export async function labRun(o: LabRunOptions): Promise<LabRunRecord> {
     for (const vm of [dst, src]) if (vm !== null) await vm.stop();
     if (o.logDir !== undefined) {
       mkdirSync(o.logDir, { recursive: true });
-      const tag = `m${o.memMib}-${o.wl}-h${Number(o.hint)}-${o.bw}-pc${Number(o.pc)}-r${o.rep}`;
+      // The case (init_on_alloc and host memory included), the rep and a time stamp: a later
+      // invocation with the same reps does not overwrite an earlier one's logs.
+      const ioa = /\binit_on_alloc=0\b/.test(o.appendExtra ?? '') ? '-ioa0' : '';
+      const host = o.hostMemory === 'warm' ? '-warm' : '';
+      const tag = `m${o.memMib}-${o.wl}-h${Number(o.hint)}-${o.bw}-pc${Number(o.pc)}${ioa}${host}-r${o.rep}-${Date.now()}`;
       for (const n of ['src.serial', 'dst.serial']) {
         try {
           cpSync(join(work, n), join(o.logDir, `${tag}.${n}`));
