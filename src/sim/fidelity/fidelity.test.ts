@@ -125,7 +125,7 @@ test('on one machine, the same migrations cold and warm differ by about the prob
   const pair = (id: string) => [warm.find((c) => c.id === id)!, cold.find((c) => c.id === id)!] as const;
   for (const id of ['m1024-alloc-1g-hint-off', 'm2048-alloc-1g-hint-off']) {
     const [w, c] = pair(id);
-    assert.equal(w.completed, 3);
+    assert.ok(w.completed >= 3, `${id}: ${w.completed} warm runs`);
     const regions = c.medians.normalPages / 512;
     const perRegionMs = (c.medians.totalTimeMs - w.medians.totalTimeMs) / regions;
     // The receiver's faults overlap the sender's work a little: a bit under the bare touch.

@@ -95,9 +95,10 @@ export const LAB_COLD_HOST_SCENARIO_DIR = 'scenarios/lab/cold-host';
 /** The host facts of the cold-host suite: the first-touch probe, the guest's boot speed. */
 export const LAB_COLD_HOST_FACTS = 'cold-host.host.json';
 /**
- * Five of those cases measured again right after, on the same machine, with
- * `--host-memory warm` (the destination's RAM lands on memory freed a moment before): the A/B
- * that isolates the host's memory. Evidence only; it has no scenarios.
+ * The same machine with `--host-memory warm` (the destination's RAM lands on memory freed a
+ * moment before): five cases right after the cold-host suite (the A/B that isolates the host's
+ * memory), then all 32 cases × 3. Evidence, and the data for a calibration of this machine; it
+ * has no scenarios.
  */
 export const LAB_WARM_HOST_FILES: readonly string[] = ['warm-host.jsonl'];
 
