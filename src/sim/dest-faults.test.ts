@@ -13,6 +13,7 @@ test('the first write into each 2 MiB region costs one fault; later writes into 
   faults.onWrite(4 * HUGE_PAGE_PAGES - 1); // the last region
   assert.equal(faults.takeStallNs(), 3_000_000);
   assert.equal(faults.faults, 3);
+  assert.equal(faults.stalledNs, 3 * 3_000_000);
 });
 
 test('a negative cost is refused', () => {

@@ -28,8 +28,9 @@ export class DestinationFaults {
   private readonly written: Bitmap;
   /** Regions first written since the last `takeStallNs`. */
   private pending = 0;
-  /** Regions first written in the whole run (for reports). */
+  /** Regions first written in the whole run, and the stall they cost, ns (for reports). */
   faults = 0;
+  stalledNs = 0;
 
   constructor(pageCount: number, costNs: number) {
     assert(Number.isFinite(costNs) && costNs >= 0, `destination fault cost must be >= 0, got ${costNs}`);
@@ -48,6 +49,7 @@ export class DestinationFaults {
   takeStallNs(): number {
     const ns = this.pending * this.costNs;
     this.pending = 0;
+    this.stalledNs += ns;
     return ns;
   }
 }

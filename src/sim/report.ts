@@ -62,6 +62,8 @@ export function summaryText(result: SimRunResult): string {
   }
   const b = result.balloon;
   out.push(`  balloon: ${b.hintedPages} pages hinted, DONE ${b.doneDelivered ? 'delivered' : 'not delivered'}, ${formatBytes(b.heldAfterMigrationBytes)} held after migration, ${formatBytes(b.reclaimedBytes)} reclaimed by the shrinker`);
+  const f = result.destinationFaults;
+  if (f !== null) out.push(`  destination host: ${f.regions} first writes into 2 MiB regions of its RAM, ${(f.stalledNs / NS_PER_MS).toFixed(1)} ms stalled (host.destination-fault)`);
   const p = result.postcopy;
   if (p.switched || p.faults > 0) {
     out.push(`  postcopy: ${p.faults} faults (${p.faultsOnHinted} on hinted pages), ${p.requests} requests (${p.requestsDropped} pages dropped as not dirty, ${p.hintedZeroPages} hinted pages answered with ZERO), longest stall ${(p.maxStallNs / NS_PER_MS).toFixed(3)} ms (bound ${(p.stallBoundNs / NS_PER_MS).toFixed(3)} ms), blocktime ${p.blocktimeMs ?? '-'} ms`);
@@ -97,6 +99,7 @@ export function jsonReport(result: SimRunResult): Record<string, unknown> {
       'destination-hints': result.balloon.destinationHints,
       'hints-after-switch': result.balloon.hintsAfterSwitch,
     },
+    'destination-faults': result.destinationFaults === null ? null : { regions: result.destinationFaults.regions, 'stalled-ms': result.destinationFaults.stalledNs / NS_PER_MS },
     postcopy: {
       switched: result.postcopy.switched,
       blocktime: result.postcopy.blocktimeMs,

@@ -9,10 +9,14 @@
  *   is the destination's own post-load zero fill), and source reads of unplugged pages
  *   (invariant 5).
  *
+ * - first writes: a destination page written from the stream is reported to the host's
+ *   first-touch model (dest-faults.ts), when the scenario has one.
+ *
  * Also the page requests on the return path, decoded for the trace.
  */
 import { Bitmap } from '../lib/bitmap.ts';
 import { TARGET_PAGE_SIZE } from '../lib/units.ts';
+import type { DestinationFaults } from './dest-faults.ts';
 import type { Machine } from './machine.ts';
 import type { TraceEvents } from './trace-events.ts';
 
@@ -28,10 +32,11 @@ export class StoreWatch {
   /** Pages placed after LISTEN (null until the first). */
   private placed: Bitmap | null = null;
 
-  constructor(machine: Machine, inPostcopy: () => boolean) {
+  constructor(machine: Machine, inPostcopy: () => boolean, firstWrites: DestinationFaults | null = null) {
     const audit = machine.audit;
     const place = (p: number, zero: boolean): void => {
       if (!this.loadingStream) return;
+      if (!zero) firstWrites?.onWrite(p);
       const postcopy = inPostcopy();
       if (audit.isUnplugged(p) && (!zero || postcopy)) audit.receivedUnplugged.record(p);
       if (!postcopy) return;

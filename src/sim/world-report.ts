@@ -55,6 +55,8 @@ export interface SimRunResult {
     /** Hints that reached the source once it was postcopy-active (`ignore-after-switch` drops them). */
     readonly hintsAfterSwitch: number;
   };
+  /** The destination host's first writes into 2 MiB regions (scenario host.destination-fault), or null. */
+  readonly destinationFaults: { readonly regions: number; readonly stalledNs: number } | null;
   readonly postcopy: {
     readonly switched: boolean;
     readonly faults: number;
@@ -197,6 +199,7 @@ export function resultOf(world: World, seed: number, trace: TraceWriter): SimRun
       destinationHints: world.machine.devices.destinationHints,
       hintsAfterSwitch: world.hintsAfterSwitch,
     },
+    destinationFaults: world.destinationFaults === null ? null : { regions: world.destinationFaults.faults, stalledNs: world.destinationFaults.stalledNs },
     postcopy: {
       switched: world.postcopy,
       faults: world.guestRunner.faultCount,

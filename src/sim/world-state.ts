@@ -122,18 +122,9 @@ export abstract class WorldState {
     });
     this.progress = new WorldProgress(this.trace);
     this.hintGate = scenario.balloon?.hintApply === 'between-iterations' ? new HintGate(PRECOPY_ITERATION_NS) : null;
-    this.stores = new StoreWatch(machine, () => this.destination.status === 'postcopy-active');
     const faultNs = scenario.host?.destinationFaultNs ?? 0;
     this.destinationFaults = faultNs > 0 ? new DestinationFaults(machine.pageCount, faultNs) : null;
-    const faults = this.destinationFaults;
-    if (faults !== null) {
-      const store = machine.destinationEngineStore;
-      const watched = store.onWrite;
-      store.onWrite = (p) => {
-        watched?.(p);
-        if (this.stores.loadingStream) faults.onWrite(p);
-      };
-    }
+    this.stores = new StoreWatch(machine, () => this.destination.status === 'postcopy-active', this.destinationFaults);
     this.trace.run(0, scenario.name, seed, machine.pageCount, scenario.guest.backing);
   }
 
