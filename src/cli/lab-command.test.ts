@@ -21,6 +21,9 @@ test('bad arguments exit 2 before measuring', async () => {
     assert.equal(await runLabCommand(['--accel', 'kvm'], { root: '.' }), 2);
     assert.equal(await runLabCommand(['--unaligned-ram'], { root: '.' }), 2);
     assert.equal(await runLabCommand(['--hint-stale', '--accel', 'hvf'], { root: '.' }), 2);
+    assert.equal(await runLabCommand(['--host-memory', 'lukewarm'], { root: '.' }), 2);
+    assert.equal(await runLabCommand(['--host-probe', '--case', DEFAULT_LAB_CASE], { root: '.' }), 2);
+    assert.equal(await runLabCommand(['--host-probe', '--reps', '0'], { root: '.' }), 2);
   } finally {
     console.error = original;
   }
@@ -28,4 +31,7 @@ test('bad arguments exit 2 before measuring', async () => {
   assert.match(errors.join('\n'), /unknown option/);
   assert.match(errors.join('\n'), /--accel and --unaligned-ram are options of --hint-stale/);
   assert.match(errors.join('\n'), /--accel hvf: tcg or kvm/);
+  assert.match(errors.join('\n'), /--host-memory lukewarm: as-is or warm/);
+  assert.match(errors.join('\n'), /--host-probe takes only --reps/);
+  assert.match(errors.join('\n'), /--reps: a positive integer/);
 });

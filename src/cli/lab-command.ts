@@ -61,6 +61,10 @@ interface LabArgs {
   readonly accel: 'tcg' | 'kvm';
   readonly unalignedRam: boolean;
   readonly hostMemory: 'as-is' | 'warm';
+  /** `--host-probe`: probe the host's first-touch cost instead of measuring cases. */
+  readonly hostProbe: boolean;
+  /** Whether --reps was given (the probe's default is 3 rounds, a measurement's 1 run). */
+  readonly repsGiven: boolean;
 }
 
 /** A case id's knobs, or null when it is not one. */
@@ -104,18 +108,13 @@ function printTable(sources: readonly LabSource[], derivation: readonly LabRow[]
   console.log(fidelityTable(rows));
 }
 
-async function hostProbe(argv: readonly string[]): Promise<number> {
+async function hostProbe(args: LabArgs): Promise<number> {
   const qemu = qemuAvailability();
   if (!qemu.ok) {
     console.error(`npm run lab: QEMU is needed for --host-probe (${qemu.reason}).`);
     return EXIT_UNAVAILABLE;
   }
-  const at = argv.indexOf('--reps');
-  const rounds = at >= 0 ? Number(argv[at + 1]) : 3;
-  if (!(Number.isInteger(rounds) && rounds >= 1)) {
-    console.error('npm run lab: --reps: a positive integer');
-    return EXIT_UNAVAILABLE;
-  }
+  const rounds = args.repsGiven ? args.reps : 3;
   console.log(`first touch of 1 GiB of QEMU guest RAM (memory-backend-ram, prealloc), ${rounds} rounds, 10 s idle before each cold one`);
   const probe = await probeFirstTouch(1024, rounds);
   for (const [i, r] of probe.rounds.entries()) {
@@ -137,6 +136,8 @@ function parseArgs(argv: readonly string[]): LabArgs {
   let accel: 'tcg' | 'kvm' = 'tcg';
   let unalignedRam = false;
   let hostMemory: 'as-is' | 'warm' = 'as-is';
+  let hostProbe = false;
+  let repsGiven = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = (): string => {
@@ -145,7 +146,11 @@ function parseArgs(argv: readonly string[]): LabArgs {
       return v;
     };
     if (a === '--case') cases.push(value());
-    else if (a === '--reps') reps = Number(value());
+    else if (a === '--reps') {
+      reps = Number(value());
+      repsGiven = true;
+    }
+    else if (a === '--host-probe') hostProbe = true;
     else if (a === '--out') out = value();
     else if (a === '--logs') logs = value();
     else if (a === '--post') postS = Number(value());
@@ -165,8 +170,9 @@ function parseArgs(argv: readonly string[]): LabArgs {
   for (const c of cases) if (parseCaseId(c) === null) throw new Error(`--case ${c}: not a lab case id (m1024-alloc-128m-hint-on[-pc][-ioa0])`);
   if (!(Number.isInteger(reps) && reps >= 1)) throw new Error('--reps: a positive integer');
   if ((accel !== 'tcg' || unalignedRam) && !hintStale) throw new Error('--accel and --unaligned-ram are options of --hint-stale');
+  if (hostProbe && (cases.length > 0 || hintStale || out !== null || hostMemory !== 'as-is')) throw new Error('--host-probe takes only --reps');
   const fallback = hintStale ? DEFAULT_HINT_STALE_CASE : DEFAULT_LAB_CASE;
-  return { cases: cases.length > 0 ? cases : [fallback], reps, out, logs, postS, hintStale, accel, unalignedRam, hostMemory };
+  return { cases: cases.length > 0 ? cases : [fallback], reps, out, logs, postS, hintStale, accel, unalignedRam, hostMemory, hostProbe, repsGiven };
 }
 
 async function measure(root: string, args: LabArgs): Promise<number> {
@@ -249,7 +255,6 @@ async function measureHintStale(args: LabArgs, artifacts: { readonly vmlinuz: st
 /** Runs `npm run lab` with `argv`; returns the exit code. */
 export async function runLabCommand(argv: readonly string[], options: { readonly root: string }): Promise<number> {
   if (argv.includes('--write-scenarios')) return writeScenarios(options.root);
-  if (argv.includes('--host-probe')) return hostProbe(argv.filter((a) => a !== '--host-probe'));
   if (argv.includes('--table')) {
     const cold = argv.includes('--cold');
     const paths = argv.filter((a) => a !== '--table' && a !== '--cold');
@@ -269,5 +274,5 @@ export async function runLabCommand(argv: readonly string[], options: { readonly
     console.error(`npm run lab: ${(error as Error).message}`);
     return EXIT_UNAVAILABLE;
   }
-  return measure(options.root, args);
+  return args.hostProbe ? hostProbe(args) : measure(options.root, args);
 }
