@@ -14,11 +14,11 @@
  */
 import { isZeroRange } from '../lib/zero-range.ts';
 import type { Bitmap } from '../lib/bitmap.ts';
+import { PAGE_SIZE_BYTES, PAGE_SIZE_WORDS } from '../memory/page-content.ts';
 import type { WrittenPages } from '../memory/written-pages.ts';
 
-/** 32-bit words per guest page. */
-const PAGE_WORDS = 1024;
-const PAGE_BYTES = 4 * PAGE_WORDS;
+const PAGE_WORDS = PAGE_SIZE_WORDS;
+const PAGE_BYTES = PAGE_SIZE_BYTES;
 
 export interface PrefaultRam {
   /** Guest RAM as 32-bit words and as bytes (the same memory). */
