@@ -24,6 +24,7 @@ test('bad arguments exit 2 before measuring', async () => {
     assert.equal(await runLabCommand(['--host-memory', 'lukewarm'], { root: '.' }), 2);
     assert.equal(await runLabCommand(['--host-probe', '--case', DEFAULT_LAB_CASE], { root: '.' }), 2);
     assert.equal(await runLabCommand(['--host-probe', '--reps', '0'], { root: '.' }), 2);
+    assert.equal(await runLabCommand(['--hint-stale', '--trace-migration'], { root: '.' }), 2);
   } finally {
     console.error = original;
   }
@@ -34,4 +35,5 @@ test('bad arguments exit 2 before measuring', async () => {
   assert.match(errors.join('\n'), /--host-memory lukewarm: as-is or warm/);
   assert.match(errors.join('\n'), /--host-probe takes only --reps/);
   assert.match(errors.join('\n'), /--reps: a positive integer/);
+  assert.match(errors.join('\n'), /--trace-migration is not an option of --hint-stale/);
 });

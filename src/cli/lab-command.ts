@@ -4,9 +4,11 @@
  *   npm run lab                            measure one case with a real guest under the local QEMU
  *                                          (default m1024-alloc-128m-hint-on, 1 run) and print it
  *                                          next to the simulator's prediction
- *   npm run lab -- --case ID... [--reps N] [--out FILE.jsonl] [--logs DIR] [--post S] [--host-memory as-is|warm]
+ *   npm run lab -- --case ID... [--reps N] [--out FILE.jsonl] [--logs DIR] [--post S] [--host-memory as-is|warm] [--trace-migration]
  *                                          (warm: a throwaway QEMU touches and frees the guest's
- *                                          size just before the destination starts; host-probe.ts)
+ *                                          size just before the destination starts; host-probe.ts;
+ *                                          --trace-migration: the source QEMU's convergence trace,
+ *                                          printed and kept as qemu_trace; qemu-trace.ts)
  *   npm run lab -- --table [FILE.jsonl...] lab medians against the simulator, for the committed
  *                                          results or the given files (no QEMU needed)
  *   npm run lab -- --table --cold [FILE.jsonl...]
@@ -40,6 +42,7 @@ import { buildLabArtifacts, LabUnavailableError, missingTool } from '../harness/
 import { LAB_BW, labRun } from '../harness/lab/lab-run.ts';
 import { hintStaleLine, hintStaleRun } from '../harness/lab/hint-stale.ts';
 import { probeFirstTouch } from '../harness/lab/host-probe.ts';
+import { qemuTraceLines, type QemuTraceEvent } from '../harness/lab/qemu-trace.ts';
 import { LAB_COLD_DESTINATION_FAULT_NS } from '../sim/calibration.ts';
 import { compareCase } from '../sim/fidelity/compare.ts';
 import { LAB_COLD_HOST_FILES, LAB_COLD_HOST_SCENARIO_DIR, LAB_DATA_DIR, LAB_DATA_FILES, LAB_SCENARIO_DIR, parseLabJsonl, type LabRow } from '../sim/fidelity/lab-data.ts';
@@ -65,6 +68,8 @@ interface LabArgs {
   readonly hostProbe: boolean;
   /** Whether --reps was given (the probe's default is 3 rounds, a measurement's 1 run). */
   readonly repsGiven: boolean;
+  /** `--trace-migration`: record and print the source QEMU's convergence trace. */
+  readonly traceMigration: boolean;
 }
 
 /** A case id's knobs, or null when it is not one. */
@@ -138,6 +143,7 @@ function parseArgs(argv: readonly string[]): LabArgs {
   let hostMemory: 'as-is' | 'warm' = 'as-is';
   let hostProbe = false;
   let repsGiven = false;
+  let traceMigration = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = (): string => {
@@ -155,6 +161,7 @@ function parseArgs(argv: readonly string[]): LabArgs {
     else if (a === '--logs') logs = value();
     else if (a === '--post') postS = Number(value());
     else if (a === '--hint-stale') hintStale = true;
+    else if (a === '--trace-migration') traceMigration = true;
     else if (a === '--unaligned-ram') unalignedRam = true;
     else if (a === '--host-memory') {
       const v = value();
@@ -170,9 +177,10 @@ function parseArgs(argv: readonly string[]): LabArgs {
   for (const c of cases) if (parseCaseId(c) === null) throw new Error(`--case ${c}: not a lab case id (m1024-alloc-128m-hint-on[-pc][-ioa0])`);
   if (!(Number.isInteger(reps) && reps >= 1)) throw new Error('--reps: a positive integer');
   if ((accel !== 'tcg' || unalignedRam) && !hintStale) throw new Error('--accel and --unaligned-ram are options of --hint-stale');
-  if (hostProbe && (cases.length > 0 || hintStale || out !== null || hostMemory !== 'as-is')) throw new Error('--host-probe takes only --reps');
+  if (hostProbe && (cases.length > 0 || hintStale || out !== null || hostMemory !== 'as-is' || traceMigration)) throw new Error('--host-probe takes only --reps');
+  if (hintStale && traceMigration) throw new Error('--trace-migration is not an option of --hint-stale');
   const fallback = hintStale ? DEFAULT_HINT_STALE_CASE : DEFAULT_LAB_CASE;
-  return { cases: cases.length > 0 ? cases : [fallback], reps, out, logs, postS, hintStale, accel, unalignedRam, hostMemory, hostProbe, repsGiven };
+  return { cases: cases.length > 0 ? cases : [fallback], reps, out, logs, postS, hintStale, accel, unalignedRam, hostMemory, hostProbe, repsGiven, traceMigration };
 }
 
 async function measure(root: string, args: LabArgs): Promise<number> {
@@ -204,12 +212,16 @@ async function measure(root: string, args: LabArgs): Promise<number> {
       const row = await labRun({
         vmlinuz: artifacts.vmlinuz, initrd: artifacts.initrd, kernelVersion: artifacts.kernelVersion,
         memMib: k.memMib, wl: k.wl, hint: k.hint, bw: k.bw, pc: k.pc, rep, appendExtra: k.initOnAlloc ? '' : 'init_on_alloc=0',
-        postS: args.postS, logDir: args.logs ?? undefined, hostMemory: args.hostMemory,
+        postS: args.postS, logDir: args.logs ?? undefined, hostMemory: args.hostMemory, traceMigration: args.traceMigration,
       });
       appendFileSync(out, `${JSON.stringify(row)}\n`);
       rows.push(row as unknown as LabRow);
       console.log(`${id} rep ${rep}: ${row.status}, total ${String(row.total_time_ms)} ms, downtime ${String(row.downtime_ms)} ms, ` +
         `transferred ${((Number(row.transferred) || 0) / 1048576).toFixed(1)} MiB, syncs ${String(row.dirty_sync_count)}${row.error ? `, error ${String(row.error)}` : ''}`);
+      if (args.traceMigration) {
+        const trace = row.qemu_trace as QemuTraceEvent[] | null | undefined;
+        console.log(trace ? qemuTraceLines(trace).join('\n') : '  (no QEMU trace: the log was not written; is this QEMU built with the log trace backend?)');
+      }
     }
   }
   console.log(`results: ${out}\n`);

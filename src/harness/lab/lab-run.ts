@@ -10,13 +10,14 @@
  * Every QEMU runs under a watchdog and is stopped by its own PID (harness/qemu.ts).
  */
 import { createServer } from 'node:net';
-import { cpSync, mkdirSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startQemu, type QemuProcess } from '../qemu.ts';
 import type { MigrationInfo } from '../qmp-client.ts';
 import { makeTempDir, removeTempDir } from '../ram-image.ts';
 import { sleep } from '../process-util.ts';
 import { SerialLog } from './serial-log.ts';
+import { parseQemuTrace, QEMU_TRACE_EVENTS } from './qemu-trace.ts';
 
 /** run-matrix.py's bandwidth names. */
 export const LAB_BW: Readonly<Record<string, number>> = { '1g': 1 << 30, '512m': 512 << 20, '256m': 256 << 20, '128m': 128 << 20, '64m': 64 << 20, '32m': 32 << 20 };
@@ -47,6 +48,12 @@ export interface LabRunOptions {
    * 'as-is'.
    */
   readonly hostMemory?: 'as-is' | 'warm';
+  /**
+   * Turn on the source QEMU's migration trace events (qemu-trace.ts) and keep them in the
+   * record as `qemu_trace`: each convergence check with its pending bytes and threshold, each
+   * closed bandwidth window, each dirty sync, each iteration that stopped at MAX_WAIT.
+   */
+  readonly traceMigration?: boolean;
 }
 
 /** A run as run-matrix.py records it (the members livemig reads, and a few more). */
@@ -91,8 +98,11 @@ export async function labRun(o: LabRunOptions): Promise<LabRunRecord> {
   let dst: QemuProcess | null = null;
   const srcLog = new SerialLog(join(work, 'src.serial'));
   const dstLog = new SerialLog(join(work, 'dst.serial'));
+  const tracePath = join(work, 'src.trace');
+  const traceArgs = o.traceMigration === true ? ['-msg', 'timestamp=on', ...QEMU_TRACE_EVENTS.flatMap((e) => ['-trace', e]), '-D', tracePath] : [];
+  let migrateEpochMs: number | null = null;
   try {
-    src = await startQemu({ name: 'lab-src', args: vmArgs(o, srcLog.path, append, false), watchdogMs: 1_800_000, connectTimeoutMs: 60_000 });
+    src = await startQemu({ name: 'lab-src', args: [...vmArgs(o, srcLog.path, append, false), ...traceArgs], watchdogMs: 1_800_000, connectTimeoutMs: 60_000 });
     const s = src;
     const t0 = performance.now();
     await srcLog.waitFor(/^GL init /, (o.bootTimeoutS ?? 180) * 1000, () => s.running);
@@ -133,6 +143,7 @@ export async function labRun(o: LabRunOptions): Promise<LabRunRecord> {
     res.params = { 'max-bandwidth': params['max-bandwidth'], 'downtime-limit': params['downtime-limit'] };
 
     const tMig = performance.now();
+    migrateEpochMs = Date.now();
     await s.qmp.execute('migrate', { uri: `tcp:127.0.0.1:${port}` });
     const samples: unknown[][] = [];
     let last: MigrationInfo = {};
@@ -194,6 +205,13 @@ export async function labRun(o: LabRunOptions): Promise<LabRunRecord> {
     res.error = `${(error as Error).name}: ${(error as Error).message}`;
   } finally {
     for (const vm of [dst, src]) if (vm !== null) await vm.stop();
+    if (o.traceMigration === true && migrateEpochMs !== null) {
+      try {
+        res.qemu_trace = parseQemuTrace(readFileSync(tracePath, 'utf8'), migrateEpochMs);
+      } catch {
+        res.qemu_trace = null;
+      }
+    }
     if (o.logDir !== undefined) {
       mkdirSync(o.logDir, { recursive: true });
       // The case (init_on_alloc and host memory included), the rep and a time stamp: a later

@@ -1,0 +1,55 @@
+// QEMU's migration trace as the lab records it. Acceptance criteria: every event of a real
+// QEMU 7.2 log (m2048-idle-1g-hint-off, warm host, 2026-11-27) comes out with its numbers and
+// its time relative to `migrate`; other lines are skipped; a log without time stamps still
+// parses; the console lines say which way each convergence check went.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseQemuTrace, qemuTraceLines } from './qemu-trace.ts';
+
+// The source QEMU's log of one run (-msg timestamp=on; times shifted to start at 1795798578.305).
+const LOG = [
+  '4242@1795798578.305100:migration_bitmap_sync_end dirty_pages 0',
+  '4242@1795798578.305200:migrate_pending pending size 2148016128 max 0 (pre = 2148016128 compat=0 post=0)',
+  '4242@1795798578.356400:ram_save_iterate_big_wait big wait: 51 milliseconds, 225088 iterations',
+  '4242@1795798578.356500:migrate_pending pending size 1226051584 max 0 (pre = 1226051584 compat=0 post=0)',
+  '4242@1795798578.407700:ram_save_iterate_big_wait big wait: 51 milliseconds, 215104 iterations',
+  '4242@1795798578.409000:migrate_transferred transferred 79744052 time_spent 104 bandwidth 766769 max_size 230030919',
+  '4242@1795798578.409100:migrate_pending pending size 344981504 max 230030919 (pre = 344981504 compat=0 post=0)',
+  '4242@1795798578.436000:migration_bitmap_sync_end dirty_pages 47',
+  '4242@1795798578.436100:migrate_pending pending size 192512 max 230030919 (pre = 192512 compat=0 post=0)',
+  '4242@1795798578.436200:migration_thread_low_pending 192512',
+  'qemu-system-x86_64: warning: something unrelated',
+  '4242@1795798578.436900:migration_completion_vm_stop ret 0',
+  '4242@1795798578.437800:migration_bitmap_sync_end dirty_pages 47',
+  '',
+].join('\n');
+
+test('a real QEMU 7.2 migration trace: every event, its numbers, its time after migrate', () => {
+  const t0 = 1795798578305;
+  const events = parseQemuTrace(LOG, t0);
+  assert.deepEqual(events, [
+    [0.1, 'sync', 0],
+    [0.2, 'pending', 2148016128, 0],
+    [51.4, 'big-wait', 51, 225088],
+    [51.5, 'pending', 1226051584, 0],
+    [102.7, 'big-wait', 51, 215104],
+    [104, 'window', 79744052, 104, 766769, 230030919],
+    [104.1, 'pending', 344981504, 230030919],
+    [131, 'sync', 47],
+    [131.1, 'pending', 192512, 230030919],
+    [131.2, 'low-pending', 192512],
+    [131.9, 'vm-stop', 0],
+    [132.8, 'sync', 47],
+  ]);
+  // The window's threshold is its bandwidth (bytes per ms) times the 300 ms downtime limit.
+  assert.ok(Math.abs(766769 * 300 - 230030919) < 300);
+});
+
+test('without time stamps the events parse with a null time; the console lines say iterate or complete', () => {
+  const events = parseQemuTrace('migrate_pending pending size 0 max 0 (pre = 0 compat=0 post=0)\nmigrate_pending pending size 575410176 max 0 (pre = 575410176 compat=0 post=0)\n', 0);
+  assert.deepEqual(events, [[null, 'pending', 0, 0], [null, 'pending', 575410176, 0]]);
+  const lines = qemuTraceLines([...events, ...parseQemuTrace(LOG, 1795798578305).slice(6, 7)]);
+  assert.match(lines[0], /pending 0 B, threshold 0 B \(complete\)$/);
+  assert.match(lines[1], /pending 575410176 B, threshold 0 B \(iterate\)$/);
+  assert.match(lines[2], /^ +104\.1 ms {2}pending 344981504 B, threshold 230030919 B \(iterate\)$/);
+});
