@@ -11,12 +11,15 @@
  *                                          printed and kept as qemu_trace; qemu-trace.ts)
  *   npm run lab -- --table [FILE.jsonl...] lab medians against the simulator, for the committed
  *                                          results or the given files (no QEMU needed)
- *   npm run lab -- --table --cold [FILE.jsonl...]
- *                                          the same for the cold-host suite (testdata/guest-lab/
- *                                          cold-host.jsonl), whose scenarios add the destination's
- *                                          first-touch faults (host.destination-fault)
- *   npm run lab -- --write-scenarios       regenerate scenarios/lab/*.yaml and scenarios/lab/cold-host/
- *                                          from testdata/guest-lab
+ *   npm run lab -- --table --warm|--cold [FILE.jsonl...]
+ *                                          the same for a host suite (testdata/guest-lab/warm-host.jsonl,
+ *                                          cold-host.jsonl) under that machine's calibration, warm or
+ *                                          cold (src/sim/calibration-host.ts)
+ *   npm run lab -- --write-scenarios       regenerate scenarios/lab/*.yaml, scenarios/lab/warm-host/
+ *                                          and scenarios/lab/cold-host/ from testdata/guest-lab
+ *   npm run lab -- --fit                   fit the host suites' calibration on the warm suite
+ *                                          (src/sim/fidelity/fit.ts; a few minutes) and print it
+ *                                          with both suites' tables
  *   npm run lab -- --host-probe [--reps N] what first touching QEMU guest RAM costs this host, cold
  *                                          (memory idle 10 s) and warm (just freed), per 2 MiB
  *                                          (src/harness/lab/host-probe.ts)
@@ -43,9 +46,11 @@ import { LAB_BW, labRun } from '../harness/lab/lab-run.ts';
 import { hintStaleLine, hintStaleRun } from '../harness/lab/hint-stale.ts';
 import { probeFirstTouch } from '../harness/lab/host-probe.ts';
 import { qemuTraceLines, type QemuTraceEvent } from '../harness/lab/qemu-trace.ts';
-import { LAB_COLD_DESTINATION_FAULT_NS } from '../sim/calibration.ts';
+import { LAB_CALIBRATION, type LabCalibration } from '../sim/calibration.ts';
+import { GUEST_UP_AT_INIT_HOST_S, GUEST_UP_AT_INIT_LAB_S, HOST_FIRST_TOUCH_COLD_NS, HOST_FIRST_TOUCH_WARM_NS, hostSuiteCalibration } from '../sim/calibration-host.ts';
 import { compareCase } from '../sim/fidelity/compare.ts';
-import { LAB_COLD_HOST_FILES, LAB_COLD_HOST_SCENARIO_DIR, LAB_DATA_DIR, LAB_DATA_FILES, LAB_SCENARIO_DIR, parseLabJsonl, type LabRow } from '../sim/fidelity/lab-data.ts';
+import { fitCalibration, type FitKey } from '../sim/fidelity/fit.ts';
+import { LAB_COLD_HOST_FILES, LAB_COLD_HOST_SCENARIO_DIR, LAB_DATA_DIR, LAB_DATA_FILES, LAB_SCENARIO_DIR, LAB_WARM_HOST_FILES, LAB_WARM_HOST_SCENARIO_DIR, parseLabJsonl, type LabRow } from '../sim/fidelity/lab-data.ts';
 import { labScenarioFiles, type LabSource } from '../sim/fidelity/lab-scenario.ts';
 import { fidelityTable } from '../sim/fidelity/table.ts';
 import { loadScenario } from '../sim/scenario/scenario.ts';
@@ -87,8 +92,10 @@ function committedSources(root: string): LabSource[] {
   return readSources(root, LAB_DATA_FILES);
 }
 
-/** The cold-host suite's scenarios add the measured first-touch fault (calibration.ts). */
-const COLD_HOST = { destinationFaultNs: LAB_COLD_DESTINATION_FAULT_NS };
+/** The warm runs of the host suites' machine: the guest's layout for both host suites. */
+function warmHostRows(root: string): LabRow[] {
+  return readSources(root, LAB_WARM_HOST_FILES).flatMap((s) => s.rows);
+}
 
 function writeScenarioDir(root: string, dirName: string, files: readonly { file: string; yaml: string }[]): void {
   const dir = join(root, dirName);
@@ -102,15 +109,62 @@ function writeScenarioDir(root: string, dirName: string, files: readonly { file:
 function writeScenarios(root: string): number {
   const committed = committedSources(root);
   writeScenarioDir(root, LAB_SCENARIO_DIR, labScenarioFiles(committed));
-  // The cold-host suite's guest is the lab's guest: its boot data come from the committed suites.
-  const derivation = committed.flatMap((s) => s.rows);
-  writeScenarioDir(root, LAB_COLD_HOST_SCENARIO_DIR, labScenarioFiles(readSources(root, LAB_COLD_HOST_FILES), derivation, COLD_HOST));
+  const warmRows = warmHostRows(root);
+  writeScenarioDir(root, LAB_WARM_HOST_SCENARIO_DIR, labScenarioFiles(readSources(root, LAB_WARM_HOST_FILES), warmRows, hostSuiteCalibration('warm')));
+  writeScenarioDir(root, LAB_COLD_HOST_SCENARIO_DIR, labScenarioFiles(readSources(root, LAB_COLD_HOST_FILES), warmRows, hostSuiteCalibration('cold')));
   return 0;
 }
 
-function printTable(sources: readonly LabSource[], derivation: readonly LabRow[], host?: typeof COLD_HOST): void {
-  const rows = labScenarioFiles(sources, derivation, host).map((f) => compareCase(f.labCase, loadScenario(f.yaml)));
+function printTable(sources: readonly LabSource[], derivation: readonly LabRow[], calibration: LabCalibration = LAB_CALIBRATION): void {
+  const rows = labScenarioFiles(sources, derivation, calibration).map((f) => compareCase(f.labCase, loadScenario(f.yaml)));
   console.log(fidelityTable(rows));
+}
+
+/** The fit's two stages: the stream on the hint-off cases, then the driver on the hint-on ones. */
+const FIT_STAGES: readonly { readonly what: string; readonly keys: readonly FitKey[]; readonly cases: (id: string) => boolean }[] = [
+  { what: 'the stream, on the hint-off cases', keys: ['linkBytesPerSec', 'scanNsPerPage', 'switchoverNs'], cases: (id) => id.includes('-hint-off') },
+  { what: 'the driver and the rescan, on the hint-on cases without postcopy-ram', keys: ['rescanNsPerPage', 'hintBlockNs', 'zeroTouchedPageNs', 'zeroFreshPageNs'], cases: (id) => id.includes('-hint-on') && !id.includes('-pc') },
+  { what: 'all of them together, on every case', keys: ['linkBytesPerSec', 'scanNsPerPage', 'switchoverNs', 'rescanNsPerPage', 'hintBlockNs', 'zeroTouchedPageNs', 'zeroFreshPageNs'], cases: () => true },
+];
+
+function fit(root: string): number {
+  const warmRows = warmHostRows(root);
+  const files = labScenarioFiles(readSources(root, LAB_WARM_HOST_FILES), warmRows);
+  // From the lab machine's constants, with this machine's warm first touch, and the guest's own
+  // times divided by how much faster this machine runs the guest (its uptime at /init: 1.53 s
+  // against 2.80 s in the lab's suites, cold-host.host.json).
+  const guestSpeed = GUEST_UP_AT_INIT_LAB_S / GUEST_UP_AT_INIT_HOST_S;
+  let calibration: LabCalibration = {
+    ...LAB_CALIBRATION,
+    name: 'fit',
+    hintBlockNs: Math.round(LAB_CALIBRATION.hintBlockNs / guestSpeed),
+    zeroTouchedPageNs: Math.round(LAB_CALIBRATION.zeroTouchedPageNs / guestSpeed),
+    zeroFreshPageNs: Math.round(LAB_CALIBRATION.zeroFreshPageNs / guestSpeed),
+    destinationFaultNs: HOST_FIRST_TOUCH_WARM_NS,
+  };
+  for (const stage of FIT_STAGES) {
+    const chosen = files.filter((f) => stage.cases(f.labCase.id));
+    console.log(`fitting ${stage.what} (${chosen.length} cases of the warm-host suite): ${stage.keys.join(', ')}`);
+    const result = fitCalibration({
+      start: calibration,
+      keys: stage.keys,
+      evaluate: (k) => labScenarioFiles(readSources(root, LAB_WARM_HOST_FILES), warmRows, k)
+        .filter((f) => stage.cases(f.labCase.id))
+        .map((f) => compareCase(f.labCase, loadScenario(f.yaml))),
+      onStep: (step) => console.log(`  round ${step.round}: ${step.key} × ${step.factor.toFixed(3)} = ${step.calibration[step.key]}, loss ${step.loss.toFixed(3)}, ${step.passed} of ${chosen.length} within tolerance`),
+    });
+    calibration = result.calibration;
+    console.log(`  ${result.evaluations} runs of the suite; loss ${result.loss.toFixed(3)}, ${result.passed} of ${chosen.length} within tolerance`);
+  }
+  const fresh = calibration.zeroFreshPageNs - Math.round(HOST_FIRST_TOUCH_WARM_NS / 512);
+  console.log(`\nfitted: link ${calibration.linkBytesPerSec} B/s, scan ${calibration.scanNsPerPage} ns, switchover ${calibration.switchoverNs} ns, ` +
+    `rescan ${calibration.rescanNsPerPage} ns, hint block ${calibration.hintBlockNs} ns, zero touched ${calibration.zeroTouchedPageNs} ns, ` +
+    `zero fresh ${calibration.zeroFreshPageNs} ns (guest ${fresh} + warm first touch ${Math.round(HOST_FIRST_TOUCH_WARM_NS / 512)})`);
+  console.log('committed (src/sim/calibration-host.ts), warm-host suite:');
+  printTable(readSources(root, LAB_WARM_HOST_FILES), warmRows, hostSuiteCalibration('warm'));
+  console.log('\ncommitted, cold-host suite (a prediction: the warm fit with the cold first touch):');
+  printTable(readSources(root, LAB_COLD_HOST_FILES), warmRows, hostSuiteCalibration('cold'));
+  return 0;
 }
 
 async function hostProbe(args: LabArgs): Promise<number> {
@@ -127,7 +181,7 @@ async function hostProbe(args: LabArgs): Promise<number> {
   }
   const extra = probe.coldMsPer2Mib - probe.warmMsPer2Mib;
   console.log(`median: cold ${probe.coldMsPer2Mib.toFixed(3)}, warm ${probe.warmMsPer2Mib.toFixed(3)} ms per 2 MiB; a cold destination pays ${extra.toFixed(3)} ms more ` +
-    `(host.destination-fault; the cold-host suite uses ${(LAB_COLD_DESTINATION_FAULT_NS / 1e6).toFixed(3)} ms)`);
+    `(host.destination-fault; the host suites use ${(HOST_FIRST_TOUCH_COLD_NS / 1e6).toFixed(3)} cold and ${(HOST_FIRST_TOUCH_WARM_NS / 1e6).toFixed(3)} warm)`);
   return 0;
 }
 
@@ -226,13 +280,12 @@ async function measure(root: string, args: LabArgs): Promise<number> {
   }
   console.log(`results: ${out}\n`);
   const committed = committedSources(root);
-  console.log('against the simulator, warm host (the lab scenarios):');
+  console.log('against the simulator with the lab machine\'s calibration (scenarios/lab):');
   printTable([{ source: out, rows }], [...rows, ...committed.flatMap((s) => s.rows)]);
-  if (args.hostMemory === 'as-is') {
-    // A host that hands free memory back to its hypervisor gives the destination cold memory.
-    console.log('\nagainst the simulator, cold host (the cold-host scenarios: host.destination-fault; docs/fidelity.md, sixth round):');
-    printTable([{ source: out, rows }], committed.flatMap((s) => s.rows), COLD_HOST);
-  }
+  // A host that hands free memory back to its hypervisor gives a run as-is cold memory.
+  const memory = args.hostMemory === 'warm' ? 'warm' : 'cold';
+  console.log(`\nagainst the simulator with the host suites' calibration, ${memory} (scenarios/lab/${memory}-host; docs/fidelity.md, seventh round):`);
+  printTable([{ source: out, rows }], [...rows, ...warmHostRows(root)], hostSuiteCalibration(memory));
   return rows.every((r) => r.status === 'completed') ? 0 : 1;
 }
 
@@ -267,16 +320,20 @@ async function measureHintStale(args: LabArgs, artifacts: { readonly vmlinuz: st
 /** Runs `npm run lab` with `argv`; returns the exit code. */
 export async function runLabCommand(argv: readonly string[], options: { readonly root: string }): Promise<number> {
   if (argv.includes('--write-scenarios')) return writeScenarios(options.root);
+  if (argv.includes('--fit')) return fit(options.root);
   if (argv.includes('--table')) {
-    const cold = argv.includes('--cold');
-    const paths = argv.filter((a) => a !== '--table' && a !== '--cold');
-    const committed = committedSources(options.root);
-    const sources = paths.length > 0
-      ? paths.map((p) => ({ source: p, rows: parseLabJsonl(readFileSync(p, 'utf8')) }))
-      : cold ? readSources(options.root, LAB_COLD_HOST_FILES) : committed;
-    // The guest's boot data: the committed suites first (a cold-host run has the same guest).
-    const derivation = cold ? committed.flatMap((s) => s.rows) : [...sources.flatMap((s) => s.rows), ...committed.flatMap((s) => s.rows)];
-    printTable(sources, derivation, cold ? COLD_HOST : undefined);
+    const memory = argv.includes('--cold') ? 'cold' : argv.includes('--warm') ? 'warm' : null;
+    const paths = argv.filter((a) => a !== '--table' && a !== '--cold' && a !== '--warm');
+    const given = paths.map((p) => ({ source: p, rows: parseLabJsonl(readFileSync(p, 'utf8')) }));
+    if (memory === null) {
+      // The guest's layout: the given runs first, then the committed suites.
+      const committed = committedSources(options.root);
+      const sources = given.length > 0 ? given : committed;
+      printTable(sources, [...given.flatMap((s) => s.rows), ...committed.flatMap((s) => s.rows)]);
+      return 0;
+    }
+    const sources = given.length > 0 ? given : readSources(options.root, memory === 'warm' ? LAB_WARM_HOST_FILES : LAB_COLD_HOST_FILES);
+    printTable(sources, [...given.flatMap((s) => s.rows), ...warmHostRows(options.root)], hostSuiteCalibration(memory));
     return 0;
   }
   let args: LabArgs;

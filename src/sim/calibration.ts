@@ -78,26 +78,6 @@ export const LAB_LINK_LATENCY_NS = 25_000;
  */
 export const LAB_HOST_CORES = 2;
 
-/**
- * A cold host's extra cost of a destination QEMU's first write into each 2 MiB of its RAM, ns
- * (`host.destination-fault` of the cold-host suite, src/sim/dest-faults.ts). The lab's kind of
- * machine is a 2-vCPU microVM whose kernel reports free memory to its hypervisor
- * (virtio-balloon free page reporting, order 9): memory idle for a few seconds goes back, and
- * touching it again faults in the hypervisor too.
- *
- * Fitted, like the link rate, on the runs without hinting: the alloc guests at 1 GiB/s took
- * 2180 and 4232 ms in the cold-host suite (medians) against 1013 and 2019 ms in the main suite,
- * for 388 and 758 regions of data: 3.01 and 2.92 ms per region. Cross-checked with
- * `npm run lab -- --host-probe` (testdata/guest-lab/cold-host.host.json): QEMU's own prealloc
- * of 1 GiB took 4.60 ms per 2 MiB after 10 s idle against 0.24 ms right after a free, 4.36 ms
- * more. On the suite's own machine, the same cases measured warm right after
- * (testdata/guest-lab/warm-host.jsonl) give 3.72 and 3.66 ms per region: a migration pays a bit
- * less than the bare touch (the sender keeps filling the socket buffers while the receiver
- * faults). 3.0 rather than 3.7 because the cold-host scenarios keep the lab machine's slower
- * stream (LAB_LINK_BYTES_PER_SEC), and this machine's is faster: the constant absorbs that too.
- */
-export const LAB_COLD_DESTINATION_FAULT_NS = 3_000_000;
-
 // ---- the guest: Debian 6.1's virtio-balloon driver under TCG ----------------------------------
 
 /**
@@ -181,3 +161,43 @@ export const LAB_ALLOC_RATE_BYTES_PER_SEC = 8 * 1024 * 1024 * 1024;
 
 /** When `migrate` is issued in the lab scenarios (the alloc workload is done by then). */
 export const LAB_MIGRATION_START_NS = 500 * NS_PER_MS;
+
+// ---- a calibration as the lab scenarios take it -------------------------------------------------
+
+/**
+ * The machine-dependent part of a lab scenario: the link, the host, the guest driver's pace.
+ * The guest's layout (boot data, fragmentation) comes from the lab rows themselves
+ * (lab-scenario.ts). LAB_CALIBRATION is the lab machine's (the main suites); the host suites,
+ * measured on another machine warm and cold, have their own (calibration-host.ts).
+ */
+export interface LabCalibration {
+  /** Which machine and measurements, for the scenarios' headers. */
+  readonly name: string;
+  readonly linkBytesPerSec: number;
+  readonly linkLatencyNs: number;
+  readonly scanNsPerPage: number;
+  readonly rescanNsPerPage: number;
+  readonly switchoverNs: number;
+  readonly hostCores: number;
+  readonly hintBlockNs: number;
+  readonly zeroTouchedPageNs: number;
+  /** Guest time per never-touched page it zeroes, the host's first touch included. */
+  readonly zeroFreshPageNs: number;
+  /** host.destination-fault: the destination's first write into 2 MiB of its RAM (0: folded into the link). */
+  readonly destinationFaultNs: number;
+}
+
+/** The lab machine's calibration (the constants above), for scenarios/lab/*.yaml. */
+export const LAB_CALIBRATION: LabCalibration = {
+  name: 'the lab machine (src/sim/calibration.ts)',
+  linkBytesPerSec: LAB_LINK_BYTES_PER_SEC,
+  linkLatencyNs: LAB_LINK_LATENCY_NS,
+  scanNsPerPage: LAB_SCAN_NS_PER_PAGE,
+  rescanNsPerPage: LAB_RESCAN_NS_PER_PAGE,
+  switchoverNs: LAB_SWITCHOVER_NS,
+  hostCores: LAB_HOST_CORES,
+  hintBlockNs: LAB_HINT_BLOCK_NS,
+  zeroTouchedPageNs: LAB_ZERO_TOUCHED_PAGE_NS,
+  zeroFreshPageNs: LAB_ZERO_FRESH_PAGE_NS,
+  destinationFaultNs: 0,
+};

@@ -85,22 +85,21 @@ export const LAB_DATA_FILES: readonly string[] = ['main.jsonl', 'postcopy.jsonl'
 export const LAB_SCENARIO_DIR = 'scenarios/lab';
 
 /**
- * The cold-host suite: the same 32 cases measured again with `npm run lab` (3 runs each) on a
- * machine of the lab's kind whose kernel hands free memory back to its hypervisor (free page
- * reporting), so every destination QEMU's RAM is first touched cold. Its scenarios are the
- * lab scenarios plus `host.destination-fault` (src/sim/dest-faults.ts), in their own directory.
+ * The host suites: the same 32 cases measured again with `npm run lab` (3 runs each) on another
+ * machine of the lab's kind, whose kernel hands free memory back to its hypervisor (free page
+ * reporting). The cold-host suite took the host as it was, so every destination QEMU's RAM and
+ * every page the source's guest zeroed for the first time was first touched cold. The warm-host
+ * suite ran with `--host-memory warm` (the destination's RAM lands on memory freed a moment
+ * before); its file starts with the five-case A/B measured right after the cold suite. Their
+ * scenarios take that machine's calibration, warm or cold (src/sim/calibration-host.ts), and the
+ * guest's layout from the warm runs.
  */
 export const LAB_COLD_HOST_FILES: readonly string[] = ['cold-host.jsonl'];
 export const LAB_COLD_HOST_SCENARIO_DIR = 'scenarios/lab/cold-host';
-/** The host facts of the cold-host suite: the first-touch probe, the guest's boot speed. */
+/** The host facts of the host suites: the first-touch probe, the guest's boot speed. */
 export const LAB_COLD_HOST_FACTS = 'cold-host.host.json';
-/**
- * The same machine with `--host-memory warm` (the destination's RAM lands on memory freed a
- * moment before): five cases right after the cold-host suite (the A/B that isolates the host's
- * memory), then all 32 cases × 3. Evidence, and the data for a calibration of this machine; it
- * has no scenarios.
- */
 export const LAB_WARM_HOST_FILES: readonly string[] = ['warm-host.jsonl'];
+export const LAB_WARM_HOST_SCENARIO_DIR = 'scenarios/lab/warm-host';
 
 /** run-matrix.py's bandwidth names. */
 export const LAB_BANDWIDTHS: Readonly<Record<string, number>> = {
@@ -238,7 +237,8 @@ export function unhintableFreeKb(rows: readonly LabRow[], memMib: number): numbe
  * data in memory it cannot take. That memory also held zero pages (the same runs sent about
  * 9,000 duplicate pages), so the least MemFree (unhintableFreeKb) overstates the data in it.
  * Null unless the rows have both kinds of run (init_on_alloc=0 only: with init_on_alloc=1 the
- * driver's zeroing and its slower pace mix lost races into the same difference).
+ * driver's zeroing and its slower pace mix lost races into the same difference; the
+ * init_on_alloc=1 alloc guest's scenario takes this figure, the same workload's fragments).
  */
 export function unhintableAllocDataKb(rows: readonly LabRow[], memMib: number): number | null {
   const runs = (wl: string) => rows.filter((r) => r.mem_mib === memMib && r.wl === wl && r.hint && !r.pc && r.bw === '128m' && r.status === 'completed' && !initOnAllocOf(r));

@@ -1,0 +1,74 @@
+/**
+ * A second calibration: the machine the host suites were measured on (testdata/guest-lab/
+ * warm-host.jsonl and cold-host.jsonl, `npm run lab` on 2026-11-27; docs/fidelity.md, seventh
+ * round). The same guest and QEMU as the lab's, on a machine of the same kind (2 vCPUs) that
+ * runs the guest 1.83× faster and streams faster, and whose kernel hands free memory back to its
+ * hypervisor: a QEMU's first write into 2 MiB of its RAM costs what host-probe.ts measures,
+ * warm (memory freed a moment before) or cold (memory idle for seconds).
+ *
+ * Two constants are measured: the first-touch costs. They set the destination's first-touch
+ * fault (host.destination-fault) and the host's part of the driver's zeroing of never-touched
+ * pages, so warm and cold differ in nothing else. The other constants are fitted on the warm
+ * suite only, by `npm run lab -- --fit` (src/sim/fidelity/fit.ts): the stream's on the hint-off
+ * cases, the driver's on the hint-on cases, starting from the lab machine's calibration. The
+ * cold suite is then a prediction from the warm fit and the probe.
+ */
+import { LAB_HOST_CORES, LAB_LINK_LATENCY_NS, type LabCalibration } from './calibration.ts';
+
+/**
+ * A QEMU's first touch of 2 MiB of guest RAM, ns: `npm run lab -- --host-probe --reps 5`
+ * (memory-backend-ram, prealloc, 1 GiB; testdata/guest-lab/cold-host.host.json), medians of 5
+ * rounds: right after a free (warm) 0.242 ms, after 10 s idle (cold) 4.598 ms.
+ */
+export const HOST_FIRST_TOUCH_WARM_NS = 242_000;
+export const HOST_FIRST_TOUCH_COLD_NS = 4_598_000;
+
+/**
+ * How fast each machine runs the guest under TCG: its uptime at /init, s (medians;
+ * cold-host.host.json guest_boot: 48 runs here, 96 runs of the lab's suites). The fit starts the
+ * driver's times from the lab machine's divided by their ratio, 1.83.
+ */
+export const GUEST_UP_AT_INIT_HOST_S = 1.53;
+export const GUEST_UP_AT_INIT_LAB_S = 2.8;
+
+/** 4 KiB pages per 2 MiB huge page: zeroing never-touched pages pays one first touch per 512. */
+const PAGES_PER_HUGE_PAGE = 512;
+
+/**
+ * The stream, fitted on the 16 hint-off cases of the warm suite (link rate, first-pass scan cost
+ * per page, switchover). The 1 GiB/s alloc guests are bound by QEMU's rate limit here (737 ms for
+ * 776 MiB; the lab machine took 1013), so the link rate is a lower bound set by the idle
+ * guests, which finish within one or two 100 ms windows.
+ */
+export const HOST_LINK_BYTES_PER_SEC = 1_487_086_945;
+export const HOST_SCAN_NS_PER_PAGE = 167;
+export const HOST_SWITCHOVER_NS = 397_363;
+
+/**
+ * The driver and the rescan, fitted on the 12 hint-on cases without postcopy-ram of the warm
+ * suite with the stream above: the scan cost of a page written again, the time per hint block,
+ * per page zeroed that held data, and the guest's own part of zeroing a never-touched page
+ * (the fit's figure, 1,721 ns, less the warm first touch per page, 473 ns).
+ */
+export const HOST_RESCAN_NS_PER_PAGE = 238;
+export const HOST_HINT_BLOCK_NS = 89_509;
+export const HOST_ZERO_TOUCHED_PAGE_NS = 970;
+export const HOST_ZERO_FRESH_GUEST_NS = 1_600;
+
+/** The host suites' calibration, warm or cold host memory. */
+export function hostSuiteCalibration(memory: 'warm' | 'cold'): LabCalibration {
+  const touchNs = memory === 'warm' ? HOST_FIRST_TOUCH_WARM_NS : HOST_FIRST_TOUCH_COLD_NS;
+  return {
+    name: `the host suites' machine, ${memory} host memory (src/sim/calibration-host.ts)`,
+    linkBytesPerSec: HOST_LINK_BYTES_PER_SEC,
+    linkLatencyNs: LAB_LINK_LATENCY_NS,
+    scanNsPerPage: HOST_SCAN_NS_PER_PAGE,
+    rescanNsPerPage: HOST_RESCAN_NS_PER_PAGE,
+    switchoverNs: HOST_SWITCHOVER_NS,
+    hostCores: LAB_HOST_CORES,
+    hintBlockNs: HOST_HINT_BLOCK_NS,
+    zeroTouchedPageNs: HOST_ZERO_TOUCHED_PAGE_NS,
+    zeroFreshPageNs: HOST_ZERO_FRESH_GUEST_NS + Math.round(touchNs / PAGES_PER_HUGE_PAGE),
+    destinationFaultNs: touchNs,
+  };
+}

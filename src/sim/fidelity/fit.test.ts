@@ -1,0 +1,61 @@
+// The calibration fitter. Acceptance criteria: the loss is 0 when the simulator matches every
+// median, counts a figure beyond the tolerance more than its squared error, and ignores the
+// downtime; coordinate descent finds the link rate behind "lab" medians the simulator itself
+// produced, from the lab machine's rate, and never keeps a step that raises the loss.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { LAB_CALIBRATION, type LabCalibration } from '../calibration.ts';
+import { loadScenario } from '../scenario/scenario.ts';
+import { compareCase, simulate, type FidelityRow } from './compare.ts';
+import { fidelityLoss, fitCalibration } from './fit.ts';
+import { LAB_DATA_DIR, LAB_WARM_HOST_FILES, parseLabJsonl, type LabCase } from './lab-data.ts';
+import { labScenarioFiles } from './lab-scenario.ts';
+
+const ROOT = new URL('../../../', import.meta.url).pathname;
+const rows = LAB_WARM_HOST_FILES.flatMap((f) => parseLabJsonl(readFileSync(join(ROOT, LAB_DATA_DIR, f), 'utf8')));
+const IDS = ['m1024-alloc-1g-hint-off', 'm1024-idle-1g-hint-off'];
+const source = [{ source: 'warm-host', rows: rows.filter((r) => IDS.some((id) => id.startsWith(`m${r.mem_mib}-${r.wl}-${r.bw}-hint-${r.hint ? 'on' : 'off'}`)) && !r.pc) }];
+
+function files(k: LabCalibration) {
+  return labScenarioFiles(source, rows, k).filter((f) => IDS.includes(f.labCase.id));
+}
+
+/** Lab cases whose medians are the simulator's figures under `truth`. */
+function madeBy(truth: LabCalibration): LabCase[] {
+  return files(truth).map((f) => {
+    const sim = simulate(loadScenario(f.yaml)).figures;
+    const medians = { ...f.labCase.medians, totalTimeMs: sim.totalTimeMs, transferredBytes: sim.transferredBytes, dirtySyncCount: sim.dirtySyncCount, downtimeMs: sim.downtimeMs };
+    return { ...f.labCase, medians };
+  });
+}
+
+function evaluate(cases: readonly LabCase[]) {
+  return (k: LabCalibration): FidelityRow[] => files(k).map((f) => compareCase(cases.find((c) => c.id === f.labCase.id)!, loadScenario(f.yaml)));
+}
+
+test('the loss: 0 for a perfect match, more beyond the tolerance than inside it, downtime ignored', () => {
+  const truth = { ...LAB_CALIBRATION, linkBytesPerSec: 700_000_000 };
+  const cases = madeBy(truth);
+  assert.equal(cases.length, 2);
+  assert.equal(fidelityLoss(evaluate(cases)(truth)), 0);
+  const near = fidelityLoss(evaluate(cases)({ ...truth, linkBytesPerSec: 770_000_000 }));
+  const far = fidelityLoss(evaluate(cases)({ ...truth, linkBytesPerSec: 1_050_000_000 }));
+  assert.ok(near > 0 && far > 4 * near, `near ${near}, far ${far}`);
+  const row = evaluate(cases)(truth)[0];
+  const off = { ...row, verdicts: row.verdicts.map((v) => (v.name === 'downtime' ? { ...v, sim: (v.sim as number) * 50 } : v)) };
+  assert.equal(fidelityLoss([off]), 0);
+});
+
+test('coordinate descent finds the link rate behind a suite the simulator made', () => {
+  const truth = { ...LAB_CALIBRATION, linkBytesPerSec: 700_000_000 };
+  const cases = madeBy(truth);
+  const losses: number[] = [];
+  const result = fitCalibration({ start: LAB_CALIBRATION, keys: ['linkBytesPerSec'], evaluate: evaluate(cases), onStep: (s) => losses.push(s.loss) });
+  const error = result.calibration.linkBytesPerSec / truth.linkBytesPerSec - 1;
+  assert.ok(Math.abs(error) < 0.03, `fitted ${result.calibration.linkBytesPerSec} B/s against ${truth.linkBytesPerSec}`);
+  assert.equal(result.passed, 2);
+  assert.ok(losses.length > 0 && losses.every((l, i) => i === 0 || l < losses[i - 1]), `each kept step lowers the loss: ${losses.join(', ')}`);
+  assert.equal(result.calibration.scanNsPerPage, LAB_CALIBRATION.scanNsPerPage, 'keys not named stay');
+});
