@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { HOST_FIRST_TOUCH_COLD_NS, HOST_FIRST_TOUCH_WARM_NS, hostSuiteCalibration } from '../calibration-host.ts';
+import { HOST_FIRST_TOUCH_COLD_NS, HOST_FIRST_TOUCH_WARM_NS, HOST_LINK_BYTES_PER_SEC, HOST_SCAN_NS_PER_PAGE, hostSuiteCalibration } from '../calibration-host.ts';
 import { loadScenario, parseOverride } from '../scenario/scenario.ts';
 import { compareCase, FIDELITY_TOLERANCE, simulate, withinLabSpread, type FidelityRow } from './compare.ts';
 import { COLD_HOST_KNOWN_DEVIATIONS, KNOWN_DEVIATIONS, knownDeviation, WARM_HOST_KNOWN_DEVIATIONS, type KnownDeviation } from './known-deviations.ts';
@@ -168,6 +168,23 @@ test('on one machine a cold host makes a full-speed migration of data about 3 ti
     for (const side of ['lab', 'sim'] as const) {
       assert.ok(Math.abs(slowCold[side].totalTimeMs / slowWarm[side].totalTimeMs - 1) < 0.05, `${mem} MiB 128 MiB/s ${side}: ${slowCold[side].totalTimeMs} against ${slowWarm[side].totalTimeMs} ms`);
     }
+  }
+});
+
+test('the fitted stream agrees with QEMU\'s own trace: pages of data one 50 ms iteration sends', () => {
+  // The alloc guest at 1 GiB/s starts with data (the workload filled RAM from the bottom): its
+  // first iteration stops at MAX_WAIT (51 ms) before the rate limit's 107 MB, so its page count
+  // measures the stream alone. The fit never saw these traces.
+  const traced = parseLabJsonl(readFileSync(join(ROOT, LAB_DATA_DIR, 'trace-warm.jsonl'), 'utf8'))
+    .filter((r) => r.wl === 'alloc' && r.bw === '1g' && r.hint && !r.pc) as unknown as { qemu_trace: [number, string, number, number][] }[];
+  assert.equal(traced.length, 3);
+  // A normal page: its 4,104 wire bytes at the link rate, plus the scan's cost per page.
+  const pageNs = HOST_SCAN_NS_PER_PAGE + (4104 * 1e9) / HOST_LINK_BYTES_PER_SEC;
+  for (const r of traced) {
+    const [, , ms, pages] = r.qemu_trace.find((e) => e[1] === 'big-wait')!;
+    assert.ok(ms >= 51 && ms <= 52, `the first iteration stopped at MAX_WAIT (${ms} ms)`);
+    const predicted = (ms * 1e6) / pageNs;
+    assert.ok(Math.abs(predicted / pages - 1) < FIDELITY_TOLERANCE, `QEMU sent ${pages} pages in ${ms} ms, the fitted stream ${predicted.toFixed(0)}`);
   }
 });
 
