@@ -94,12 +94,12 @@ test('QEMU 7.2 -> QEMU 7.2 precopy of 32 MiB over loopback TCP completes and the
   }
 });
 
-test('qemuBaselines at 32 MiB: zero RAM, multifd 2, TLS and the postcopy fault run, and become table rows', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+test('qemuBaselines at 32 MiB: zero RAM, a preallocated destination, multifd 2, TLS and the postcopy fault run, and become table rows', { timeout: TEST_TIMEOUT_MS }, async (t) => {
   if (requireQemu(t) === null) return;
-  const baselines = await qemuBaselines({ sizeBytes: 32 * MiB, runs: 1, modes: ['precopy', 'zero', 'multifd-2', 'tls', 'postcopy-fault'], watchdogMs: 90_000 });
+  const baselines = await qemuBaselines({ sizeBytes: 32 * MiB, runs: 1, modes: ['precopy', 'precopy-prealloc', 'zero', 'multifd-2', 'tls', 'postcopy-fault'], watchdogMs: 90_000 });
   assert.equal(baselines.skipped, null);
   assert.match(baselines.qemuVersion ?? '', /QEMU emulator version 7\.2/);
-  for (const mode of ['precopy', 'zero', 'multifd-2', 'tls'] as const) {
+  for (const mode of ['precopy', 'precopy-prealloc', 'zero', 'multifd-2', 'tls'] as const) {
     const b = baselines.modes[mode];
     assert.ok(b !== undefined && b.kind === 'precopy', `${mode}: ${b?.kind === 'failed' ? b.error : 'missing'}`);
     assert.equal(b.runs.length, 1);

@@ -161,6 +161,12 @@ export interface MigrationPairOptions {
   /** Each QEMU is killed this long after its start. Default 120 s. */
   readonly watchdogMs?: number;
   readonly qemuPath?: string;
+  /**
+   * The destination's memory-backend-ram with prealloc=on: QEMU touches all of its RAM at
+   * start-up, as livemig's destination does while it listens (host/prefault.ts), so neither
+   * takes first-touch faults during the migration.
+   */
+  readonly destinationPrealloc?: boolean;
 }
 
 export interface MigrationPair {
@@ -206,7 +212,8 @@ export async function startMigrationPair(options: MigrationPairOptions): Promise
     for (const qemu of started.splice(0).reverse()) await qemu.stop();
   };
   try {
-    const dstArgs = [...ramArgs(sizeBytes, `memory-backend-ram,id=mem,size=${sizeBytes}`), '-incoming', 'defer'];
+    const dstBackend = `memory-backend-ram,id=mem,size=${sizeBytes}${options.destinationPrealloc === true ? ',prealloc=on' : ''}`;
+    const dstArgs = [...ramArgs(sizeBytes, dstBackend), '-incoming', 'defer'];
     if (tls !== undefined) dstArgs.push('-object', `tls-creds-x509,id=tls0,dir=${tls},endpoint=server,verify-peer=on`);
     const destination = await startQemu({ name: 'destination', args: dstArgs, watchdogMs, qemuPath: options.qemuPath });
     started.push(destination);
