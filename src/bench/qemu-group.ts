@@ -5,8 +5,9 @@
  *   - the same with the destination's RAM preallocated (memory-backend-ram prealloc=on): QEMU
  *     touches it at start-up, as livemig's destination does while it listens (host/prefault.ts),
  *     so neither pays first-touch faults inside the timed migration. This is the baseline the
- *     livemig group's throughput goals compare with; on a host whose free memory goes back to
- *     its hypervisor, the plain destination's faults cost 0.1 to 2.3 s per GiB (docs/performance.md);
+ *     livemig group's throughput goals compare with, and the multifd and TLS modes preallocate
+ *     too; on a host whose free memory goes back to its hypervisor, the plain destination's
+ *     faults cost 0.1 to 2.3 s per GiB (docs/performance.md);
  *   - precopy of all-zero RAM (every page a ZERO record): a time;
  *   - multifd with 2 and with 4 channels (non-zero RAM);
  *   - precopy over TLS (tls-creds-x509, peers verified; certificates made with openssl);
@@ -113,12 +114,12 @@ export interface QemuBaselines {
 }
 
 const LABELS: Record<QemuMode, string> = {
-  precopy: 'precopy, non-zero RAM, 1 channel',
+  precopy: 'precopy, non-zero RAM, 1 channel, destination RAM not preallocated',
   'precopy-prealloc': 'precopy, non-zero RAM, 1 channel, destination RAM preallocated',
   zero: 'precopy, all-zero RAM',
-  'multifd-2': 'multifd 2 channels, non-zero RAM',
-  'multifd-4': 'multifd 4 channels, non-zero RAM',
-  tls: 'precopy over TLS (x509), non-zero RAM',
+  'multifd-2': 'multifd 2 channels, non-zero RAM, destination RAM preallocated',
+  'multifd-4': 'multifd 4 channels, non-zero RAM, destination RAM preallocated',
+  tls: 'precopy over TLS (x509), non-zero RAM, destination RAM preallocated',
   'postcopy-fault': 'postcopy forced fault (pmemsave of a late page)',
 };
 
@@ -214,7 +215,9 @@ export async function qemuBaselines(options: QemuBaselineOptions): Promise<QemuB
             source: mode === 'zero' ? { kind: 'zero' } : patternRam,
             multifdChannels: mode === 'multifd-2' ? 2 : mode === 'multifd-4' ? 4 : 0,
             tlsCredsDir: mode === 'tls' ? (tlsDir ?? undefined) : undefined,
-            destinationPrealloc: mode === 'precopy-prealloc',
+            // Every non-zero mode but the plain one preallocates the destination's RAM (the
+            // all-zero mode writes no page there).
+            destinationPrealloc: mode !== 'precopy' && mode !== 'zero',
             settleMs: benchSettleMs(),
           });
           if (run.badPages.length > 0) throw new Error(`destination RAM differs from the source at pages ${run.badPages.join(', ')}`);
@@ -320,7 +323,8 @@ function precopyNote(b: PrecopyBaseline): string {
 export function qemuRows(baselines: QemuBaselines, note: (text: string) => void = () => undefined): BenchRow[] {
   const size = formatBytes(baselines.sizeBytes).replace('.00 ', ' ');
   const rows: BenchRow[] = [];
-  const plain = baselines.modes.precopy;
+  // The 1-channel reference of the other rows: the preallocated destination when measured.
+  const plain = baselines.modes['precopy-prealloc'] ?? baselines.modes.precopy;
   const plainVersus = plain?.kind === 'precopy' ? { name: 'QEMU 1 channel', value: plain.medianGbPerSec } : undefined;
   for (const mode of QEMU_MODES) {
     const b = baselines.modes[mode];
@@ -371,7 +375,7 @@ export function qemuRows(baselines: QemuBaselines, note: (text: string) => void 
       value: b.medianGbPerSec,
       unit: 'GB/s',
       samples: b.gbPerSec,
-      versus: mode === 'precopy' ? undefined : plainVersus,
+      versus: mode === 'precopy-prealloc' || (mode === 'precopy' && baselines.modes['precopy-prealloc'] === undefined) ? undefined : plainVersus,
       note: precopyNote(b),
       detail: precopyFigures(b),
     });
