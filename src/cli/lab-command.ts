@@ -160,6 +160,12 @@ function fit(root: string): number {
   console.log(`\nfitted: link ${calibration.linkBytesPerSec} B/s, scan ${calibration.scanNsPerPage} ns, switchover ${calibration.switchoverNs} ns, ` +
     `rescan ${calibration.rescanNsPerPage} ns, hint block ${calibration.hintBlockNs} ns, zero touched ${calibration.zeroTouchedPageNs} ns, ` +
     `zero fresh ${calibration.zeroFreshPageNs} ns (guest ${fresh} + warm first touch ${Math.round(HOST_FIRST_TOUCH_WARM_NS / 512)})`);
+  const committed = hostSuiteCalibration('warm');
+  const keys = FIT_STAGES.flatMap((st) => st.keys).filter((k, i, all) => all.indexOf(k) === i);
+  const differ = keys.filter((k) => committed[k] !== calibration[k]);
+  console.log(differ.length === 0
+    ? 'these are the committed constants (src/sim/calibration-host.ts)'
+    : `the committed constants differ in ${differ.map((k) => `${k} (committed ${committed[k]}, fitted ${calibration[k]})`).join(', ')}`);
   console.log('committed (src/sim/calibration-host.ts), warm-host suite:');
   printTable(readSources(root, LAB_WARM_HOST_FILES), warmRows, hostSuiteCalibration('warm'));
   console.log('\ncommitted, cold-host suite (a prediction: the warm fit with the cold first touch):');

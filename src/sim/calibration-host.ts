@@ -9,9 +9,7 @@
  * Two constants are measured: the first-touch costs. They set the destination's first-touch
  * fault (host.destination-fault) and the host's part of the driver's zeroing of never-touched
  * pages, so warm and cold differ in nothing else. The other constants are fitted on the warm
- * suite only, by `npm run lab -- --fit` (src/sim/fidelity/fit.ts): the stream's on the hint-off
- * cases, the driver's on the hint-on cases, starting from the lab machine's calibration. The
- * cold suite is then a prediction from the warm fit and the probe.
+ * suite only (below). The cold suite is then a prediction from the warm fit and the probe.
  */
 import { LAB_HOST_CORES, LAB_LINK_LATENCY_NS, type LabCalibration } from './calibration.ts';
 
@@ -35,21 +33,22 @@ export const GUEST_UP_AT_INIT_LAB_S = 2.8;
 const PAGES_PER_HUGE_PAGE = 512;
 
 /**
- * The stream, fitted on the 16 hint-off cases of the warm suite (link rate, first-pass scan cost
- * per page, switchover). The 1 GiB/s alloc guests are bound by QEMU's rate limit here (737 ms for
- * 776 MiB; the lab machine took 1013), so the link rate is a lower bound set by the idle
- * guests, which finish within one or two 100 ms windows.
+ * The fitted constants: `npm run lab -- --fit` (lab-command.ts, fidelity/fit.ts) on the 32
+ * cases of the warm suite only, from the lab machine's constants with the guest's times / 1.83,
+ * in three stages: the stream (link rate, scan cost per page, switchover) on the 16 hint-off
+ * cases; the driver and the rescan (time per page written again, per hint block, per page zeroed
+ * that held data, per never-touched page) on the 12 hint-on cases without postcopy-ram; then all
+ * seven on all 32 (171 runs of the suite). It prints "these are the committed constants" when
+ * it lands here. The never-touched page's figure is the fit's 2,073 ns less the warm first touch
+ * per page (473 ns): the guest's own part.
+ *
+ * A check the fit never saw: QEMU's trace of the alloc guest's first 51 ms iteration
+ * (testdata/guest-lab/trace-warm.jsonl) sent 18,176-18,944 pages of data; this stream gives
+ * 17,400 (fidelity.test.ts).
  */
 export const HOST_LINK_BYTES_PER_SEC = 1_487_086_945;
 export const HOST_SCAN_NS_PER_PAGE = 167;
 export const HOST_SWITCHOVER_NS = 397_363;
-
-/**
- * The driver and the rescan, fitted on the 12 hint-on cases without postcopy-ram of the warm
- * suite with the stream above: the scan cost of a page written again, the time per hint block,
- * per page zeroed that held data, and the guest's own part of zeroing a never-touched page
- * (the fit's figure, 1,721 ns, less the warm first touch per page, 473 ns).
- */
 export const HOST_RESCAN_NS_PER_PAGE = 238;
 export const HOST_HINT_BLOCK_NS = 89_509;
 export const HOST_ZERO_TOUCHED_PAGE_NS = 970;
