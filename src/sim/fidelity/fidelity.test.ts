@@ -132,6 +132,9 @@ test('on one machine, the same migrations cold and warm differ by about the prob
   // The A/B: the cold-host suite and, right after, the same cases with --host-memory warm.
   const facts = JSON.parse(readFileSync(join(ROOT, LAB_DATA_DIR, LAB_COLD_HOST_FACTS), 'utf8')) as { host_probe: { median_ms_per_2mib: { cold: number; warm: number } } };
   const probe = facts.host_probe.median_ms_per_2mib;
+  // The host suites' calibration takes the probe as measured.
+  assert.equal(Math.round(probe.cold * 1e6), HOST_FIRST_TOUCH_COLD_NS);
+  assert.equal(Math.round(probe.warm * 1e6), HOST_FIRST_TOUCH_WARM_NS);
   const extraMs = probe.cold - probe.warm;
   assert.ok(extraMs > 3 && extraMs < 6, `the probe: ${probe.cold} ms cold, ${probe.warm} ms warm per 2 MiB`);
   const warm = labCases(read(LAB_WARM_HOST_FILES).flatMap((s) => s.rows));
