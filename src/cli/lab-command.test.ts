@@ -25,6 +25,8 @@ test('bad arguments exit 2 before measuring', async () => {
     assert.equal(await runLabCommand(['--host-probe', '--case', DEFAULT_LAB_CASE], { root: '.' }), 2);
     assert.equal(await runLabCommand(['--host-probe', '--reps', '0'], { root: '.' }), 2);
     assert.equal(await runLabCommand(['--hint-stale', '--trace-migration'], { root: '.' }), 2);
+    assert.equal(await runLabCommand(['--checks', 'm1024-idle-9g-hint-off'], { root: '.' }), 2);
+    assert.equal(await runLabCommand(['--checks'], { root: '.' }), 2);
   } finally {
     console.error = original;
   }
@@ -36,4 +38,24 @@ test('bad arguments exit 2 before measuring', async () => {
   assert.match(errors.join('\n'), /--host-probe takes only --reps/);
   assert.match(errors.join('\n'), /--reps: a positive integer/);
   assert.match(errors.join('\n'), /--trace-migration is not an option of --hint-stale/);
+  assert.match(errors.join('\n'), /--checks takes one lab case id/);
+});
+
+test('--checks prints the simulator\'s convergence checks, then QEMU\'s for each traced run of the case', async () => {
+  const lines: string[] = [];
+  const original = console.log;
+  console.log = (...args: unknown[]) => lines.push(args.join(' '));
+  let code: number;
+  try {
+    code = await runLabCommand(['--checks', 'm2048-idle-1g-hint-off', '--warm'], { root: new URL('../../', import.meta.url).pathname });
+  } finally {
+    console.log = original;
+  }
+  assert.equal(code, 0);
+  const out = lines.join('\n');
+  assert.match(out, /^the simulator, scenarios\/lab\/warm-host\/m2048-idle-1g-hint-off\.yaml:/);
+  assert.match(out, /pending \d+ B is below the threshold: complete/);
+  // The three traced runs, each with QEMU's first window and its completion.
+  assert.equal((out.match(/^QEMU 7\.2, testdata\/guest-lab\/trace-warm\.jsonl rep \d/gm) ?? []).length, 3);
+  assert.equal((out.match(/window closed: \d+ B in 10\d ms/g) ?? []).length, 3);
 });

@@ -17,6 +17,11 @@
  *                                          cold (src/sim/calibration-host.ts)
  *   npm run lab -- --write-scenarios       regenerate scenarios/lab/*.yaml, scenarios/lab/warm-host/
  *                                          and scenarios/lab/cold-host/ from testdata/guest-lab
+ *   npm run lab -- --checks ID [--warm|--cold]
+ *                                          the simulator's convergence checks for a case (its
+ *                                          committed scenario; main suite unless --warm/--cold),
+ *                                          then QEMU's for each traced run of it
+ *                                          (testdata/guest-lab/trace-warm.jsonl)
  *   npm run lab -- --fit                   fit the host suites' calibration on the warm suite
  *                                          (src/sim/fidelity/fit.ts; a few minutes) and print it
  *                                          with both suites' tables
@@ -45,12 +50,13 @@ import { buildLabArtifacts, LabUnavailableError, missingTool } from '../harness/
 import { LAB_BW, labRun } from '../harness/lab/lab-run.ts';
 import { hintStaleLine, hintStaleRun } from '../harness/lab/hint-stale.ts';
 import { probeFirstTouch } from '../harness/lab/host-probe.ts';
-import { qemuTraceLines, type QemuTraceEvent } from '../harness/lab/qemu-trace.ts';
+import { qemuTraceLines, type QemuTraceEvent } from '../format/qemu-trace.ts';
 import { LAB_CALIBRATION, type LabCalibration } from '../sim/calibration.ts';
 import { GUEST_UP_AT_INIT_HOST_S, GUEST_UP_AT_INIT_LAB_S, HOST_FIRST_TOUCH_COLD_NS, HOST_FIRST_TOUCH_WARM_NS, hostSuiteCalibration } from '../sim/calibration-host.ts';
 import { compareCase } from '../sim/fidelity/compare.ts';
 import { fitCalibration, type FitKey } from '../sim/fidelity/fit.ts';
-import { LAB_COLD_HOST_FILES, LAB_COLD_HOST_SCENARIO_DIR, LAB_DATA_DIR, LAB_DATA_FILES, LAB_SCENARIO_DIR, LAB_WARM_HOST_FILES, LAB_WARM_HOST_SCENARIO_DIR, parseLabJsonl, type LabRow } from '../sim/fidelity/lab-data.ts';
+import { simulatedChecks } from '../sim/fidelity/checks.ts';
+import { caseId, keyOf, LAB_COLD_HOST_FILES, LAB_COLD_HOST_SCENARIO_DIR, LAB_DATA_DIR, LAB_DATA_FILES, LAB_SCENARIO_DIR, LAB_WARM_HOST_FILES, LAB_WARM_HOST_SCENARIO_DIR, parseLabJsonl, type LabRow } from '../sim/fidelity/lab-data.ts';
 import { labScenarioFiles, type LabSource } from '../sim/fidelity/lab-scenario.ts';
 import { fidelityTable } from '../sim/fidelity/table.ts';
 import { loadScenario } from '../sim/scenario/scenario.ts';
@@ -120,7 +126,34 @@ function printTable(sources: readonly LabSource[], derivation: readonly LabRow[]
   console.log(fidelityTable(rows));
 }
 
-/** The fit's two stages: the stream on the hint-off cases, then the driver on the hint-on ones. */
+/** The file of the traced runs (npm run lab -- --trace-migration --host-memory warm). */
+const TRACED_RUNS = 'trace-warm.jsonl';
+
+function checks(root: string, argv: readonly string[]): number {
+  const rest = argv.filter((a) => a !== '--checks' && a !== '--warm' && a !== '--cold');
+  const id = rest[0];
+  if (rest.length !== 1 || parseCaseId(id) === null) {
+    console.error('npm run lab: --checks takes one lab case id (m1024-idle-1g-hint-off[-pc][-ioa0]), and optionally --warm or --cold');
+    return EXIT_UNAVAILABLE;
+  }
+  const dir = argv.includes('--cold') ? LAB_COLD_HOST_SCENARIO_DIR : argv.includes('--warm') ? LAB_WARM_HOST_SCENARIO_DIR : LAB_SCENARIO_DIR;
+  const path = join(root, dir, `${id}.yaml`);
+  if (!existsSync(path)) {
+    console.error(`npm run lab: no scenario ${dir}/${id}.yaml`);
+    return EXIT_UNAVAILABLE;
+  }
+  console.log(`the simulator, ${dir}/${id}.yaml:`);
+  console.log(qemuTraceLines(simulatedChecks(loadScenario(readFileSync(path, 'utf8')))).join('\n'));
+  const traced = readSources(root, [TRACED_RUNS])[0].rows.filter((r) => caseId(keyOf(r)) === id) as unknown as { rep: number; total_time_ms: number; downtime_ms: number; qemu_trace: QemuTraceEvent[] }[];
+  if (traced.length === 0) console.log(`\nno traced QEMU run of ${id} in ${LAB_DATA_DIR}/${TRACED_RUNS}`);
+  for (const r of traced) {
+    console.log(`\nQEMU 7.2, ${LAB_DATA_DIR}/${TRACED_RUNS} rep ${r.rep} (warm host; total ${r.total_time_ms} ms, downtime ${r.downtime_ms} ms):`);
+    console.log(qemuTraceLines(r.qemu_trace).join('\n'));
+  }
+  return 0;
+}
+
+/** The fit's stages: the stream on the hint-off cases, the driver on the hint-on ones, then all together. */
 const FIT_STAGES: readonly { readonly what: string; readonly keys: readonly FitKey[]; readonly cases: (id: string) => boolean }[] = [
   { what: 'the stream, on the hint-off cases', keys: ['linkBytesPerSec', 'scanNsPerPage', 'switchoverNs'], cases: (id) => id.includes('-hint-off') },
   { what: 'the driver and the rescan, on the hint-on cases without postcopy-ram', keys: ['rescanNsPerPage', 'hintBlockNs', 'zeroTouchedPageNs', 'zeroFreshPageNs'], cases: (id) => id.includes('-hint-on') && !id.includes('-pc') },
@@ -327,6 +360,7 @@ async function measureHintStale(args: LabArgs, artifacts: { readonly vmlinuz: st
 export async function runLabCommand(argv: readonly string[], options: { readonly root: string }): Promise<number> {
   if (argv.includes('--write-scenarios')) return writeScenarios(options.root);
   if (argv.includes('--fit')) return fit(options.root);
+  if (argv.includes('--checks')) return checks(options.root, argv);
   if (argv.includes('--table')) {
     const memory = argv.includes('--cold') ? 'cold' : argv.includes('--warm') ? 'warm' : null;
     const paths = argv.filter((a) => a !== '--table' && a !== '--cold' && a !== '--warm');

@@ -107,6 +107,11 @@ function pumpPrecopy(ctx: SourceContext, nowNs: number, budgetBytes: number): vo
     postcopyRequested: ctx.postcopyRequested,
     inPostcopy: false,
   });
+  const c = ctx.counters;
+  c.convergenceChecks++;
+  c.lastCheckPendingBytes = pending.precopyOnlyBytes + pending.postcopiableBytes;
+  c.lastCheckThresholdBytes = ctx.thresholdBytes;
+  c.lastCheckDecision = decision;
   switch (decision) {
     case 'iterate':
       return writeRamChunk(ctx, budgetBytes);

@@ -113,6 +113,10 @@ export interface MutableCounters {
   lastPong: number | null;
   discardCommands: number;
   discardRanges: number;
+  convergenceChecks: number;
+  lastCheckPendingBytes: number;
+  lastCheckThresholdBytes: number;
+  lastCheckDecision: 'iterate' | 'complete' | 'postcopy' | null;
 }
 
 export class SourceContext {
@@ -191,6 +195,10 @@ export class SourceContext {
     lastPong: null,
     discardCommands: 0,
     discardRanges: 0,
+    convergenceChecks: 0,
+    lastCheckPendingBytes: 0,
+    lastCheckThresholdBytes: 0,
+    lastCheckDecision: null,
   };
   /** Queued page requests (postcopy), served before the background scan. */
   readonly requests: RequestQueue;

@@ -169,6 +169,14 @@ export interface SourceCounters {
   /** DISCARD commands sent at the postcopy switch, and the ranges they carried. */
   readonly discardCommands: number;
   readonly discardRanges: number;
+  /**
+   * Precopy convergence checks so far (QEMU's migrate_pending trace point), and the last one:
+   * the pending bytes it compared (after any sync it ran first), the threshold, its decision.
+   */
+  readonly convergenceChecks: number;
+  readonly lastCheckPendingBytes: number;
+  readonly lastCheckThresholdBytes: number;
+  readonly lastCheckDecision: 'iterate' | 'complete' | 'postcopy' | null;
 }
 
 /** Stable codes of the source engine's operating errors. */

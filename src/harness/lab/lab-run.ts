@@ -17,7 +17,7 @@ import type { MigrationInfo } from '../qmp-client.ts';
 import { makeTempDir, removeTempDir } from '../ram-image.ts';
 import { sleep } from '../process-util.ts';
 import { SerialLog } from './serial-log.ts';
-import { parseQemuTrace, QEMU_TRACE_EVENTS } from './qemu-trace.ts';
+import { parseQemuTrace, QEMU_TRACE_EVENTS } from '../../format/qemu-trace.ts';
 
 /** run-matrix.py's bandwidth names. */
 export const LAB_BW: Readonly<Record<string, number>> = { '1g': 1 << 30, '512m': 512 << 20, '256m': 256 << 20, '128m': 128 << 20, '64m': 64 << 20, '32m': 32 << 20 };

@@ -1,9 +1,10 @@
 /**
  * QEMU 7.2's own account of a migration's convergence: the trace events of its migration thread,
  * as the `log` trace backend writes them with `-msg timestamp=on` (`PID@SEC.USEC:name args`).
- * `npm run lab -- --trace-migration` turns them on in the source QEMU and keeps them in each
- * run's record (`qemu_trace`), so a run says when each convergence check happened, what was
- * pending against which threshold, and how many pages each 50 ms iteration examined.
+ * `npm run lab -- --trace-migration` (harness/lab/lab-run.ts) turns them on in the source QEMU
+ * and keeps them in each run's record (`qemu_trace`), so a run says when each convergence check
+ * happened, what was pending against which threshold, and how many pages each 50 ms iteration
+ * examined. The simulator's checks come out in the same shape (sim/fidelity/checks.ts).
  *
  * The events (migration/trace-events, 7.2; the format strings there):
  * - migrate_pending: the check in migration_iteration_run, `pending size N max M (pre = ...)`;

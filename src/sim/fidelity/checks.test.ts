@@ -1,0 +1,44 @@
+// The simulator's convergence checks in QEMU's trace shape. Acceptance criteria: read from a
+// lab scenario, every check's decision is decideIteration's for its pending bytes and threshold;
+// the threshold stays 0 until the first 100 ms window closed; times only grow; the run completes
+// at its last check, with the same pending bytes; a migration that never converges has no
+// completion.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { decideIteration } from '../../core/convergence.ts';
+import { loadScenario, parseOverride } from '../scenario/scenario.ts';
+import { simulatedChecks } from './checks.ts';
+
+const ROOT = new URL('../../../', import.meta.url).pathname;
+const text = readFileSync(`${ROOT}scenarios/lab/warm-host/m2048-idle-1g-hint-off.yaml`, 'utf8');
+
+test('a lab scenario\'s checks: decideIteration\'s decisions, threshold 0 before the first window, completion last', () => {
+  const events = simulatedChecks(loadScenario(text));
+  const pending = events.filter((e) => e[1] === 'pending');
+  assert.ok(pending.length >= 3, `${pending.length} checks`);
+  let last = -1;
+  for (const e of pending) {
+    const [t, , bytes, threshold] = e as [number, 'pending', number, number];
+    assert.ok(t >= last, 'times only grow');
+    last = t;
+    if (t < 100) assert.equal(threshold, 0, `threshold ${threshold} at ${t} ms, before the first window closed`);
+  }
+  const completions = events.filter((e) => e[1] === 'low-pending');
+  assert.equal(completions.length, 1);
+  assert.equal(events.at(-1)![1], 'low-pending');
+  const final = events.at(-2) as [number, 'pending', number, number];
+  assert.equal(final[2], completions[0][2]);
+  for (const e of pending.slice(0, -1)) {
+    const [, , bytes, threshold] = e as [number, 'pending', number, number];
+    assert.equal(decideIteration({ pendingPrecopyOnlyBytes: bytes, pendingPostcopiableBytes: 0, thresholdBytes: threshold, postcopyRequested: false, inPostcopy: false }), 'iterate');
+  }
+  assert.equal(decideIteration({ pendingPrecopyOnlyBytes: final[2], pendingPostcopiableBytes: 0, thresholdBytes: final[3], postcopyRequested: false, inPostcopy: false }), 'complete');
+});
+
+test('a migration that cannot converge in its time has checks and no completion', () => {
+  // 1 MiB/s cannot move 2 GiB before the scenario's time limit.
+  const events = simulatedChecks(loadScenario(text, [parseOverride('parameters.max-bandwidth=1M')!, parseOverride('time-limit=3s')!]));
+  assert.ok(events.some((e) => e[1] === 'pending'));
+  assert.equal(events.filter((e) => e[1] === 'low-pending').length, 0);
+});
