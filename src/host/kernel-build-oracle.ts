@@ -40,7 +40,7 @@ export function checkKernelBuildMigration(source: VmCore, dest: VmCore): OracleV
     name: 'memory-equality',
     ok: same.mismatchCount === 0,
     detail: `${same.pagesCompared} pages equal to the source at the stop; ${same.pagesSkipped} hinted free and not compared ` +
-      `(${excusedDiffering} of them differ)` + (same.mismatchCount > 0 ? `; ${same.mismatchCount} differ (first: ${listed(same.mismatches)})` : ''),
+      `(${excusedDiffering} of them differ: free memory whose old contents the source skipped)` + (same.mismatchCount > 0 ? `; ${same.mismatchCount} differ (first: ${listed(same.mismatches)})` : ''),
   });
   for (let vcpu = 0; vcpu < (caches?.cacheCount ?? 0); vcpu++) {
     let written = 0;
