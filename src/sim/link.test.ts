@@ -163,3 +163,22 @@ test('random traffic arrives in order, no earlier than size/bandwidth + latency 
     { numRuns: 200 },
   );
 });
+
+test('after thousands of settled rate changes a message serializes at the rate in force, as computed by hand', () => {
+  const { scheduler, link, arrivals } = setup();
+  // Alternate 1 and 2 bytes per ns every 10 µs; each message fits in its window and is delivered.
+  let now = 0;
+  for (let i = 0; i < 3000; i++) {
+    link.setBandwidthAt(now, i % 2 === 0 ? 2_000_000_000 : 1_000_000_000);
+    link.send(`m${i}`, 1000);
+    now += 10_000;
+    scheduler.runUntil(now, 100_000);
+  }
+  assert.equal(arrivals.length, 3000);
+  // The last change (i = 2999) set 1 byte per ns at 29,990,000; now is 30,000,000.
+  assert.deepEqual(link.send('late', 4096), { ok: true, serializedAtNs: 30_004_096, deliverAtNs: 30_005_096 });
+  // A change still ahead of now applies where it starts: 'next' queues behind 'late' (30,004,096),
+  // sends 5,904 bytes at 1 per ns until 30,010,000, then 2,096 at 4 per ns (524 ns).
+  link.setBandwidthAt(30_010_000, 4_000_000_000);
+  assert.deepEqual(link.send('next', 8000), { ok: true, serializedAtNs: 30_010_524, deliverAtNs: 30_011_524 });
+});

@@ -216,7 +216,12 @@ export class LinkDirection<T> {
   setBandwidthAt(atNs: number, bytesPerSec: number): void {
     this.assertFuture(atNs);
     assert(bytesPerSec >= 0 && Number.isFinite(bytesPerSec), `link ${this.name}: bad bandwidth ${bytesPerSec}`);
-    const changes = this.bandwidthChanges.filter((c) => c.atNs !== atNs);
+    // Changes before the settled point (now, and the last delivered message's serialization
+    // end) can no longer move anything, but the rate in force there: keep only that one of them.
+    const settledNs = Math.min(this.scheduler.nowNs, this.baseEndNs);
+    let inForce = 0;
+    while (inForce + 1 < this.bandwidthChanges.length && this.bandwidthChanges[inForce + 1].atNs <= settledNs) inForce++;
+    const changes = this.bandwidthChanges.slice(inForce).filter((c) => c.atNs !== atNs);
     changes.push({ atNs, bytesPerSec });
     changes.sort((a, b) => a.atNs - b.atNs);
     this.bandwidthChanges = changes;
