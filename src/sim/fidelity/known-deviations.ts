@@ -121,8 +121,10 @@ export const COLD_HOST_KNOWN_DEVIATIONS: readonly KnownDeviation[] = [
   { caseId: 'm1024-idle-128m-hint-on-ioa0', figure: 'total-time', check: { tolerance: 0.2 }, reason: `${COLD_PREDICTION}: runs 619, 615, 615 ms, the simulator 522 ms (warm: 610 against 522)` },
   {
     caseId: 'm2048-alloc-1g-hint-on', figure: 'total-time', check: { tolerance: 0.35 },
-    reason: `${COLD_PREDICTION}: runs 1231, 1082, 1165 ms, the simulator 792 ms; warm the same migration took 754 ms (the simulator 743): ` +
-      'cold, the lab sent 251 MiB in 1165 ms, slower per byte than any other case, which the first-touch costs alone do not give; not explained',
+    reason: `${COLD_PREDICTION}: runs 1231, 1082, 1165 ms, the simulator 792 ms; warm the same migration took 754 ms (the simulator 722). ` +
+      'QEMU\'s trace of it cold (trace-cold.jsonl): its first pass saved 4.3-7.5 thousand pages per 51 ms iteration, bound by the cold ' +
+      'destination\'s 2 MiB faults on thinly spread data, and lasted 850 ms; the simulator sends less (196 MiB: its hinter wins more races) ' +
+      'into 96 regions and ends that pass at 576 ms. The hint race (fifth round), made four times as costly by a cold destination',
   },
   { caseId: 'm2048-alloc-1g-hint-on', figure: 'transferred', check: { tolerance: 0.25 }, reason: `${COLD_PREDICTION}: runs 283.1, 245.4, 251.2 MiB, the simulator 195.7 MiB (see its total time)` },
   { caseId: 'm2048-idle-1g-hint-on', figure: 'dirty-sync-count', check: 'spread', reason: `${COLD_PREDICTION}: runs 4, 5, 4 syncs, the simulator 5` },
