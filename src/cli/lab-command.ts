@@ -52,9 +52,9 @@ import { hintStaleLine, hintStaleRun } from '../harness/lab/hint-stale.ts';
 import { probeFirstTouch } from '../harness/lab/host-probe.ts';
 import { qemuTraceLines, type QemuTraceEvent } from '../format/qemu-trace.ts';
 import { LAB_CALIBRATION, type LabCalibration } from '../sim/calibration.ts';
-import { GUEST_UP_AT_INIT_HOST_S, GUEST_UP_AT_INIT_LAB_S, HOST_FIRST_TOUCH_COLD_NS, HOST_FIRST_TOUCH_WARM_NS, hostSuiteCalibration } from '../sim/calibration-host.ts';
+import { HOST_FIRST_TOUCH_COLD_NS, HOST_FIRST_TOUCH_WARM_NS, hostSuiteCalibration } from '../sim/calibration-host.ts';
 import { compareCase } from '../sim/fidelity/compare.ts';
-import { fitCalibration, type FitKey } from '../sim/fidelity/fit.ts';
+import { fitHostCalibration, HOST_FIT_STAGES } from '../sim/fidelity/fit.ts';
 import { simulatedChecks } from '../sim/fidelity/checks.ts';
 import { caseId, keyOf, LAB_COLD_HOST_FILES, LAB_COLD_HOST_SCENARIO_DIR, LAB_DATA_DIR, LAB_DATA_FILES, LAB_SCENARIO_DIR, LAB_WARM_HOST_FILES, LAB_WARM_HOST_SCENARIO_DIR, parseLabJsonl, type LabRow } from '../sim/fidelity/lab-data.ts';
 import { labScenarioFiles, type LabSource } from '../sim/fidelity/lab-scenario.ts';
@@ -153,48 +153,19 @@ function checks(root: string, argv: readonly string[]): number {
   return 0;
 }
 
-/** The fit's stages: the stream on the hint-off cases, the driver on the hint-on ones, then all together. */
-const FIT_STAGES: readonly { readonly what: string; readonly keys: readonly FitKey[]; readonly cases: (id: string) => boolean }[] = [
-  { what: 'the stream, on the hint-off cases', keys: ['linkBytesPerSec', 'scanNsPerPage', 'switchoverNs'], cases: (id) => id.includes('-hint-off') },
-  { what: 'the driver and the rescan, on the hint-on cases without postcopy-ram', keys: ['rescanNsPerPage', 'hintBlockNs', 'zeroTouchedPageNs', 'zeroFreshPageNs'], cases: (id) => id.includes('-hint-on') && !id.includes('-pc') },
-  { what: 'all of them together, on every case', keys: ['linkBytesPerSec', 'scanNsPerPage', 'switchoverNs', 'rescanNsPerPage', 'hintBlockNs', 'zeroTouchedPageNs', 'zeroFreshPageNs'], cases: () => true },
-];
-
 function fit(root: string): number {
   const warmRows = warmHostRows(root);
-  const files = labScenarioFiles(readSources(root, LAB_WARM_HOST_FILES), warmRows);
-  // From the lab machine's constants, with this machine's warm first touch, and the guest's own
-  // times divided by how much faster this machine runs the guest (its uptime at /init: 1.53 s
-  // against 2.80 s in the lab's suites, cold-host.host.json).
-  const guestSpeed = GUEST_UP_AT_INIT_LAB_S / GUEST_UP_AT_INIT_HOST_S;
-  let calibration: LabCalibration = {
-    ...LAB_CALIBRATION,
-    name: 'fit',
-    hintBlockNs: Math.round(LAB_CALIBRATION.hintBlockNs / guestSpeed),
-    zeroTouchedPageNs: Math.round(LAB_CALIBRATION.zeroTouchedPageNs / guestSpeed),
-    zeroFreshPageNs: Math.round(LAB_CALIBRATION.zeroFreshPageNs / guestSpeed),
-    destinationFaultNs: HOST_FIRST_TOUCH_WARM_NS,
-  };
-  for (const stage of FIT_STAGES) {
-    const chosen = files.filter((f) => stage.cases(f.labCase.id));
-    console.log(`fitting ${stage.what} (${chosen.length} cases of the warm-host suite): ${stage.keys.join(', ')}`);
-    const result = fitCalibration({
-      start: calibration,
-      keys: stage.keys,
-      evaluate: (k) => labScenarioFiles(readSources(root, LAB_WARM_HOST_FILES), warmRows, k)
-        .filter((f) => stage.cases(f.labCase.id))
-        .map((f) => compareCase(f.labCase, loadScenario(f.yaml))),
-      onStep: (step) => console.log(`  round ${step.round}: ${step.key} × ${step.factor.toFixed(3)} = ${step.calibration[step.key]}, loss ${step.loss.toFixed(3)}, ${step.passed} of ${chosen.length} within tolerance`),
-    });
-    calibration = result.calibration;
-    console.log(`  ${result.evaluations} runs of the suite; loss ${result.loss.toFixed(3)}, ${result.passed} of ${chosen.length} within tolerance`);
-  }
+  const calibration = fitHostCalibration(readSources(root, LAB_WARM_HOST_FILES), warmRows, {
+    onStage: (stage, cases) => console.log(`fitting ${stage.what} (${cases} cases of the warm-host suite): ${stage.keys.join(', ')}`),
+    onStep: (step, cases) => console.log(`  round ${step.round}: ${step.key} × ${step.factor.toFixed(3)} = ${step.calibration[step.key]}, loss ${step.loss.toFixed(3)}, ${step.passed} of ${cases} within tolerance`),
+    onStageDone: (result, cases) => console.log(`  ${result.evaluations} runs of the suite; loss ${result.loss.toFixed(3)}, ${result.passed} of ${cases} within tolerance`),
+  });
   const fresh = calibration.zeroFreshPageNs - Math.round(HOST_FIRST_TOUCH_WARM_NS / 512);
   console.log(`\nfitted: link ${calibration.linkBytesPerSec} B/s, scan ${calibration.scanNsPerPage} ns, switchover ${calibration.switchoverNs} ns, ` +
     `rescan ${calibration.rescanNsPerPage} ns, hint block ${calibration.hintBlockNs} ns, zero touched ${calibration.zeroTouchedPageNs} ns, ` +
     `zero fresh ${calibration.zeroFreshPageNs} ns (guest ${fresh} + warm first touch ${Math.round(HOST_FIRST_TOUCH_WARM_NS / 512)})`);
   const committed = hostSuiteCalibration('warm');
-  const keys = FIT_STAGES.flatMap((st) => st.keys).filter((k, i, all) => all.indexOf(k) === i);
+  const keys = HOST_FIT_STAGES.flatMap((st) => st.keys).filter((k, i, all) => all.indexOf(k) === i);
   const differ = keys.filter((k) => committed[k] !== calibration[k]);
   console.log(differ.length === 0
     ? 'these are the committed constants (src/sim/calibration-host.ts)'

@@ -1,7 +1,8 @@
 // The calibration fitter. Acceptance criteria: the loss is 0 when the simulator matches every
 // median, counts a figure beyond the tolerance more than its squared error, and ignores the
 // downtime; coordinate descent finds the link rate behind "lab" medians the simulator itself
-// produced, from the lab machine's rate, and never keeps a step that raises the loss.
+// produced, from the lab machine's rate, and never keeps a step that raises the loss; the host
+// suites' committed constants are a minimum of the fit (`npm run lab -- --fit`).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -9,7 +10,8 @@ import { join } from 'node:path';
 import { LAB_CALIBRATION, type LabCalibration } from '../calibration.ts';
 import { loadScenario } from '../scenario/scenario.ts';
 import { compareCase, simulate, type FidelityRow } from './compare.ts';
-import { fidelityLoss, fitCalibration } from './fit.ts';
+import { hostSuiteCalibration } from '../calibration-host.ts';
+import { fidelityLoss, fitCalibration, FIT_FACTORS, HOST_FIT_STAGES } from './fit.ts';
 import { LAB_DATA_DIR, LAB_WARM_HOST_FILES, parseLabJsonl, type LabCase } from './lab-data.ts';
 import { labScenarioFiles } from './lab-scenario.ts';
 
@@ -58,4 +60,24 @@ test('coordinate descent finds the link rate behind a suite the simulator made',
   assert.equal(result.passed, 2);
   assert.ok(losses.length > 0 && losses.every((l, i) => i === 0 || l < losses[i - 1]), `each kept step lowers the loss: ${losses.join(', ')}`);
   assert.equal(result.calibration.scanNsPerPage, LAB_CALIBRATION.scanNsPerPage, 'keys not named stay');
+});
+
+test('the host suites\' committed calibration is a minimum of the fit: no step of its last round lowers the loss', () => {
+  // The whole fit (npm run lab -- --fit) takes minutes; its last round's steps from the committed
+  // constants take one round. A simulator change that moves the minimum fails here until the fit
+  // is run again and its output committed.
+  const committed = hostSuiteCalibration('warm');
+  const lastRound = FIT_FACTORS.map((f) => f ** (1 / 4));
+  const all = HOST_FIT_STAGES.at(-1)!;
+  const kept: string[] = [];
+  const result = fitCalibration({
+    start: committed,
+    keys: all.keys,
+    rounds: 1,
+    factors: lastRound,
+    evaluate: (k) => labScenarioFiles([{ source: 'warm-host', rows }], rows, k).map((f) => compareCase(f.labCase, loadScenario(f.yaml))),
+    onStep: (step) => kept.push(`${step.key} × ${step.factor.toFixed(3)}: loss ${step.loss.toFixed(3)}`),
+  });
+  assert.deepEqual(kept, [], 'run `npm run lab -- --fit` and commit its constants in calibration-host.ts');
+  assert.equal(result.passed, 27, 'the warm suite within tolerance under the committed constants');
 });

@@ -12,16 +12,20 @@
  *
  * Pure: the caller's `evaluate` runs the simulator.
  */
-import type { LabCalibration } from '../calibration.ts';
-import { FIDELITY_TOLERANCE, type FidelityRow } from './compare.ts';
+import { LAB_CALIBRATION, type LabCalibration } from '../calibration.ts';
+import { GUEST_UP_AT_INIT_HOST_S, GUEST_UP_AT_INIT_LAB_S, HOST_FIRST_TOUCH_WARM_NS } from '../calibration-host.ts';
+import { loadScenario } from '../scenario/scenario.ts';
+import { compareCase, FIDELITY_TOLERANCE, type FidelityRow } from './compare.ts';
+import type { LabRow } from './lab-data.ts';
+import { labScenarioFiles, type LabSource } from './lab-scenario.ts';
 
 /** The constants a fit may move. */
 export type FitKey = 'linkBytesPerSec' | 'scanNsPerPage' | 'rescanNsPerPage' | 'switchoverNs' | 'hintBlockNs' | 'zeroTouchedPageNs' | 'zeroFreshPageNs';
 
 /** Weight of the part of a log ratio beyond the tolerance. */
 const OUTSIDE_WEIGHT = 4;
-/** The first round's factors. */
-const FACTORS = [0.6, 0.8, 1.25, 1.6];
+/** The first round's factors; each later round takes their square roots. */
+export const FIT_FACTORS: readonly number[] = [0.6, 0.8, 1.25, 1.6];
 
 /** The loss of a suite's rows (0: the simulator matches every median). */
 export function fidelityLoss(rows: readonly FidelityRow[]): number {
@@ -54,6 +58,8 @@ export interface FitOptions {
   /** Runs the suite (or the part of it this fit is for) under a calibration. */
   readonly evaluate: (calibration: LabCalibration) => readonly FidelityRow[];
   readonly rounds?: number;
+  /** The first round's factors (default FIT_FACTORS). */
+  readonly factors?: readonly number[];
   readonly onStep?: (step: FitStep) => void;
 }
 
@@ -71,7 +77,7 @@ export function fitCalibration(options: FitOptions): FitResult {
   let bestLoss = fidelityLoss(rows);
   let passed = rows.filter((r) => r.ok).length;
   let evaluations = 1;
-  let factors = FACTORS;
+  let factors = options.factors ?? FIT_FACTORS;
   for (let round = 0; round < (options.rounds ?? 3); round++) {
     for (const key of options.keys) {
       for (const factor of factors) {
@@ -92,4 +98,63 @@ export function fitCalibration(options: FitOptions): FitResult {
     factors = factors.map(Math.sqrt);
   }
   return { calibration: best, loss: bestLoss, passed, evaluations };
+}
+
+/** A stage of the host suites' fit: which constants, on which cases. */
+export interface FitStage {
+  readonly what: string;
+  readonly keys: readonly FitKey[];
+  readonly cases: (id: string) => boolean;
+}
+
+/** The stream on the hint-off cases, the driver on the hint-on ones, then all together. */
+export const HOST_FIT_STAGES: readonly FitStage[] = [
+  { what: 'the stream, on the hint-off cases', keys: ['linkBytesPerSec', 'scanNsPerPage', 'switchoverNs'], cases: (id) => id.includes('-hint-off') },
+  { what: 'the driver and the rescan, on the hint-on cases without postcopy-ram', keys: ['rescanNsPerPage', 'hintBlockNs', 'zeroTouchedPageNs', 'zeroFreshPageNs'], cases: (id) => id.includes('-hint-on') && !id.includes('-pc') },
+  { what: 'all of them together, on every case', keys: ['linkBytesPerSec', 'scanNsPerPage', 'switchoverNs', 'rescanNsPerPage', 'hintBlockNs', 'zeroTouchedPageNs', 'zeroFreshPageNs'], cases: () => true },
+];
+
+/**
+ * Where the host suites' fit starts: the lab machine's constants, with the host's warm first
+ * touch, and the guest's own times divided by how much faster the host runs the guest (its
+ * uptime at /init: 1.53 s against 2.80 s in the lab's suites).
+ */
+export function hostFitStart(): LabCalibration {
+  const guestSpeed = GUEST_UP_AT_INIT_LAB_S / GUEST_UP_AT_INIT_HOST_S;
+  return {
+    ...LAB_CALIBRATION,
+    name: 'fit',
+    hintBlockNs: Math.round(LAB_CALIBRATION.hintBlockNs / guestSpeed),
+    zeroTouchedPageNs: Math.round(LAB_CALIBRATION.zeroTouchedPageNs / guestSpeed),
+    zeroFreshPageNs: Math.round(LAB_CALIBRATION.zeroFreshPageNs / guestSpeed),
+    destinationFaultNs: HOST_FIRST_TOUCH_WARM_NS,
+  };
+}
+
+/**
+ * `npm run lab -- --fit`: the host suites' calibration fitted on the warm suite (`sources`, the
+ * guest's layout from `derivation`), stage by stage from hostFitStart(). `onStage` and `onStep`
+ * report progress.
+ */
+export function fitHostCalibration(
+  sources: readonly LabSource[],
+  derivation: readonly LabRow[],
+  report: { readonly onStage?: (stage: FitStage, cases: number) => void; readonly onStep?: (step: FitStep, cases: number) => void; readonly onStageDone?: (result: FitResult, cases: number) => void } = {},
+): LabCalibration {
+  let calibration = hostFitStart();
+  for (const stage of HOST_FIT_STAGES) {
+    const cases = labScenarioFiles(sources, derivation).filter((f) => stage.cases(f.labCase.id)).length;
+    report.onStage?.(stage, cases);
+    const result = fitCalibration({
+      start: calibration,
+      keys: stage.keys,
+      evaluate: (k) => labScenarioFiles(sources, derivation, k)
+        .filter((f) => stage.cases(f.labCase.id))
+        .map((f) => compareCase(f.labCase, loadScenario(f.yaml))),
+      onStep: (step) => report.onStep?.(step, cases),
+    });
+    report.onStageDone?.(result, cases);
+    calibration = result.calibration;
+  }
+  return calibration;
 }
