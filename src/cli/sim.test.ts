@@ -101,3 +101,17 @@ test('sim on a terminal draws a progress bar on the simulated clock; the run is 
   const syncs = /dirty-sync-count (\d+)/.exec(plain.stdout)![1];
   assert.match(lines.at(-1)!, new RegExp(`^\\[#{30}\\] completed +pass ${syncs}  remaining +0 B .* at ${(totalMs / 1000).toFixed(1)} s\\n$`));
 });
+
+test('--checks adds each precopy convergence check, in the table and in the JSON', () => {
+  const io = new CapturedIo();
+  assert.equal(runSim(scenarioFile, { checks: true, tty: false }, io), 0);
+  const text = io.stdout;
+  assert.match(text, /convergence checks \(precopy/);
+  assert.match(text, /pending \d+ B, threshold \d+ B \(iterate\)/);
+  assert.match(text, /pending \d+ B is below the threshold: complete\n$/);
+  const json = new CapturedIo();
+  assert.equal(runSim(scenarioFile, { checks: true, json: true }, json), 0);
+  const doc = JSON.parse(json.stdout) as { checks: [number, string, ...number[]][]; ram: { 'dirty-sync-count': number } };
+  assert.equal(doc.checks.at(-1)![1], 'low-pending');
+  assert.ok(doc.checks.filter((c) => c[1] === 'pending').length >= doc.ram['dirty-sync-count'] - 1);
+});

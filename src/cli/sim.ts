@@ -1,8 +1,8 @@
 /**
- * `livemig sim FILE [--seed N] [--set key=value]... [--json] [--trace OUT]`: runs a scenario
- * (docs/scenarios.md) in the deterministic simulator and reports a per-iteration progress
- * table and each invariant's verdict (DESIGN §4), or with --json one object with
- * query-migrate's names. On a terminal (and without --json) a progress bar (progress.ts) shows
+ * `livemig sim FILE [--seed N] [--set key=value]... [--json] [--trace OUT] [--checks]`: runs a
+ * scenario (docs/scenarios.md) in the deterministic simulator and reports a per-iteration
+ * progress table and each invariant's verdict (DESIGN §4), or with --json one object with
+ * query-migrate's names. --checks adds each precopy convergence check (sim/fidelity/checks.ts). On a terminal (and without --json) a progress bar (progress.ts) shows
  * the simulated migration as it runs, on the simulated clock.
  *
  * Exit codes: 0 when every invariant held and the migration ended as the scenario expects,
@@ -23,6 +23,8 @@ import { jsonReport, progressTable, summaryText } from '../sim/report.ts';
 import { TraceWriter } from '../sim/trace.ts';
 import { runObserved } from '../web/observer.ts';
 import { simReportRecorder, writeSimReport } from './report-command.ts';
+import { qemuTraceLines } from '../format/qemu-trace.ts';
+import { simulatedChecks } from '../sim/fidelity/checks.ts';
 import { EXIT_FAILURE, EXIT_OK, UsageError, toJson } from './io.ts';
 import { collect, parseSeed, readScenarioArgs } from './scenario-args.ts';
 import type { CliIo } from './io.ts';
@@ -34,6 +36,8 @@ export interface SimOptions {
   readonly json?: boolean;
   readonly trace?: string;
   readonly report?: string;
+  /** Also print the precopy convergence checks, as QEMU's trace shows them (a second, identical run). */
+  readonly checks?: boolean;
   /** Whether to draw a progress bar (default: stdout is a terminal and no --json). */
   readonly tty?: boolean;
 }
@@ -59,8 +63,12 @@ export function runSim(file: string, options: SimOptions, io: CliIo): number {
   bar.finish(progressSampleOf(result.source, total, (result.source['total-time'] ?? 0) / 1000));
   if (options.trace !== undefined) writeFileSync(options.trace, trace.text());
   if (recorder !== null && options.report !== undefined) writeSimReport(options.report, recorder, file, options.json === true ? { out: (t) => io.err(t), err: (t) => io.err(t) } : io);
-  if (options.json === true) io.out(`${toJson(jsonReport(result))}\n`);
-  else io.out(progressTable(result) + summaryText(result));
+  const checks = options.checks === true ? simulatedChecks(scenario, seed) : null;
+  if (options.json === true) io.out(`${toJson(checks === null ? jsonReport(result) : { ...jsonReport(result), checks })}\n`);
+  else {
+    io.out(progressTable(result) + summaryText(result));
+    if (checks !== null) io.out(`convergence checks (precopy; the lines npm run lab -- --trace-migration prints for QEMU):\n${qemuTraceLines(checks).join('\n')}\n`);
+  }
   return result.ok ? EXIT_OK : EXIT_FAILURE;
 }
 
@@ -95,5 +103,6 @@ export function registerSimCommand(program: Command, io: CliIo, setCode: (code: 
     .option('--json', 'print one JSON object (query-migrate names) instead of the table')
     .option('--trace <file>', 'write the JSON-lines trace to FILE')
     .option('--report <file>', 'write a self-contained HTML report (charts, page-state map) to FILE')
+    .option('--checks', "also print each precopy convergence check: pending bytes, threshold, decision (as QEMU's migrate_pending trace)")
     .action((file: string, options: SimOptions) => setCode(runSim(file, options, io)));
 }

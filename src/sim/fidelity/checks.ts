@@ -15,8 +15,11 @@ import type { Scenario } from '../scenario/scenario.ts';
 
 const NS_PER_MS = 1e6;
 
-/** Runs `scenario` and returns its precopy convergence checks (`pending`, then `low-pending` where it completed). */
-export function simulatedChecks(scenario: Scenario): QemuTraceEvent[] {
+/**
+ * Runs `scenario` (with `seed`, default the scenario's) and returns its precopy convergence
+ * checks (`pending`, then `low-pending` where it completed).
+ */
+export function simulatedChecks(scenario: Scenario, seed?: number): QemuTraceEvent[] {
   const events: QemuTraceEvent[] = [];
   let startNs = -1;
   let seen = 0;
@@ -53,6 +56,6 @@ export function simulatedChecks(scenario: Scenario): QemuTraceEvent[] {
     },
     destination: (machine, s) => REAL_ENGINES.destination(machine, s),
   };
-  runScenario(scenario, { engines });
+  runScenario(scenario, { engines, seed });
   return events;
 }
