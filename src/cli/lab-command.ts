@@ -21,7 +21,7 @@
  *                                          the simulator's convergence checks for a case (its
  *                                          committed scenario; main suite unless --warm/--cold),
  *                                          then QEMU's for each traced run of it
- *                                          (testdata/guest-lab/trace-warm.jsonl)
+ *                                          (testdata/guest-lab/trace-warm.jsonl, trace-cold.jsonl)
  *   npm run lab -- --fit                   fit the host suites' calibration on the warm suite
  *                                          (src/sim/fidelity/fit.ts; a few minutes) and print it
  *                                          with both suites' tables
@@ -52,7 +52,7 @@ import { hintStaleLine, hintStaleRun } from '../harness/lab/hint-stale.ts';
 import { probeFirstTouch } from '../harness/lab/host-probe.ts';
 import { qemuTraceLines, type QemuTraceEvent } from '../format/qemu-trace.ts';
 import { LAB_CALIBRATION, type LabCalibration } from '../sim/calibration.ts';
-import { HOST_FIRST_TOUCH_COLD_NS, HOST_FIRST_TOUCH_WARM_NS, hostSuiteCalibration } from '../sim/calibration-host.ts';
+import { firstTouchPerPageNs, HOST_FIRST_TOUCH_COLD_NS, HOST_FIRST_TOUCH_WARM_NS, hostSuiteCalibration } from '../sim/calibration-host.ts';
 import { compareCase } from '../sim/fidelity/compare.ts';
 import { fitHostCalibration, HOST_FIT_STAGES } from '../sim/fidelity/fit.ts';
 import { simulatedChecks } from '../sim/fidelity/checks.ts';
@@ -127,7 +127,7 @@ function printTable(sources: readonly LabSource[], derivation: readonly LabRow[]
 }
 
 /** The file of the traced runs (npm run lab -- --trace-migration --host-memory warm). */
-const TRACED_RUNS = 'trace-warm.jsonl';
+const TRACED_RUNS: readonly string[] = ['trace-warm.jsonl', 'trace-cold.jsonl'];
 
 function checks(root: string, argv: readonly string[]): number {
   const rest = argv.filter((a) => a !== '--checks' && a !== '--warm' && a !== '--cold');
@@ -144,10 +144,12 @@ function checks(root: string, argv: readonly string[]): number {
   }
   console.log(`the simulator, ${dir}/${id}.yaml:`);
   console.log(qemuTraceLines(simulatedChecks(loadScenario(readFileSync(path, 'utf8')))).join('\n'));
-  const traced = readSources(root, [TRACED_RUNS])[0].rows.filter((r) => caseId(keyOf(r)) === id) as unknown as { rep: number; total_time_ms: number; downtime_ms: number; qemu_trace: QemuTraceEvent[] }[];
-  if (traced.length === 0) console.log(`\nno traced QEMU run of ${id} in ${LAB_DATA_DIR}/${TRACED_RUNS}`);
-  for (const r of traced) {
-    console.log(`\nQEMU 7.2, ${LAB_DATA_DIR}/${TRACED_RUNS} rep ${r.rep} (warm host; total ${r.total_time_ms} ms, downtime ${r.downtime_ms} ms):`);
+  type Traced = { rep: number; host_memory: string; total_time_ms: number; downtime_ms: number; qemu_trace: QemuTraceEvent[] };
+  const traced = readSources(root, TRACED_RUNS).flatMap((src) => src.rows.filter((r) => caseId(keyOf(r)) === id).map((r) => ({ source: src.source, run: r as unknown as Traced })));
+  if (traced.length === 0) console.log(`\nno traced QEMU run of ${id} in ${TRACED_RUNS.map((f) => `${LAB_DATA_DIR}/${f}`).join(' or ')}`);
+  for (const { source, run: r } of traced) {
+    const host = r.host_memory === 'warm' ? 'warm host' : 'host as it was';
+    console.log(`\nQEMU 7.2, ${source} rep ${r.rep} (${host}; total ${r.total_time_ms} ms, downtime ${r.downtime_ms} ms):`);
     console.log(qemuTraceLines(r.qemu_trace).join('\n'));
   }
   return 0;
@@ -160,10 +162,11 @@ function fit(root: string): number {
     onStep: (step, cases) => console.log(`  round ${step.round}: ${step.key} × ${step.factor.toFixed(3)} = ${step.calibration[step.key]}, loss ${step.loss.toFixed(3)}, ${step.passed} of ${cases} within tolerance`),
     onStageDone: (result, cases) => console.log(`  ${result.evaluations} runs of the suite; loss ${result.loss.toFixed(3)}, ${result.passed} of ${cases} within tolerance`),
   });
-  const fresh = calibration.zeroFreshPageNs - Math.round(HOST_FIRST_TOUCH_WARM_NS / 512);
+  const warmTouch = firstTouchPerPageNs(HOST_FIRST_TOUCH_WARM_NS);
+  const fresh = calibration.zeroFreshPageNs - warmTouch;
   console.log(`\nfitted: link ${calibration.linkBytesPerSec} B/s, scan ${calibration.scanNsPerPage} ns, switchover ${calibration.switchoverNs} ns, ` +
     `rescan ${calibration.rescanNsPerPage} ns, hint block ${calibration.hintBlockNs} ns, zero touched ${calibration.zeroTouchedPageNs} ns, ` +
-    `zero fresh ${calibration.zeroFreshPageNs} ns (guest ${fresh} + warm first touch ${Math.round(HOST_FIRST_TOUCH_WARM_NS / 512)})`);
+    `zero fresh ${calibration.zeroFreshPageNs} ns (guest ${fresh} + warm first touch ${warmTouch})`);
   const committed = hostSuiteCalibration('warm');
   const keys = HOST_FIT_STAGES.flatMap((st) => st.keys).filter((k, i, all) => all.indexOf(k) === i);
   const differ = keys.filter((k) => committed[k] !== calibration[k]);

@@ -102,7 +102,7 @@ test('sim on a terminal draws a progress bar on the simulated clock; the run is 
   assert.match(lines.at(-1)!, new RegExp(`^\\[#{30}\\] completed +pass ${syncs}  remaining +0 B .* at ${(totalMs / 1000).toFixed(1)} s\\n$`));
 });
 
-test('--checks adds each precopy convergence check, in the table and in the JSON', () => {
+test('--checks adds each precopy convergence check, in the table and in the JSON, without changing the run', () => {
   const io = new CapturedIo();
   assert.equal(runSim(scenarioFile, { checks: true, tty: false }, io), 0);
   const text = io.stdout;
@@ -111,7 +111,11 @@ test('--checks adds each precopy convergence check, in the table and in the JSON
   assert.match(text, /pending \d+ B is below the threshold: complete\n$/);
   const json = new CapturedIo();
   assert.equal(runSim(scenarioFile, { checks: true, json: true }, json), 0);
-  const doc = JSON.parse(json.stdout) as { checks: [number, string, ...number[]][]; ram: { 'dirty-sync-count': number } };
+  const doc = JSON.parse(json.stdout) as { checks: [number, string, ...number[]][]; ram: { 'dirty-sync-count': number }; 'trace-hash': string };
   assert.equal(doc.checks.at(-1)![1], 'low-pending');
+  // Read while the run goes: the same run as without --checks.
+  const plain = new CapturedIo();
+  runSim(scenarioFile, { json: true }, plain);
+  assert.equal(doc['trace-hash'], (JSON.parse(plain.stdout) as { 'trace-hash': string })['trace-hash']);
   assert.ok(doc.checks.filter((c) => c[1] === 'pending').length >= doc.ram['dirty-sync-count'] - 1);
 });

@@ -2,8 +2,9 @@
  * `livemig sim FILE [--seed N] [--set key=value]... [--json] [--trace OUT] [--checks]`: runs a
  * scenario (docs/scenarios.md) in the deterministic simulator and reports a per-iteration
  * progress table and each invariant's verdict (DESIGN §4), or with --json one object with
- * query-migrate's names. --checks adds each precopy convergence check (sim/fidelity/checks.ts). On a terminal (and without --json) a progress bar (progress.ts) shows
- * the simulated migration as it runs, on the simulated clock.
+ * query-migrate's names. --checks adds each precopy convergence check (sim/fidelity/checks.ts).
+ * On a terminal (and without --json) a progress bar (progress.ts) shows the simulated migration
+ * as it runs, on the simulated clock.
  *
  * Exit codes: 0 when every invariant held and the migration ended as the scenario expects,
  * 1 when an invariant failed or the migration did not end as expected, 2 on a usage error
@@ -24,7 +25,7 @@ import { TraceWriter } from '../sim/trace.ts';
 import { runObserved } from '../web/observer.ts';
 import { simReportRecorder, writeSimReport } from './report-command.ts';
 import { qemuTraceLines } from '../format/qemu-trace.ts';
-import { simulatedChecks } from '../sim/fidelity/checks.ts';
+import { recordChecks } from '../sim/fidelity/checks.ts';
 import { EXIT_FAILURE, EXIT_OK, UsageError, toJson } from './io.ts';
 import { collect, parseSeed, readScenarioArgs } from './scenario-args.ts';
 import type { CliIo } from './io.ts';
@@ -36,7 +37,7 @@ export interface SimOptions {
   readonly json?: boolean;
   readonly trace?: string;
   readonly report?: string;
-  /** Also print the precopy convergence checks, as QEMU's trace shows them (a second, identical run). */
+  /** Also print the precopy convergence checks, as QEMU's trace shows them (read while the run goes, which they do not change). */
   readonly checks?: boolean;
   /** Whether to draw a progress bar (default: stdout is a terminal and no --json). */
   readonly tty?: boolean;
@@ -51,7 +52,9 @@ export function runSim(file: string, options: SimOptions, io: CliIo): number {
   const trace = recorder?.observer.trace ?? new TraceWriter({ keepLines: options.trace !== undefined });
   const tty = options.tty ?? (process.stdout.isTTY === true && options.json !== true);
   const bar = new ProgressBar(io, { tty, wallNowMs: () => performance.now() });
-  const engines = bar.active ? progressEngines(bar) : REAL_ENGINES;
+  const base = bar.active ? progressEngines(bar) : REAL_ENGINES;
+  const recorded = options.checks === true ? recordChecks(base) : null;
+  const engines = recorded?.engines ?? base;
   let result: SimRunResult;
   try {
     result = recorder === null ? runScenario(scenario, { seed, trace, engines }) : runObserved(scenario, seed, recorder.observer, engines);
@@ -63,7 +66,7 @@ export function runSim(file: string, options: SimOptions, io: CliIo): number {
   bar.finish(progressSampleOf(result.source, total, (result.source['total-time'] ?? 0) / 1000));
   if (options.trace !== undefined) writeFileSync(options.trace, trace.text());
   if (recorder !== null && options.report !== undefined) writeSimReport(options.report, recorder, file, options.json === true ? { out: (t) => io.err(t), err: (t) => io.err(t) } : io);
-  const checks = options.checks === true ? simulatedChecks(scenario, seed) : null;
+  const checks = recorded?.events ?? null;
   if (options.json === true) io.out(`${toJson(checks === null ? jsonReport(result) : { ...jsonReport(result), checks })}\n`);
   else {
     io.out(progressTable(result) + summaryText(result));

@@ -12,6 +12,7 @@
  * suite only (below). The cold suite is then a prediction from the warm fit and the probe.
  */
 import { LAB_HOST_CORES, LAB_LINK_LATENCY_NS, type LabCalibration } from './calibration.ts';
+import { HUGE_PAGE_PAGES } from './dest-faults.ts';
 
 /**
  * A QEMU's first touch of 2 MiB of guest RAM, ns: `npm run lab -- --host-probe --reps 5`
@@ -29,8 +30,10 @@ export const HOST_FIRST_TOUCH_COLD_NS = 4_598_000;
 export const GUEST_UP_AT_INIT_HOST_S = 1.53;
 export const GUEST_UP_AT_INIT_LAB_S = 2.8;
 
-/** 4 KiB pages per 2 MiB huge page: zeroing never-touched pages pays one first touch per 512. */
-const PAGES_PER_HUGE_PAGE = 512;
+/** The first touch's share of each never-touched 4 KiB page the guest zeroes (one per huge page), ns. */
+export function firstTouchPerPageNs(touchNs: number): number {
+  return Math.round(touchNs / HUGE_PAGE_PAGES);
+}
 
 /**
  * The fitted constants: `npm run lab -- --fit` (lab-command.ts, fidelity/fit.ts) on the 32
@@ -67,7 +70,7 @@ export function hostSuiteCalibration(memory: 'warm' | 'cold'): LabCalibration {
     hostCores: LAB_HOST_CORES,
     hintBlockNs: HOST_HINT_BLOCK_NS,
     zeroTouchedPageNs: HOST_ZERO_TOUCHED_PAGE_NS,
-    zeroFreshPageNs: HOST_ZERO_FRESH_GUEST_NS + Math.round(touchNs / PAGES_PER_HUGE_PAGE),
+    zeroFreshPageNs: HOST_ZERO_FRESH_GUEST_NS + firstTouchPerPageNs(touchNs),
     destinationFaultNs: touchNs,
   };
 }

@@ -5,13 +5,14 @@
  * region (QEMU 7.2's ram_handle_compressed tests it with buffer_is_zero first), which maps the
  * shared huge zero page and allocates nothing.
  *
- * On a warm host that fault is a fraction of a millisecond and already inside the link's
- * calibrated rate. On a host that is itself a guest handing its free memory back to its
- * hypervisor (free page reporting: the lab's machine), a region whose memory was reported also
- * faults in the outer host, several milliseconds more (`host.destination-fault`, measured by
- * `npm run lab -- --host-probe`; src/sim/calibration.ts). The receiving thread stalls that long
- * and, once the socket buffers are full, so does the sender: the world stalls the link by what
- * `takeStallNs` returns after each load of stream bytes.
+ * On a warm host that fault is a fraction of a millisecond: the lab machine's calibration folds
+ * it into the link's rate, the host suites' sets it (src/sim/calibration-host.ts). On a host that
+ * is itself a guest handing its free memory back to its hypervisor (free page reporting: the
+ * lab's kind of machine), a region whose memory was reported also faults in the outer host,
+ * several milliseconds more (`host.destination-fault`, measured by `npm run lab --
+ * --host-probe`). The receiving thread stalls that long and, once the socket buffers are full,
+ * so does the sender: the world stalls the link by what `takeStallNs` returns after each load
+ * of stream bytes.
  *
  * Pure bookkeeping: one bit per region.
  */
