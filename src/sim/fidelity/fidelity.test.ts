@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { HOST_FIRST_TOUCH_COLD_NS, HOST_FIRST_TOUCH_WARM_NS, HOST_LINK_BYTES_PER_SEC, HOST_SCAN_NS_PER_PAGE, hostSuiteCalibration } from '../calibration-host.ts';
+import { HUGE_PAGE_PAGES } from '../dest-faults.ts';
 import { loadScenario, parseOverride } from '../scenario/scenario.ts';
 import { compareCase, FIDELITY_TOLERANCE, simulate, withinLabSpread, type FidelityRow } from './compare.ts';
 import { COLD_HOST_KNOWN_DEVIATIONS, KNOWN_DEVIATIONS, knownDeviation, WARM_HOST_KNOWN_DEVIATIONS, type KnownDeviation } from './known-deviations.ts';
@@ -143,7 +144,7 @@ test('on one machine, the same migrations cold and warm differ by about the prob
   for (const id of ['m1024-alloc-1g-hint-off', 'm2048-alloc-1g-hint-off']) {
     const [w, c] = pair(id);
     assert.ok(w.completed >= 3, `${id}: ${w.completed} warm runs`);
-    const regions = c.medians.normalPages / 512;
+    const regions = c.medians.normalPages / HUGE_PAGE_PAGES;
     const perRegionMs = (c.medians.totalTimeMs - w.medians.totalTimeMs) / regions;
     // The receiver's faults overlap the sender's work a little: a bit under the bare touch.
     assert.ok(perRegionMs > 0.7 * extraMs && perRegionMs < 1.05 * extraMs, `${id}: ${c.medians.totalTimeMs} ms cold, ${w.medians.totalTimeMs} ms warm, ${perRegionMs.toFixed(2)} ms per region against the probe's ${extraMs.toFixed(2)}`);
