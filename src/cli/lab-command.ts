@@ -18,7 +18,7 @@
  *   npm run lab -- --write-scenarios       regenerate scenarios/lab/*.yaml, scenarios/lab/warm-host/
  *                                          and scenarios/lab/cold-host/ from testdata/guest-lab
  *   npm run lab -- --checks ID [--warm|--cold]
- *                                          the simulator's convergence checks for a case (its
+ *                                          the simulator's convergence checks and syncs for a case (its
  *                                          committed scenario; main suite unless --warm/--cold),
  *                                          then QEMU's for each traced run of it
  *                                          (testdata/guest-lab/trace-warm.jsonl, trace-cold.jsonl)

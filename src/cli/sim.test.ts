@@ -102,17 +102,19 @@ test('sim on a terminal draws a progress bar on the simulated clock; the run is 
   assert.match(lines.at(-1)!, new RegExp(`^\\[#{30}\\] completed +pass ${syncs}  remaining +0 B .* at ${(totalMs / 1000).toFixed(1)} s\\n$`));
 });
 
-test('--checks adds each precopy convergence check, in the table and in the JSON, without changing the run', () => {
+test('--checks adds each precopy convergence check and dirty sync, in the table and in the JSON, without changing the run', () => {
   const io = new CapturedIo();
   assert.equal(runSim(scenarioFile, { checks: true, tty: false }, io), 0);
   const text = io.stdout;
   assert.match(text, /convergence checks \(precopy/);
   assert.match(text, /pending \d+ B, threshold \d+ B \(iterate\)/);
-  assert.match(text, /pending \d+ B is below the threshold: complete\n$/);
+  assert.match(text, /pending \d+ B is below the threshold: complete\n.*dirty sync: \d+ pages dirty this period\n$/);
   const json = new CapturedIo();
   assert.equal(runSim(scenarioFile, { checks: true, json: true }, json), 0);
   const doc = JSON.parse(json.stdout) as { checks: [number, string, ...number[]][]; ram: { 'dirty-sync-count': number }; 'trace-hash': string };
-  assert.equal(doc.checks.at(-1)![1], 'low-pending');
+  // The completion: below the threshold, then the completion's own sync.
+  assert.deepEqual(doc.checks.slice(-2).map((c) => c[1]), ['low-pending', 'sync']);
+  assert.equal(doc.checks.filter((c) => c[1] === 'sync').length, doc.ram['dirty-sync-count']);
   // Read while the run goes: the same run as without --checks.
   const plain = new CapturedIo();
   runSim(scenarioFile, { json: true }, plain);

@@ -2,7 +2,7 @@
  * `livemig sim FILE [--seed N] [--set key=value]... [--json] [--trace OUT] [--checks]`: runs a
  * scenario (docs/scenarios.md) in the deterministic simulator and reports a per-iteration
  * progress table and each invariant's verdict (DESIGN §4), or with --json one object with
- * query-migrate's names. --checks adds each precopy convergence check (sim/fidelity/checks.ts).
+ * query-migrate's names. --checks adds each precopy convergence check and dirty sync (sim/fidelity/checks.ts).
  * On a terminal (and without --json) a progress bar (progress.ts) shows the simulated migration
  * as it runs, on the simulated clock.
  *
@@ -37,7 +37,7 @@ export interface SimOptions {
   readonly json?: boolean;
   readonly trace?: string;
   readonly report?: string;
-  /** Also print the precopy convergence checks, as QEMU's trace shows them (read while the run goes, which they do not change). */
+  /** Also print the precopy convergence checks and dirty syncs, as QEMU's trace shows them (read while the run goes, which they do not change). */
   readonly checks?: boolean;
   /** Whether to draw a progress bar (default: stdout is a terminal and no --json). */
   readonly tty?: boolean;
@@ -106,6 +106,6 @@ export function registerSimCommand(program: Command, io: CliIo, setCode: (code: 
     .option('--json', 'print one JSON object (query-migrate names) instead of the table')
     .option('--trace <file>', 'write the JSON-lines trace to FILE')
     .option('--report <file>', 'write a self-contained HTML report (charts, page-state map) to FILE')
-    .option('--checks', "also print each precopy convergence check: pending bytes, threshold, decision (as QEMU's migrate_pending trace)")
+    .option('--checks', "also print each precopy convergence check (pending bytes, threshold, decision) and dirty sync, as QEMU's migrate_pending and migration_bitmap_sync_end traces")
     .action((file: string, options: SimOptions) => setCode(runSim(file, options, io)));
 }

@@ -85,7 +85,7 @@ export function qemuTraceLines(events: readonly QemuTraceEvent[]): string[] {
     switch (e[1]) {
       case 'pending': return `${t}  pending ${e[2]} B, threshold ${e[3]} B${e[2] !== 0 && e[2] >= e[3] ? ' (iterate)' : ' (complete)'}`;
       case 'window': return `${t}  window closed: ${e[2]} B in ${e[3]} ms, threshold now ${e[5]} B`;
-      case 'sync': return `${t}  dirty sync: ${e[2]} pages dirty`;
+      case 'sync': return `${t}  dirty sync: ${e[2]} pages dirty this period`;
       case 'big-wait': return `${t}  iteration stopped at MAX_WAIT: ${e[2]} ms, ${e[3]} pages saved`;
       case 'low-pending': return `${t}  pending ${e[2]} B is below the threshold: complete`;
       case 'vm-stop': return `${t}  guest stopped (ret ${e[2]})`;

@@ -117,6 +117,8 @@ export interface MutableCounters {
   lastCheckPendingBytes: number;
   lastCheckThresholdBytes: number;
   lastCheckDecision: 'iterate' | 'complete' | 'postcopy' | null;
+  dirtySyncs: number;
+  lastSyncPeriodDirtyPages: number;
 }
 
 export class SourceContext {
@@ -199,6 +201,8 @@ export class SourceContext {
     lastCheckPendingBytes: 0,
     lastCheckThresholdBytes: 0,
     lastCheckDecision: null,
+    dirtySyncs: 0,
+    lastSyncPeriodDirtyPages: 0,
   };
   /** Queued page requests (postcopy), served before the background scan. */
   readonly requests: RequestQueue;

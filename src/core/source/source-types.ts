@@ -177,6 +177,13 @@ export interface SourceCounters {
   readonly lastCheckPendingBytes: number;
   readonly lastCheckThresholdBytes: number;
   readonly lastCheckDecision: 'iterate' | 'complete' | 'postcopy' | null;
+  /**
+   * Dirty bitmap syncs so far (QEMU's migration_bitmap_sync_end trace point), and the pages the
+   * last one counted: newly dirty since the sync period began (QEMU's num_dirty_pages_period,
+   * which a period of more than 1 s resets), so within the first second the count is cumulative.
+   */
+  readonly dirtySyncs: number;
+  readonly lastSyncPeriodDirtyPages: number;
 }
 
 /** Stable codes of the source engine's operating errors. */

@@ -4,8 +4,8 @@
  * which threshold, and where the simulator decided to complete. `npm run lab -- --checks ID`
  * and `livemig sim --checks` print them.
  *
- * The checks are read from the source engine's counters after every step (SourceCounters
- * convergenceChecks and the last check's figures, through watched-engines.ts, so the run is the
+ * The checks and syncs are read from the source engine's counters after every step (SourceCounters
+ * convergenceChecks, dirtySyncs and the last one's figures, through watched-engines.ts, so the run is the
  * same with or without them); times are milliseconds since `migrate`.
  */
 import type { QemuTraceEvent } from '../../format/qemu-trace.ts';
@@ -17,12 +17,17 @@ import { watchSource } from '../watched-engines.ts';
 
 const NS_PER_MS = 1e6;
 
-/** `base` with its source's checks recorded into `events` (`pending`, then `low-pending` where it completed). */
+/**
+ * `base` with its source's checks recorded into `events`: each dirty sync (`sync`, the pages dirty
+ * this sync period, as QEMU's migration_bitmap_sync_end counts them), each check (`pending`), and
+ * `low-pending` where it completed.
+ */
 export function recordChecks(base: EngineFactory): { readonly engines: EngineFactory; readonly events: QemuTraceEvent[] } {
   const events: QemuTraceEvent[] = [];
   let port: SourcePort | null = null;
   let startNs = 0;
   let seen = 0;
+  let syncsSeen = 0;
   const engines = watchSource(base, {
     built: (p, _machine, scenario) => {
       port = p;
@@ -30,9 +35,15 @@ export function recordChecks(base: EngineFactory): { readonly engines: EngineFac
     },
     stepped: (nowNs) => {
       const c = port?.counters();
-      if (c === undefined || c.convergenceChecks === seen) return;
-      seen = c.convergenceChecks;
+      if (c === undefined) return;
       const tMs = Math.round(((nowNs - startNs) / NS_PER_MS) * 10) / 10;
+      // A step runs at most one sync before its check (iterate.ts), so a sync is seen on its own.
+      if (c.dirtySyncs !== syncsSeen) {
+        syncsSeen = c.dirtySyncs;
+        events.push([tMs, 'sync', c.lastSyncPeriodDirtyPages]);
+      }
+      if (c.convergenceChecks === seen) return;
+      seen = c.convergenceChecks;
       events.push([tMs, 'pending', c.lastCheckPendingBytes, c.lastCheckThresholdBytes]);
       if (c.lastCheckDecision === 'complete') events.push([tMs, 'low-pending', c.lastCheckPendingBytes]);
     },
