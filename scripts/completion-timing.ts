@@ -8,7 +8,8 @@
  */
 import { fileURLToPath } from 'node:url';
 import { rmSync } from 'node:fs';
-import { runPrecopy, startMigrationPair, writePatternFile } from '../src/harness/qemu-migrate.ts';
+import { runPrecopy, startMigrationPair } from '../src/harness/qemu-migrate.ts';
+import { writePatternFile } from '../src/harness/ram-pattern.ts';
 import { findQemu } from '../src/harness/qemu.ts';
 import type { QmpEvent } from '../src/harness/qmp-client.ts';
 

@@ -4,7 +4,8 @@
 // LIVEMIG_BENCH_CPU_PROF=DIR writes a CPU profile per VM; LIVEMIG_BENCH_SETTLE_MS as in the bench.
 import { join } from 'node:path';
 import { migrateOnce } from '../../src/bench/livemig-group.ts';
-import { makeQemuTlsCreds, writePatternFile } from '../../src/harness/qemu-migrate.ts';
+import { makeQemuTlsCreds } from '../../src/harness/qemu-migrate.ts';
+import { writePatternFile } from '../../src/harness/ram-pattern.ts';
 import { makeTempDir, removeTempDir } from '../../src/harness/ram-image.ts';
 
 const mode = (process.argv[2] ?? 'precopy') as 'precopy' | 'zero' | 'tls';

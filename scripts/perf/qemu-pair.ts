@@ -5,7 +5,8 @@
 // completed). QEMU → QEMU runs twice: as the bench runs it (migrate at once), and after the
 // same 1 s wait the QEMU → livemig run gives its destination.
 import { join } from 'node:path';
-import { runPrecopy, startMigrationPair, writePatternFile, type PrecopyRun } from '../../src/harness/qemu-migrate.ts';
+import { runPrecopy, startMigrationPair, type PrecopyRun } from '../../src/harness/qemu-migrate.ts';
+import { writePatternFile } from '../../src/harness/ram-pattern.ts';
 import { sleep } from '../../src/harness/process-util.ts';
 import { removeTempDir } from '../../src/harness/ram-image.ts';
 import { qemuToLivemigOnce } from '../../src/bench/qemu-source.ts';

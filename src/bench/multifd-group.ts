@@ -10,7 +10,8 @@
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { measurePrecopy, writePatternFile } from '../harness/qemu-migrate.ts';
+import { measurePrecopy } from '../harness/qemu-migrate.ts';
+import { writePatternFile } from '../harness/ram-pattern.ts';
 import { removeTempDir } from '../harness/ram-image.ts';
 import { GiB, MiB } from '../lib/units.ts';
 import { lastQemuBaselines, qemuBaselines, type QemuBaselines, type QemuMode } from './qemu-group.ts';

@@ -10,14 +10,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   makeQemuTlsCreds,
-  mismatchedPages,
-  PAGE_BYTES,
-  patternBytes,
-  patternPage,
   runPrecopy,
   startMigrationPair,
-  writePatternFile,
 } from '../harness/qemu-migrate.ts';
+import { mismatchedPages, PAGE_BYTES, patternBytes, patternPage, writePatternFile } from '../harness/ram-pattern.ts';
 import { makeTempDir, removeTempDir, sha256Hex } from '../harness/ram-image.ts';
 import { requireQemu } from '../harness/skip.ts';
 import { makeLimitsGroup } from './limits-group.ts';

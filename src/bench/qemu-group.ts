@@ -30,12 +30,12 @@ import {
   makeQemuTlsCreds,
   measurePostcopyFault,
   measurePrecopy,
-  writePatternFile,
   type MeasuredPrecopy,
   type PostcopyFaultRun,
   type PrecopyRun,
   type SourceRam,
 } from '../harness/qemu-migrate.ts';
+import { writePatternFile } from '../harness/ram-pattern.ts';
 import { qemuAvailability, type QemuAvailability } from '../harness/qemu-binary.ts';
 import { makeTempDir, removeTempDir } from '../harness/ram-image.ts';
 import { formatBytes, GiB, MiB } from '../lib/units.ts';

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startQemu, type QemuProcess } from './qemu.ts';
-import { writePatternFile } from './qemu-migrate.ts';
+import { writePatternFile } from './ram-pattern.ts';
 import type { MigrationInfo } from './qmp-client.ts';
 
 export const LIVEMIG_QEMU = fileURLToPath(new URL('../../bin/livemig-qemu.js', import.meta.url));

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { requireQemu } from '../harness/skip.ts';
 import { startQemu, type QemuProcess } from '../harness/qemu.ts';
-import { mismatchedPages, writePatternFile } from '../harness/qemu-migrate.ts';
+import { mismatchedPages, writePatternFile } from '../harness/ram-pattern.ts';
 import { makeTempDir, removeTempDir } from '../harness/ram-image.ts';
 import type { MigrationInfo } from '../harness/qmp-client.ts';
 import { BASE_ARGS, LIVEMIG_QEMU, listeningUri, startQemuToLivemig } from '../harness/livemig-interop.ts';

@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { requireQemu } from '../harness/skip.ts';
 import { startQemu, type QemuProcess } from '../harness/qemu.ts';
-import { mismatchedPages } from '../harness/qemu-migrate.ts';
+import { mismatchedPages } from '../harness/ram-pattern.ts';
 import { makeTempDir, removeTempDir } from '../harness/ram-image.ts';
 import type { MigrationInfo } from '../harness/qmp-client.ts';
 import { BASE_ARGS, listeningUri, startQemuToLivemig } from '../harness/livemig-interop.ts';

@@ -11,7 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { QmpClient } from '../harness/qmp-client.ts';
-import { mismatchedPages, writePatternFile } from '../harness/qemu-migrate.ts';
+import { mismatchedPages, writePatternFile } from '../harness/ram-pattern.ts';
 import { makeTempDir, removeTempDir } from '../harness/ram-image.ts';
 import { parseSizeBytes } from '../lib/units.ts';
 
