@@ -282,6 +282,14 @@ export class OutgoingMigration {
 
   private onChannelClosed(error: Error | null): void {
     if (isFinalStatus(this.engine.status) || this.engine.status === 'postcopy-paused') return;
+    // A destination without a return path closes its end once it has loaded the whole stream,
+    // which can be before the next look for `written` (reportWritten looks every ms). A clean
+    // close while nothing is queued any more is that: every byte was handed to the kernel and
+    // read. (A peer that failed with bytes unread resets the connection: an error.)
+    if (error === null && this.engine.phase === 'awaiting-written' && this.queuedStreamBytes() === 0) {
+      this.apply(this.engine.written(this.host.nowNs()));
+      return;
+    }
     this.fail(error ?? new Error('Migration channel closed by the peer'));
   }
 
@@ -356,8 +364,19 @@ export class OutgoingMigration {
 
   /** `written` once no queue holds stream bytes any more; until then, a look every ms. */
   private reportWritten(main: Channel): void {
-    if (main.queuedBytes + (this.multifd?.queuedBytes ?? 0) + (this.preempt?.queuedBytes ?? 0) > 0) return this.pumpLater(1);
+    if (main.queuedBytes + this.queuedSideBytes() > 0) return this.pumpLater(1);
     this.apply(this.engine.written(this.host.nowNs()));
+  }
+
+  /** Stream bytes the multifd and preempt channels still queue. */
+  private queuedSideBytes(): number {
+    return (this.multifd?.queuedBytes ?? 0) + (this.preempt?.queuedBytes ?? 0);
+  }
+
+  /** Stream bytes not yet handed to the kernel: the main writer's batch and every channel's queue. */
+  private queuedStreamBytes(): number {
+    const main = this.writer === null ? 0 : this.writer.pendingBytes + this.writer.channel.queuedBytes;
+    return main + this.queuedSideBytes();
   }
 
   private awaitDrain(channel: Channel): void {

@@ -64,7 +64,9 @@ test('(g) livemig migrates live over TCP to QEMU 7.2 -M none; QEMU pmemsave equa
     await waitFor(() => source.machine.backing.readLe32(VCPU_STATE_PAGE * 4096 + 8) >= 1, 10_000, 'a full incrementer pass');
     assert.equal(source.runState, 'running');
     source.migrate({ uri: await listeningUri(qemu) });
-    assert.equal(await source.outgoing!.whenFinished(), 'completed', source.outgoing!.error?.message);
+    // On a failure, say why on both sides: the source's error and the destination QEMU's stderr.
+    const outcome = await source.outgoing!.whenFinished();
+    assert.equal(outcome, 'completed', `${source.outgoing!.error?.message}; QEMU: ${qemu.stderr}`);
     const landed = await qemu.qmp.waitMigration(['completed', 'failed'], 60_000);
     assert.equal(landed.status, 'completed', qemu.stderr);
     assert.equal(source.runState, 'postmigrate');
