@@ -106,7 +106,7 @@ test('--checks adds each precopy convergence check and dirty sync, in the table 
   const io = new CapturedIo();
   assert.equal(runSim(scenarioFile, { checks: true, tty: false }, io), 0);
   const text = io.stdout;
-  assert.match(text, /convergence checks \(precopy/);
+  assert.match(text, /convergence checks and dirty syncs \(precopy/);
   assert.match(text, /pending \d+ B, threshold \d+ B \(iterate\)/);
   assert.match(text, /pending \d+ B is below the threshold: complete\n.*dirty sync: \d+ pages dirty this period\n$/);
   const json = new CapturedIo();

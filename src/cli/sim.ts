@@ -70,7 +70,7 @@ export function runSim(file: string, options: SimOptions, io: CliIo): number {
   if (options.json === true) io.out(`${toJson(checks === null ? jsonReport(result) : { ...jsonReport(result), checks })}\n`);
   else {
     io.out(progressTable(result) + summaryText(result));
-    if (checks !== null) io.out(`convergence checks (precopy; the lines npm run lab -- --trace-migration prints for QEMU):\n${qemuTraceLines(checks).join('\n')}\n`);
+    if (checks !== null) io.out(`convergence checks and dirty syncs (precopy; the lines npm run lab -- --trace-migration prints for QEMU):\n${qemuTraceLines(checks).join('\n')}\n`);
   }
   return result.ok ? EXIT_OK : EXIT_FAILURE;
 }

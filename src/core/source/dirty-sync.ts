@@ -37,7 +37,6 @@ export function syncDirtyBitmap(ctx: SourceContext, nowNs: number, mode: SyncMod
   clearNeverSent(ctx);
   ctx.stats.recordDirtySync();
   ctx.periodDirtyPages += added;
-  ctx.counters.dirtySyncs++;
   ctx.counters.lastSyncPeriodDirtyPages = ctx.periodDirtyPages; // read before a period end resets it, as QEMU's trace
   if (isSyncPeriodDue(ctx.periodStartMs, nowMs)) endSyncPeriod(ctx, nowMs);
   ctx.event('MIGRATION_PASS', { pass: ctx.stats.dirtySyncCount });

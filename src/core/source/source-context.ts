@@ -117,7 +117,6 @@ export interface MutableCounters {
   lastCheckPendingBytes: number;
   lastCheckThresholdBytes: number;
   lastCheckDecision: 'iterate' | 'complete' | 'postcopy' | null;
-  dirtySyncs: number;
   lastSyncPeriodDirtyPages: number;
 }
 
@@ -201,7 +200,6 @@ export class SourceContext {
     lastCheckPendingBytes: 0,
     lastCheckThresholdBytes: 0,
     lastCheckDecision: null,
-    dirtySyncs: 0,
     lastSyncPeriodDirtyPages: 0,
   };
   /** Queued page requests (postcopy), served before the background scan. */

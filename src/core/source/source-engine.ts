@@ -205,7 +205,7 @@ export class SourceEngine {
 
   /** Counters beyond the QMP statistics (hints, requests, pings, discards). */
   counters(): SourceCounters {
-    return { ...this.ctx.counters };
+    return { ...this.ctx.counters, dirtySyncs: this.ctx.stats.dirtySyncCount };
   }
 
   private command(input: SourceInput): CommandResult {

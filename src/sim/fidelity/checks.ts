@@ -9,6 +9,7 @@
  * same with or without them); times are milliseconds since `migrate`.
  */
 import type { QemuTraceEvent } from '../../format/qemu-trace.ts';
+import { assert } from '../../lib/assert.ts';
 import { REAL_ENGINES } from '../engines.ts';
 import type { EngineFactory, SourcePort } from '../engine-ports.ts';
 import { runScenario } from '../runner.ts';
@@ -37,7 +38,8 @@ export function recordChecks(base: EngineFactory): { readonly engines: EngineFac
       const c = port?.counters();
       if (c === undefined) return;
       const tMs = Math.round(((nowNs - startNs) / NS_PER_MS) * 10) / 10;
-      // A step runs at most one sync before its check (iterate.ts), so a sync is seen on its own.
+      // A step runs at most one sync (before its check, iterate.ts, or the completion's), so each is seen.
+      assert(c.dirtySyncs - syncsSeen <= 1, `${c.dirtySyncs - syncsSeen} dirty syncs in one step at ${tMs} ms`);
       if (c.dirtySyncs !== syncsSeen) {
         syncsSeen = c.dirtySyncs;
         events.push([tMs, 'sync', c.lastSyncPeriodDirtyPages]);
