@@ -10,7 +10,9 @@
  * - migrate_pending: the check in migration_iteration_run, `pending size N max M (pre = ...)`;
  * - migrate_transferred: migration_update_counters closing a ≥ 100 ms window, `transferred N
  *   time_spent MS bandwidth B max_size T` (B in bytes per ms, T the new threshold);
- * - migration_bitmap_sync_end: a dirty sync, `dirty_pages N`;
+ * - migration_bitmap_sync_end: a dirty sync, `dirty_pages N`: QEMU's num_dirty_pages_period, the
+ *   pages newly dirty since the sync period began (a sync more than 1 s after the period's start
+ *   ends it, after this event), so within the first second each count includes the earlier ones;
  * - ram_save_iterate_big_wait: an iteration that stopped at MAX_WAIT, `big wait: MS milliseconds,
  *   N iterations` (N: the pages it saved, zero or normal);
  * - migration_thread_low_pending: the decision to complete, `N`;
