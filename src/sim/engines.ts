@@ -113,6 +113,7 @@ export const REAL_ENGINES: EngineFactory = {
       awaitWritten: true,
       allocChunk: pool.alloc,
       maxChunkPages: scenario.host?.iterationPagesMax ?? undefined,
+      iterationNsMin: scenario.host?.iterationNsMin ?? undefined,
     });
     return new SourceEngineAdapter(engine);
   },

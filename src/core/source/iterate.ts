@@ -5,7 +5,8 @@
  *   close the bandwidth window if ≥ 100 ms old (threshold, mbps, rate-limit reset); in
  *   precopy and postcopy a tick closes it only while the rate limiter holds the thread (`tick`)
  *   rate limited and no page request queued?          → nothing (the shell waits)
- *   precopy:  remaining < threshold → sync (notifiers) and recount
+ *   precopy:  an iteration spanning pumps (option iterationNsMin) still running → its next chunk
+ *             remaining < threshold → sync (notifiers) and recount
  *             decide: iterate → one RAM PART chunk
  *                     complete → stop the guest (next pump: completion)
  *                     postcopy → postcopy-active, stop the guest (next pump: the switch)
@@ -34,9 +35,11 @@ import { beginStop, completePrecopy, pumpFinalPass } from './switchover.ts';
 /** One iteration with at most `budgetBytes` wire bytes of background pages. */
 export function pump(ctx: SourceContext, nowNs: number, budgetBytes: number): void {
   const phase = ctx.phase;
-  if (phase.kind !== 'final-pass') rollWindow(ctx, nowNs);
+  const continuing = phase.kind === 'precopy' && iterationContinues(ctx, nowNs, budgetBytes);
+  if (phase.kind !== 'final-pass' && !continuing) rollWindow(ctx, nowNs);
   switch (phase.kind) {
     case 'precopy':
+      if (continuing) return continueIteration(ctx, budgetBytes);
       return pumpPrecopy(ctx, nowNs, budgetBytes);
     case 'stopping':
       if (phase.next === 'complete') return completePrecopy(ctx, nowNs, budgetBytes);
@@ -92,6 +95,25 @@ function rollWindow(ctx: SourceContext, nowNs: number): void {
   ctx.limiter = resetRateWindow(ctx.limiter, nowNs);
 }
 
+/**
+ * True when the precopy iteration that spans pumps (option iterationNsMin) goes on: it started,
+ * has lasted less than its bound, and the rate limiter has not stopped it. Otherwise it is over.
+ */
+function iterationContinues(ctx: SourceContext, nowNs: number, budgetBytes: number): boolean {
+  const minNs = ctx.options.iterationNsMin;
+  const startNs = ctx.iterationStartNs;
+  if (minNs === null || startNs === null) return false;
+  if (nowNs - startNs < minNs && !isThrottled(ctx, budgetBytes)) return true;
+  ctx.iterationStartNs = null;
+  return false;
+}
+
+/** The next chunk of a running iteration; the iteration ends with the pass (nothing left dirty). */
+function continueIteration(ctx: SourceContext, budgetBytes: number): void {
+  writeRamChunk(ctx, budgetBytes);
+  if (ctx.bitmap.dirtyCount === 0) ctx.iterationStartNs = null;
+}
+
 function pumpPrecopy(ctx: SourceContext, nowNs: number, budgetBytes: number): void {
   if (isThrottled(ctx, budgetBytes)) return;
   let remainingBytes = ctx.bitmap.dirtyCount * TARGET_PAGE_SIZE;
@@ -114,7 +136,8 @@ function pumpPrecopy(ctx: SourceContext, nowNs: number, budgetBytes: number): vo
   c.lastCheckDecision = decision;
   switch (decision) {
     case 'iterate':
-      return writeRamChunk(ctx, budgetBytes);
+      if (ctx.options.iterationNsMin !== null) ctx.iterationStartNs = nowNs;
+      return continueIteration(ctx, budgetBytes);
     case 'complete':
     case 'postcopy':
       return beginStop(ctx, nowNs, decision);

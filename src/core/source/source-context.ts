@@ -220,6 +220,8 @@ export class SourceContext {
   window: BandwidthWindow;
   /** Convergence threshold, bytes (0 until the first window closed). */
   thresholdBytes = 0;
+  /** Start of the precopy iteration that spans pumps (option iterationNsMin), ns; null: none runs. */
+  iterationStartNs: number | null = null;
   /** Auto-converge state across sync periods. */
   autoConverge: AutoConvergeState = AUTO_CONVERGE_IDLE;
   /** Start of the current dirty-rate period, ms; null before the first sync. */

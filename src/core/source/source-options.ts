@@ -35,6 +35,8 @@ export interface ResolvedSourceOptions {
   readonly vmdescriptionJson: (devices: readonly DeviceSectionBlob[], pageSizeBytes: number) => string;
   /** Most background pages per RAM chunk. */
   readonly maxChunkPages: number;
+  /** An iteration spans pumps until it has lasted this long, ns; null: an iteration is one chunk. */
+  readonly iterationNsMin: number | null;
   /** Most queued page requests. */
   readonly requestQueueLimit: number;
   /** Encoder chunk buffer size, bytes. */
@@ -88,6 +90,7 @@ export function resolveOptions(config: SourceEngineConfig, ids: Map<string, numb
     sendVmdesc: config.sendVmdesc ?? true,
     vmdescriptionJson: config.vmdescriptionJson ?? defaultVmdescriptionJson,
     maxChunkPages: positive(config.maxChunkPages, DEFAULT_MAX_CHUNK_PAGES, 'maxChunkPages'),
+    iterationNsMin: config.iterationNsMin === undefined ? null : positive(config.iterationNsMin, 1, 'iterationNsMin'),
     requestQueueLimit: positive(config.requestQueueLimit, DEFAULT_REQUEST_QUEUE_LIMIT, 'requestQueueLimit'),
     chunkSizeBytes: positive(config.chunkSizeBytes, DEFAULT_SOURCE_CHUNK_BYTES, 'chunkSizeBytes'),
     allocChunk: config.allocChunk,

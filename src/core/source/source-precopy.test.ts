@@ -307,3 +307,46 @@ test('a tick while an iteration would run leaves the bandwidth window open; the 
   // The window closed at the pump's start: 130 ms holding the first pump's pages.
   assert.equal(engine.queryMigrate(130 * MS).ram?.['pages-per-second'], Math.trunc(first / 0.13));
 });
+
+test('option iterationNsMin: an iteration spans pumps with one convergence check, until its time, the rate limit or the end of the pass', () => {
+  const guest = new Guest('bytes', 1024);
+  for (let p = 0; p < 1024; p++) guest.write(p, p);
+  const { engine } = engineFor(guest, { iterationNsMin: 51 * MS, maxChunkPages: 64 });
+  engine.start(0);
+  const checks = (): number => engine.counters().convergenceChecks;
+  const step = (atMs: number): number => engine.pump(atMs * MS, 1 << 30).pagesScanned;
+  assert.equal(step(1), 64);
+  assert.equal(checks(), 1);
+  for (const atMs of [10, 30, 51.9]) assert.equal(step(atMs), 64);
+  assert.equal(checks(), 1, 'no check inside the iteration');
+  assert.equal(step(52), 64);
+  assert.equal(checks(), 2, 'an iteration that has lasted 51 ms ends: the next pump checks');
+  let atMs = 53;
+  while (engine.counters().lastCheckDecision === 'iterate' && engine.queryMigrate(atMs * MS).ram!.remaining > 0) step(atMs++);
+  assert.equal(engine.queryMigrate(atMs * MS).ram?.remaining, 0);
+  assert.equal(checks(), 2, 'the rest of the pass went in the same iteration');
+  step(atMs);
+  assert.equal(checks(), 3, 'the pass ended the iteration: the next pump checks at once');
+
+  // Without the option an iteration is one chunk: every pump checks.
+  const plain = engineFor(guest, { maxChunkPages: 64 }).engine;
+  plain.start(0);
+  for (let i = 1; i <= 4; i++) plain.pump(i * MS, 1 << 30);
+  assert.equal(plain.counters().convergenceChecks, 4);
+});
+
+test('option iterationNsMin: the rate limiter ends an iteration; the pump after its sleep checks', () => {
+  const guest = new Guest('bytes', 1024);
+  for (let p = 0; p < 1024; p++) guest.write(p, p);
+  // 100 pages per 100 ms window.
+  const { engine } = engineFor(guest, { iterationNsMin: 51 * MS, maxChunkPages: 64, parameters: params({ maxBandwidthBytesPerSec: 1000 * PAGE }) });
+  engine.start(0);
+  const checks = (): number => engine.counters().convergenceChecks;
+  assert.equal(engine.pump(1 * MS, 1 << 30).pagesScanned, 64);
+  assert.ok(engine.pump(2 * MS, 1 << 30).pagesScanned < 64, 'the rate limit cut the chunk');
+  assert.equal(checks(), 1);
+  assert.equal(engine.pump(3 * MS, 1 << 30).pagesScanned, 0, 'asleep until the window ends');
+  engine.tick(101 * MS);
+  assert.ok(engine.pump(101 * MS, 1 << 30).pagesScanned > 0);
+  assert.equal(checks(), 2, 'a new iteration after the sleep, 100 ms after the first began');
+});

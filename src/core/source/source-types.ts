@@ -46,6 +46,14 @@ export interface SourceOptions {
    * MAX_WAIT check (default DEFAULT_MAX_CHUNK_PAGES).
    */
   readonly maxChunkPages?: number;
+  /**
+   * QEMU's iteration bound, ns: a precopy iteration goes on over pumps, without a convergence
+   * check, until it has lasted this long (ram_save_iterate leaves at the first 64-page look with
+   * more than MAX_WAIT = 50 whole ms spent: 51 ms), the rate limiter stops it, or the pass ends.
+   * The pumps' chunks (maxChunkPages) then set how finely the end is found. Default: none, an
+   * iteration is one chunk.
+   */
+  readonly iterationNsMin?: number;
   /** Most queued page requests (REQ_PAGES messages); one more fails the migration (default 65536). */
   readonly requestQueueLimit?: number;
   /** Size of the stream encoders' chunk buffers, bytes (default 256 KiB). */

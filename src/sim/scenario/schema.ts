@@ -156,7 +156,9 @@ export const scenarioDocumentSchema = z.strictObject({
   pressure: pressureSchema.nullable().default(null),
   // Fidelity (src/sim/host-cpu.ts): the host's cores, shared by the migration threads and a
   // hinting vCPU; the scan cost of pages the guest wrote again; the switchover's fixed cost;
-  // the most pages one precopy iteration examines (the engine's maxChunkPages); what the
+  // the most pages one precopy iteration examines (the engine's maxChunkPages), or with
+  // `iteration` the shortest iteration (QEMU's 51 ms; iteration-pages then sets the pumps'
+  // chunks, the precision of its end: the engine's iterationNsMin); what the
   // destination's first write into a 2 MiB region of its RAM costs (src/sim/dest-faults.ts).
   host: z
     .strictObject({
@@ -164,6 +166,7 @@ export const scenarioDocumentSchema = z.strictObject({
       'rescan-cost': durationSchema.optional(),
       switchover: durationSchema.default(0),
       'iteration-pages': z.number().int().positive().optional(),
+      iteration: durationSchema.optional(),
       'destination-fault': durationSchema.default(0),
     })
     .nullable()
