@@ -20,7 +20,7 @@
  * where vCPU threads run until the shell stops them.
  */
 import { assertNever } from '../../lib/assert.ts';
-import { TARGET_PAGE_SIZE } from '../../lib/units.ts';
+import { NS_PER_MS, TARGET_PAGE_SIZE } from '../../lib/units.ts';
 import { closeBandwidthWindow } from '../bandwidth.ts';
 import { decideIteration, ramPending, shouldSyncBeforePending } from '../convergence.ts';
 import { resetRateWindow } from '../rate-limiter.ts';
@@ -103,15 +103,26 @@ function iterationContinues(ctx: SourceContext, nowNs: number, budgetBytes: numb
   const minNs = ctx.options.iterationNsMin;
   const startNs = ctx.iterationStartNs;
   if (minNs === null || startNs === null) return false;
-  if (nowNs - startNs < minNs && !isThrottled(ctx, budgetBytes)) return true;
+  // The rate limiter stops an iteration at the page that spends it; the clock, 64 pages later.
+  const throttled = isThrottled(ctx, budgetBytes);
+  if (nowNs - startNs < minNs && !throttled) return true;
+  if (!throttled) {
+    const c = ctx.counters;
+    c.bigWaits++;
+    c.lastBigWaitMs = Math.floor((nowNs - startNs) / NS_PER_MS);
+    c.lastBigWaitPages = ctx.stats.totalTransferredPages() - ctx.iterationStartPages;
+  }
   ctx.iterationStartNs = null;
   return false;
 }
 
-/** The next chunk of a running iteration; the iteration ends with the pass (nothing left dirty). */
+/**
+ * The next chunk of a running iteration. The iteration ends with the pass (nothing left dirty)
+ * or when the chunk spent the rate limiter's window (the thread sleeps until the window ends).
+ */
 function continueIteration(ctx: SourceContext, budgetBytes: number): void {
   writeRamChunk(ctx, budgetBytes);
-  if (ctx.bitmap.dirtyCount === 0) ctx.iterationStartNs = null;
+  if (ctx.bitmap.dirtyCount === 0 || isThrottled(ctx, 1)) ctx.iterationStartNs = null;
 }
 
 function pumpPrecopy(ctx: SourceContext, nowNs: number, budgetBytes: number): void {
@@ -136,7 +147,10 @@ function pumpPrecopy(ctx: SourceContext, nowNs: number, budgetBytes: number): vo
   c.lastCheckDecision = decision;
   switch (decision) {
     case 'iterate':
-      if (ctx.options.iterationNsMin !== null) ctx.iterationStartNs = nowNs;
+      if (ctx.options.iterationNsMin !== null) {
+        ctx.iterationStartNs = nowNs;
+        ctx.iterationStartPages = ctx.stats.totalTransferredPages();
+      }
       return continueIteration(ctx, budgetBytes);
     case 'complete':
     case 'postcopy':

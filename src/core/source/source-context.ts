@@ -118,6 +118,9 @@ export interface MutableCounters {
   lastCheckThresholdBytes: number;
   lastCheckDecision: 'iterate' | 'complete' | 'postcopy' | null;
   lastSyncPeriodDirtyPages: number;
+  bigWaits: number;
+  lastBigWaitMs: number;
+  lastBigWaitPages: number;
 }
 
 export class SourceContext {
@@ -201,6 +204,9 @@ export class SourceContext {
     lastCheckThresholdBytes: 0,
     lastCheckDecision: null,
     lastSyncPeriodDirtyPages: 0,
+    bigWaits: 0,
+    lastBigWaitMs: 0,
+    lastBigWaitPages: 0,
   };
   /** Queued page requests (postcopy), served before the background scan. */
   readonly requests: RequestQueue;
@@ -222,6 +228,8 @@ export class SourceContext {
   thresholdBytes = 0;
   /** Start of the precopy iteration that spans pumps (option iterationNsMin), ns; null: none runs. */
   iterationStartNs: number | null = null;
+  /** Pages saved (zero and normal) when that iteration began. */
+  iterationStartPages = 0;
   /** Auto-converge state across sync periods. */
   autoConverge: AutoConvergeState = AUTO_CONVERGE_IDLE;
   /** Start of the current dirty-rate period, ms; null before the first sync. */

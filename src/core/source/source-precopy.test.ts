@@ -321,6 +321,8 @@ test('option iterationNsMin: an iteration spans pumps with one convergence check
   assert.equal(checks(), 1, 'no check inside the iteration');
   assert.equal(step(52), 64);
   assert.equal(checks(), 2, 'an iteration that has lasted 51 ms ends: the next pump checks');
+  const c = engine.counters();
+  assert.deepEqual([c.bigWaits, c.lastBigWaitMs, c.lastBigWaitPages], [1, 51, 4 * 64], 'QEMU\'s big wait: 51 ms, the pages of its four chunks');
   let atMs = 53;
   while (engine.counters().lastCheckDecision === 'iterate' && engine.queryMigrate(atMs * MS).ram!.remaining > 0) step(atMs++);
   assert.equal(engine.queryMigrate(atMs * MS).ram?.remaining, 0);
@@ -349,4 +351,5 @@ test('option iterationNsMin: the rate limiter ends an iteration; the pump after 
   engine.tick(101 * MS);
   assert.ok(engine.pump(101 * MS, 1 << 30).pagesScanned > 0);
   assert.equal(checks(), 2, 'a new iteration after the sleep, 100 ms after the first began');
+  assert.equal(engine.counters().bigWaits, 0, 'the rate limit, not the clock, ended it');
 });

@@ -192,6 +192,14 @@ export interface SourceCounters {
    */
   readonly dirtySyncs: number;
   readonly lastSyncPeriodDirtyPages: number;
+  /**
+   * Iterations that ended on their time bound (option iterationNsMin; QEMU's
+   * ram_save_iterate_big_wait trace point), and the last one's: whole milliseconds spent and
+   * pages saved (zero and normal), as QEMU's trace prints them.
+   */
+  readonly bigWaits: number;
+  readonly lastBigWaitMs: number;
+  readonly lastBigWaitPages: number;
 }
 
 /** Stable codes of the source engine's operating errors. */

@@ -19,8 +19,9 @@ import { watchSource } from '../watched-engines.ts';
 const NS_PER_MS = 1e6;
 
 /**
- * `base` with its source's checks recorded into `events`: each dirty sync (`sync`, the pages dirty
- * this sync period, as QEMU's migration_bitmap_sync_end counts them), each check (`pending`), and
+ * `base` with its source's checks recorded into `events`: each iteration that ended on its time
+ * (`big-wait`, with option iterationNsMin), each dirty sync (`sync`, the pages dirty this sync
+ * period, as QEMU's migration_bitmap_sync_end counts them), each check (`pending`), and
  * `low-pending` where it completed.
  */
 export function recordChecks(base: EngineFactory): { readonly engines: EngineFactory; readonly events: QemuTraceEvent[] } {
@@ -29,6 +30,7 @@ export function recordChecks(base: EngineFactory): { readonly engines: EngineFac
   let startNs = 0;
   let seen = 0;
   let syncsSeen = 0;
+  let bigWaitsSeen = 0;
   const engines = watchSource(base, {
     built: (p, _machine, scenario) => {
       port = p;
@@ -38,6 +40,11 @@ export function recordChecks(base: EngineFactory): { readonly engines: EngineFac
       const c = port?.counters();
       if (c === undefined) return;
       const tMs = Math.round(((nowNs - startNs) / NS_PER_MS) * 10) / 10;
+      // An iteration ends on its time at the pump that checks next, before that pump's sync and check.
+      if (c.bigWaits !== bigWaitsSeen) {
+        bigWaitsSeen = c.bigWaits;
+        events.push([tMs, 'big-wait', c.lastBigWaitMs, c.lastBigWaitPages]);
+      }
       // A step runs at most one sync (before its check, iterate.ts, or the completion's), so each is seen.
       assert(c.dirtySyncs - syncsSeen <= 1, `${c.dirtySyncs - syncsSeen} dirty syncs in one step at ${tMs} ms`);
       if (c.dirtySyncs !== syncsSeen) {
