@@ -64,6 +64,20 @@ export const LAB_SWITCHOVER_NS = 2_000_000;
 /** One-way latency of loopback TCP, ns (tens of µs; it hardly matters here). */
 export const LAB_LINK_LATENCY_NS = 25_000;
 
+// ---- QEMU's migration thread: facts, not fitted ------------------------------------------------
+
+/**
+ * How long a precopy iteration runs, ns: QEMU 7.2's ram_save_iterate looks at the clock every
+ * 64 pages and leaves once more than MAX_WAIT (50) whole ms have passed, so an iteration lasts
+ * 51 ms unless the pass ends or the rate limit stops it first, and the convergence check comes
+ * once per iteration (QEMU's trace: `big wait: 51 milliseconds`, testdata/guest-lab/
+ * trace-warm.jsonl). The lab scenarios say `host: { iteration: 51ms, iteration-pages: 64 }`:
+ * the engine's iteration spans pumps of 64 pages each (option iterationNsMin).
+ */
+export const QEMU_ITERATION_NS_MIN = 51 * NS_PER_MS;
+/** Pages between two looks at the clock in ram_save_iterate (`(i & 63) == 0`). */
+export const QEMU_ITERATION_LOOK_PAGES = 64;
+
 // ---- the host ------------------------------------------------------------------------------------
 
 /**

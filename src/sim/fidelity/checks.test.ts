@@ -4,7 +4,8 @@
 // at its last check, with the same pending bytes; a migration that never converges has no
 // completion; each dirty sync is recorded once, as many as the run's dirty-sync-count, with QEMU's
 // count (pages newly dirty this sync period, so cumulative within the first second), and the
-// pages a sync adds are pending at the check after it.
+// pages a sync adds are pending at the check after it; each iteration that ended on its time
+// (QEMU's big wait) is recorded once, before the check it leads to.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -65,4 +66,20 @@ test('a lab scenario\'s syncs: one event each, QEMU\'s period count, and what a 
     assert.ok(check[2] >= (syncs[i][2] - syncs[i - 1][2]) * 4096, `${check[2]} B pending after a sync that added ${syncs[i][2] - syncs[i - 1][2]} pages`);
   }
   assert.ok(added >= 2, `the driver's zeroed pages come back at ${added} syncs`);
+});
+
+test('a lab scenario\'s big waits: an iteration that ends on its time is recorded once, 51 ms, right before the check that follows it', () => {
+  const events = simulatedChecks(loadScenario(text));
+  const waits = events.filter((e) => e[1] === 'big-wait') as [number, 'big-wait', number, number][];
+  assert.ok(waits.length >= 2, `${waits.length} iterations ended on time`);
+  for (const w of waits) {
+    assert.ok(w[2] === 51 || w[2] === 52, `an iteration of ${w[2]} ms`);
+    assert.ok(w[3] > 0, 'it saved pages');
+    const next = events[events.indexOf(w) + 1];
+    assert.ok(next !== undefined && (next[1] === 'pending' || next[1] === 'sync') && next[0] === w[0], `the check follows at ${w[0]} ms`);
+  }
+  // Without QEMU's iterations (one chunk each) nothing ends on time.
+  const chunked = text.replace(/,\n\s+iteration: 51ms, iteration-pages: 64 \}/, ' }');
+  assert.notEqual(chunked, text);
+  assert.equal(simulatedChecks(loadScenario(chunked)).filter((e) => e[1] === 'big-wait').length, 0);
 });

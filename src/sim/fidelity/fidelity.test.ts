@@ -9,7 +9,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { HOST_FIRST_TOUCH_COLD_NS, HOST_FIRST_TOUCH_WARM_NS, HOST_LINK_BYTES_PER_SEC, HOST_SCAN_NS_PER_PAGE, hostSuiteCalibration } from '../calibration-host.ts';
+import { HOST_FIRST_TOUCH_COLD_NS, HOST_FIRST_TOUCH_WARM_NS, hostSuiteCalibration } from '../calibration-host.ts';
+import { simulatedChecks } from './checks.ts';
 import { HUGE_PAGE_PAGES } from '../dest-faults.ts';
 import { loadScenario, parseOverride } from '../scenario/scenario.ts';
 import { compareCase, FIDELITY_TOLERANCE, simulate, withinLabSpread, type FidelityRow } from './compare.ts';
@@ -175,20 +176,22 @@ test('on one machine a cold host makes a full-speed migration of data about 3 ti
   }
 });
 
-test('the fitted stream agrees with QEMU\'s own trace: pages of data one 50 ms iteration sends', () => {
+test('the fitted stream agrees with QEMU\'s own trace: pages one 51 ms iteration saves', () => {
   // The alloc guest at 1 GiB/s starts with data (the workload filled RAM from the bottom): its
   // first iteration stops at MAX_WAIT (51 ms) before the rate limit's 107 MB, so its page count
-  // measures the stream alone. The fit never saw these traces.
+  // measures the stream while the driver hints (the simulated host shares its cores with the
+  // hinting vCPU, host-cpu.ts). The fit never saw these traces (docs/fidelity.md, ninth round).
   const traced = parseLabJsonl(readFileSync(join(ROOT, LAB_DATA_DIR, 'trace-warm.jsonl'), 'utf8'))
     .filter((r) => r.wl === 'alloc' && r.bw === '1g' && r.hint && !r.pc) as unknown as { qemu_trace: [number, string, number, number][] }[];
   assert.equal(traced.length, 3);
-  // A normal page: its 4,104 wire bytes at the link rate, plus the scan's cost per page.
-  const pageNs = HOST_SCAN_NS_PER_PAGE + (4104 * 1e9) / HOST_LINK_BYTES_PER_SEC;
+  const scenario = readFileSync(join(ROOT, LAB_WARM_HOST_SCENARIO_DIR, 'm1024-alloc-1g-hint-on.yaml'), 'utf8');
+  const simulated = simulatedChecks(loadScenario(scenario)).find((e) => e[1] === 'big-wait');
+  assert.ok(simulated !== undefined && simulated[1] === 'big-wait');
+  assert.equal(simulated[2], 51, 'the simulated first iteration stopped at MAX_WAIT');
   for (const r of traced) {
     const [, , ms, pages] = r.qemu_trace.find((e) => e[1] === 'big-wait')!;
     assert.ok(ms >= 51 && ms <= 52, `the first iteration stopped at MAX_WAIT (${ms} ms)`);
-    const predicted = (ms * 1e6) / pageNs;
-    assert.ok(Math.abs(predicted / pages - 1) < FIDELITY_TOLERANCE, `QEMU sent ${pages} pages in ${ms} ms, the fitted stream ${predicted.toFixed(0)}`);
+    assert.ok(Math.abs(simulated[3] / pages - 1) < FIDELITY_TOLERANCE, `QEMU saved ${pages} pages in ${ms} ms, the simulator ${simulated[3]}`);
   }
 });
 
@@ -246,7 +249,9 @@ test('overrule: with postcopy-ram on, QEMU 7.2 hints nothing, so free-page-hint=
       const plain = pair(mem, 'alloc', bw, true);
       assert.equal(on.sim.hintedPages, 0, `${mem} MiB ${bw}: the simulated guest hinted`);
       assert.ok(on.lab.hintedPages < 2_000, `${mem} MiB ${bw}: the lab guest's MemFree fell by ${on.lab.hintedPages} pages`);
-      assert.ok(plain.sim.hintedPages > 100_000 && plain.lab.hintedPages > 100_000, 'without postcopy-ram the same guest hints');
+      // The lab counts what MemFree lost, the simulator the dirty bits the hints cleared.
+      const tenth = (mem * 256) / 10;
+      assert.ok(plain.sim.hintedPages > tenth && plain.lab.hintedPages > tenth, `without postcopy-ram the same guest hints: ${plain.sim.hintedPages} pages simulated, ${plain.lab.hintedPages} in the lab`);
       for (const side of ['lab', 'sim'] as const) {
         const ratio = on[side].transferredBytes / off[side].transferredBytes;
         assert.ok(Math.abs(ratio - 1) < 0.03, `${mem} MiB ${bw} ${side}: ${(ratio * 100).toFixed(1)}% of the hint-off bytes`);

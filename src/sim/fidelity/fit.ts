@@ -2,20 +2,22 @@
  * Fitting a calibration to a lab suite (`npm run lab -- --fit`): coordinate descent over some of
  * its constants. Each step multiplies one constant by one of a few factors, runs the suite's
  * cases in the simulator and keeps the change when the suite's loss falls; each round narrows
- * the factors (their square roots). Deterministic: the same suite and start give the same
- * constants.
+ * the factors (their square roots), and the last round repeats until it keeps nothing, so the
+ * result is a minimum for its finest steps. Deterministic: the same suite and start give the
+ * same constants.
  *
  * The loss sums, over every case and every figure the issue compares by ratio (total-time,
- * transferred, dirty-sync-count; not the downtime, which is held to an order of magnitude), the
- * squared log ratio of simulator to lab, plus 4 × how far the log ratio goes beyond the ±15%
- * tolerance: a figure just outside counts more than its squared error alone.
+ * transferred, dirty-sync-count), the squared log ratio of simulator to lab, plus 4 × how far the
+ * log ratio goes beyond the ±15% tolerance: a figure just outside counts more than its squared
+ * error alone. The downtime, held to an order of magnitude, counts only beyond it: 4 × how far its
+ * log ratio goes past log 10.
  *
  * Pure: the caller's `evaluate` runs the simulator.
  */
 import { LAB_CALIBRATION, type LabCalibration } from '../calibration.ts';
 import { GUEST_UP_AT_INIT_HOST_S, GUEST_UP_AT_INIT_LAB_S, HOST_FIRST_TOUCH_WARM_NS } from '../calibration-host.ts';
 import { loadScenario } from '../scenario/scenario.ts';
-import { compareCase, FIDELITY_TOLERANCE, type FidelityRow } from './compare.ts';
+import { compareCase, DOWNTIME_FACTOR, FIDELITY_TOLERANCE, type FidelityRow } from './compare.ts';
 import type { LabRow } from './lab-data.ts';
 import { labScenarioFiles, type LabSource } from './lab-scenario.ts';
 
@@ -24,16 +26,25 @@ export type FitKey = 'linkBytesPerSec' | 'scanNsPerPage' | 'rescanNsPerPage' | '
 
 /** Weight of the part of a log ratio beyond the tolerance. */
 const OUTSIDE_WEIGHT = 4;
+/** Rounds of the last factors after the given rounds, while a round still keeps a step. */
+const CONVERGE_ROUNDS_MAX = 8;
 /** The first round's factors; each later round takes their square roots. */
 export const FIT_FACTORS: readonly number[] = [0.6, 0.8, 1.25, 1.6];
 
 /** The loss of a suite's rows (0: the simulator matches every median). */
 export function fidelityLoss(rows: readonly FidelityRow[]): number {
   const tolerance = Math.log(1 + FIDELITY_TOLERANCE);
+  const downtimeTolerance = Math.log(DOWNTIME_FACTOR);
   let loss = 0;
   for (const row of rows) {
     for (const v of row.verdicts) {
-      if (v.name === 'downtime' || typeof v.lab !== 'number' || typeof v.sim !== 'number') continue;
+      if (typeof v.lab !== 'number' || typeof v.sim !== 'number') continue;
+      if (v.name === 'downtime') {
+        // Whole ms, 0 counted as 1 (compare.ts); only the part beyond 10× counts.
+        const e = Math.abs(Math.log(Math.max(v.sim, 1) / Math.max(v.lab, 1)));
+        loss += OUTSIDE_WEIGHT * Math.max(0, e - downtimeTolerance);
+        continue;
+      }
       const e = Math.abs(Math.log(Math.max(v.sim, 1e-3) / Math.max(v.lab, 1e-3)));
       loss += e * e + OUTSIDE_WEIGHT * Math.max(0, e - tolerance);
     }
@@ -78,7 +89,10 @@ export function fitCalibration(options: FitOptions): FitResult {
   let passed = rows.filter((r) => r.ok).length;
   let evaluations = 1;
   let factors = options.factors ?? FIT_FACTORS;
-  for (let round = 0; round < (options.rounds ?? 3); round++) {
+  const rounds = options.rounds ?? 3;
+  // The last round's factors repeat until a round keeps nothing (at most CONVERGE_ROUNDS_MAX more).
+  for (let round = 0, keptInRound = 0; round < rounds || (keptInRound > 0 && round < rounds + CONVERGE_ROUNDS_MAX); round++) {
+    keptInRound = 0;
     for (const key of options.keys) {
       for (const factor of factors) {
         const value = Math.round(best[key] * factor);
@@ -92,10 +106,11 @@ export function fitCalibration(options: FitOptions): FitResult {
         bestLoss = loss;
         rows = candidateRows;
         passed = rows.filter((r) => r.ok).length;
+        keptInRound++;
         options.onStep?.({ round, key, factor, calibration: best, loss, passed });
       }
     }
-    factors = factors.map(Math.sqrt);
+    if (round < rounds - 1) factors = factors.map(Math.sqrt);
   }
   return { calibration: best, loss: bestLoss, passed, evaluations };
 }
