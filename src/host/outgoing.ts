@@ -101,6 +101,8 @@ export interface OutgoingOptions {
   readonly parameters: MigrationParameters;
   readonly hintPolicy: HintPostcopyPolicy;
   readonly open: OpenOptions;
+  /** Opens the main connection (default the transport's openOutgoing; tests pass a fake). */
+  readonly openChannel?: (uri: string, open: OpenOptions) => Promise<Channel>;
 }
 
 export class OutgoingMigration {
@@ -130,12 +132,14 @@ export class OutgoingMigration {
   private waitingForDrain = false;
   /** The vCPUs did not stop for the completion: the migration must fail, not complete. */
   private stopFailed = false;
+  private readonly openChannel: (uri: string, open: OpenOptions) => Promise<Channel>;
   private finished!: Promise<MigrationStatus>;
   private resolveFinished!: (status: MigrationStatus) => void;
 
   constructor(host: OutgoingHost, options: OutgoingOptions) {
     this.host = host;
     this.uri = options.uri;
+    this.openChannel = options.openChannel ?? openOutgoing;
     this.startNs = host.nowNs();
     this.pageViews = options.open.tls === undefined;
     this.engine = new SourceEngine({
@@ -192,7 +196,7 @@ export class OutgoingMigration {
     const attempt = this.engine.recoveries;
     let channel: Channel;
     try {
-      channel = await openOutgoing(uri, open);
+      channel = await this.openChannel(uri, open);
     } catch (error) {
       this.fail(error as Error);
       return;
