@@ -42,8 +42,10 @@ export interface SourceOptions {
   /** The VMDESCRIPTION JSON for the device sections written (default: vmdesc-json.ts). */
   readonly vmdescriptionJson?: (devices: readonly DeviceSectionBlob[], pageSizeBytes: number) => string;
   /**
-   * Most background pages in one RAM chunk: the deterministic stand-in for QEMU's 50 ms
-   * MAX_WAIT check (default DEFAULT_MAX_CHUNK_PAGES).
+   * Most background pages in one RAM chunk (default DEFAULT_MAX_CHUNK_PAGES). Without
+   * iterationNsMin a chunk is an iteration, a deterministic stand-in for QEMU's 50 ms MAX_WAIT
+   * check; with it, a chunk is one pump of an iteration, and this sets how often it looks at
+   * the clock.
    */
   readonly maxChunkPages?: number;
   /**

@@ -3,7 +3,7 @@
 // The idle 2048 MiB guest at 1 GiB/s (warm-host lab scenario): QEMU's trace shows checks at about
 // 103-106 ms that iterate and a pass that ends before the next one, so the downtime carries
 // nothing (1-2 ms; the warm suite's median 1 ms). With 51 ms iterations the simulator does the
-// same; with an iteration of one 16,384-page chunk (5.4 ms of zero pages) it checks so often that
+// same; with an iteration of one 16,384-page chunk (about 3 ms of zero pages) it checks so often that
 // it completes while the data at the top of RAM is unsent, and the downtime carries that data.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
