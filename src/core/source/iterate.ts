@@ -29,13 +29,13 @@ import { syncDirtyBitmap } from './dirty-sync.ts';
 import { pumpCompletion, pumpPostcopy } from './postcopy.ts';
 import { switchToPostcopy } from './postcopy-switch.ts';
 import { isThrottled, writeRamChunk } from './ram-chunk.ts';
-import type { SourceContext } from './source-context.ts';
+import type { PrecopyIteration, SourceContext } from './source-context.ts';
 import { beginStop, completePrecopy, pumpFinalPass } from './switchover.ts';
 
 /** One iteration with at most `budgetBytes` wire bytes of background pages. */
 export function pump(ctx: SourceContext, nowNs: number, budgetBytes: number): void {
   const phase = ctx.phase;
-  const continuing = phase.kind === 'precopy' && iterationContinues(ctx, nowNs, budgetBytes);
+  const continuing = phase.kind === 'precopy' && iterationContinues(ctx, phase.iteration, nowNs, budgetBytes);
   if (phase.kind !== 'final-pass' && !continuing) rollWindow(ctx, nowNs);
   switch (phase.kind) {
     case 'precopy':
@@ -97,22 +97,22 @@ function rollWindow(ctx: SourceContext, nowNs: number): void {
 
 /**
  * True when the precopy iteration that spans pumps (option iterationNsMin) goes on: it started,
- * has lasted less than its bound, and the rate limiter has not stopped it. Otherwise it is over.
+ * has lasted less than its bound, and the rate limiter has not stopped it. Otherwise it is over
+ * (counted as QEMU's big wait when its time ended it) and the pump checks.
  */
-function iterationContinues(ctx: SourceContext, nowNs: number, budgetBytes: number): boolean {
+function iterationContinues(ctx: SourceContext, iteration: PrecopyIteration | null, nowNs: number, budgetBytes: number): boolean {
   const minNs = ctx.options.iterationNsMin;
-  const startNs = ctx.iterationStartNs;
-  if (minNs === null || startNs === null) return false;
+  if (minNs === null || iteration === null) return false;
   // The rate limiter stops an iteration at the page that spends it; the clock, 64 pages later.
   const throttled = isThrottled(ctx, budgetBytes);
-  if (nowNs - startNs < minNs && !throttled) return true;
+  if (nowNs - iteration.startNs < minNs && !throttled) return true;
   if (!throttled) {
     const c = ctx.counters;
     c.bigWaits++;
-    c.lastBigWaitMs = Math.floor((nowNs - startNs) / NS_PER_MS);
-    c.lastBigWaitPages = ctx.stats.totalTransferredPages() - ctx.iterationStartPages;
+    c.lastBigWaitMs = Math.floor((nowNs - iteration.startNs) / NS_PER_MS);
+    c.lastBigWaitPages = ctx.stats.totalTransferredPages() - iteration.startPages;
   }
-  ctx.iterationStartNs = null;
+  ctx.phase = { kind: 'precopy', iteration: null };
   return false;
 }
 
@@ -122,7 +122,9 @@ function iterationContinues(ctx: SourceContext, nowNs: number, budgetBytes: numb
  */
 function continueIteration(ctx: SourceContext, budgetBytes: number): void {
   writeRamChunk(ctx, budgetBytes);
-  if (ctx.bitmap.dirtyCount === 0 || isThrottled(ctx, 1)) ctx.iterationStartNs = null;
+  if (ctx.phase.kind === 'precopy' && ctx.phase.iteration !== null && (ctx.bitmap.dirtyCount === 0 || isThrottled(ctx, 1))) {
+    ctx.phase = { kind: 'precopy', iteration: null };
+  }
 }
 
 function pumpPrecopy(ctx: SourceContext, nowNs: number, budgetBytes: number): void {
@@ -147,10 +149,7 @@ function pumpPrecopy(ctx: SourceContext, nowNs: number, budgetBytes: number): vo
   c.lastCheckDecision = decision;
   switch (decision) {
     case 'iterate':
-      if (ctx.options.iterationNsMin !== null) {
-        ctx.iterationStartNs = nowNs;
-        ctx.iterationStartPages = ctx.stats.totalTransferredPages();
-      }
+      if (ctx.options.iterationNsMin !== null) ctx.phase = { kind: 'precopy', iteration: { startNs: nowNs, startPages: ctx.stats.totalTransferredPages() } };
       return continueIteration(ctx, budgetBytes);
     case 'complete':
     case 'postcopy':

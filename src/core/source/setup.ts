@@ -41,7 +41,7 @@ export function startMigration(ctx: SourceContext, nowNs: number): void {
   ctx.flush();
   ctx.stats.markSetupDone(nowNs);
   ctx.setStatus('active');
-  ctx.phase = { kind: 'precopy' };
+  ctx.phase = { kind: 'precopy', iteration: null };
 }
 
 /** Header, CONFIGURATION, return-path commands and ADVISE. */

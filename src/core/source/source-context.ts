@@ -62,11 +62,21 @@ import { SourceError, type SourceEngineConfig, type SourceSendEffect } from './s
 import { checkSupported, gapsOf, resolveOptions, type ResolvedSourceOptions } from './source-options.ts';
 
 /** Where the engine is; data lives only in the variants where it means something. */
+/** A precopy iteration that spans pumps (option iterationNsMin). */
+export interface PrecopyIteration {
+  readonly startNs: number;
+  readonly startPages: number;
+}
+
 export type SourcePhase =
   /** Constructed; `start` not called yet (status none). */
   | { readonly kind: 'idle' }
-  /** Status active: RAM PART chunks, convergence decisions, syncs. Left by a pump's decision. */
-  | { readonly kind: 'precopy' }
+  /**
+   * Status active: RAM PART chunks, convergence decisions, syncs. Left by a pump's decision.
+   * `iteration`: the iteration that spans pumps (option iterationNsMin), from its start (ns) and
+   * the pages saved (zero and normal) by then; null when none runs and the next pump checks.
+   */
+  | { readonly kind: 'precopy'; readonly iteration: PrecopyIteration | null }
   /**
    * The guest was told to stop (stop-guest effect); the next pump, after the shell stopped it,
    * writes the completion (`complete`) or the postcopy switch (`postcopy`).
@@ -226,10 +236,6 @@ export class SourceContext {
   window: BandwidthWindow;
   /** Convergence threshold, bytes (0 until the first window closed). */
   thresholdBytes = 0;
-  /** Start of the precopy iteration that spans pumps (option iterationNsMin), ns; null: none runs. */
-  iterationStartNs: number | null = null;
-  /** Pages saved (zero and normal) when that iteration began. */
-  iterationStartPages = 0;
   /** Auto-converge state across sync periods. */
   autoConverge: AutoConvergeState = AUTO_CONVERGE_IDLE;
   /** Start of the current dirty-rate period, ms; null before the first sync. */
