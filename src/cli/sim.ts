@@ -2,7 +2,8 @@
  * `livemig sim FILE [--seed N] [--set key=value]... [--json] [--trace OUT] [--checks]`: runs a
  * scenario (docs/scenarios.md) in the deterministic simulator and reports a per-iteration
  * progress table and each invariant's verdict (DESIGN §4), or with --json one object with
- * query-migrate's names. --checks adds each precopy convergence check and dirty sync (sim/fidelity/checks.ts).
+ * query-migrate's names. --checks adds each precopy convergence check, dirty sync and iteration that
+ * ended on its time (sim/fidelity/checks.ts).
  * On a terminal (and without --json) a progress bar (progress.ts) shows the simulated migration
  * as it runs, on the simulated clock.
  *
@@ -106,6 +107,6 @@ export function registerSimCommand(program: Command, io: CliIo, setCode: (code: 
     .option('--json', 'print one JSON object (query-migrate names) instead of the table')
     .option('--trace <file>', 'write the JSON-lines trace to FILE')
     .option('--report <file>', 'write a self-contained HTML report (charts, page-state map) to FILE')
-    .option('--checks', "also print each precopy convergence check (pending bytes, threshold, decision) and dirty sync, as QEMU's migrate_pending and migration_bitmap_sync_end traces")
+    .option('--checks', "also print each precopy convergence check (pending bytes, threshold, decision), dirty sync and iteration that ended on its time (scenario host.iteration), as QEMU's migrate_pending, migration_bitmap_sync_end and ram_save_iterate_big_wait traces")
     .action((file: string, options: SimOptions) => setCode(runSim(file, options, io)));
 }
