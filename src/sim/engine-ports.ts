@@ -34,6 +34,10 @@ export interface SourcePort {
   readonly awaitingWritten: boolean;
   /** What the shell should do next. */
   readiness(nowNs: number): SourceReadiness;
+  /** True while a precopy iteration that spans pumps runs (QEMU holds bitmap_mutex). */
+  readonly iterationOpen: boolean;
+  /** True when a pump now would go on with the running iteration, without a check. */
+  iterationGoesOn(budgetBytes: number, nowNs: number): boolean;
   queryMigrate(nowNs: number): MigrationInfoQmp;
   counters(): SourceCounters;
 }

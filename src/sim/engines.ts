@@ -69,6 +69,14 @@ export class SourceEngineAdapter implements SourcePort {
     return this.engine.readiness(nowNs);
   }
 
+  get iterationOpen(): boolean {
+    return this.engine.iterationOpen;
+  }
+
+  iterationGoesOn(budgetBytes: number, nowNs: number): boolean {
+    return this.engine.iterationGoesOn(nowNs, budgetBytes);
+  }
+
   queryMigrate(nowNs: number): MigrationInfoQmp {
     return this.engine.queryMigrate(nowNs);
   }

@@ -1,21 +1,21 @@
 /**
  * QEMU 7.2's bitmap_mutex as it meets free page hints: the migration thread holds it for a
- * whole ram_save_iterate (up to MAX_WAIT, 50 ms of wall time, or until the rate limit stops
- * it), and qemu_guest_free_page_hint needs it to clear the hinted bits. So a hint the balloon's
- * iothread takes while an iteration runs is applied only once the iteration ends (QEMU commit
- * "migration: Move bitmap_mutex out of migration_bitmap_clear_dirty()", 6.1: "any call sites
- * to qemu_guest_free_page_hint() can be delayed").
+ * whole ram_save_iterate (until MAX_WAIT, 50 ms of wall time, has passed, the rate limit stops
+ * it, or the pass ends), and qemu_guest_free_page_hint needs it to clear the hinted bits. So a
+ * hint the balloon's iothread takes while an iteration runs is applied only once the iteration
+ * ends (QEMU commit "migration: Move bitmap_mutex out of migration_bitmap_clear_dirty()", 6.1:
+ * "any call sites to qemu_guest_free_page_hint() can be delayed").
  *
- * The simulated source sends an iteration as several pumps (the world's budget is in wire
- * bytes); the gate keeps its own iteration clock: an iteration opens at a precopy pump when
- * none is open and lasts `iterationNs` of pumping; the rate limiter's wait, the switchover and
- * the end of the migration close it. Hints queued meanwhile are released when it closes.
+ * The iteration is the source engine's own (option iterationNsMin, src/core/source/iterate.ts):
+ * the world asks the engine whether one is open when a hint comes (`SourcePort.iterationOpen`)
+ * and, before each precopy pump, whether that pump goes on with it (`iterationGoesOn`). If not,
+ * the iteration has ended and the hints it held are applied before the pump checks for
+ * convergence. The rate limiter's sleep, the switchover and the end of the migration release
+ * them too. This file only holds the queue.
  *
  * Consequence (the guest lab's, src/sim/calibration.ts): at 128 MiB/s the migration thread
  * sleeps most of each 100 ms window and hints land at once; at 1 GiB/s it never sleeps and a
  * hint waits up to 50 ms, long enough for the bulk pass to get to a block first.
- *
- * Pure: the world tells it what happens.
  */
 
 /** A hint waiting for the lock. */
@@ -26,46 +26,20 @@ export interface GatedHint {
 }
 
 export class HintGate {
-  /** How long an iteration holds the lock at most, ns (QEMU's MAX_WAIT). */
-  readonly iterationNs: number;
-  /** When the open iteration began, or -1 when none is open. */
-  private openSinceNs = -1;
   /** Hints taken while the lock was held, in order. */
   private queued: GatedHint[] = [];
   /** Hints that had to wait, in total (for reports). */
   delayedHints = 0;
 
-  constructor(iterationNs: number) {
-    this.iterationNs = iterationNs;
-  }
-
-  /** Whether the migration thread holds the lock now. */
-  get held(): boolean {
-    return this.openSinceNs >= 0;
-  }
-
-  /** A hint arrives: queued (true) while the lock is held, else the caller applies it. */
-  offer(hint: GatedHint): boolean {
-    if (!this.held) return false;
+  /** A hint arrives while the migration thread holds the lock: it waits. */
+  hold(hint: GatedHint): void {
     this.queued.push(hint);
     this.delayedHints++;
-    return true;
   }
 
-  /**
-   * A precopy pump at `nowNs`: an expired iteration ends (its queued hints are returned, to be
-   * applied before the pump) and a new one opens.
-   */
-  beginPump(nowNs: number): GatedHint[] {
-    let released: GatedHint[] = [];
-    if (this.held && nowNs >= this.openSinceNs + this.iterationNs) released = this.release();
-    if (!this.held) this.openSinceNs = nowNs;
-    return released;
-  }
-
-  /** The iteration ends now (rate-limit wait, switchover, end): returns the queued hints. */
+  /** The lock is free: returns the waiting hints, in order, and forgets them. */
   release(): GatedHint[] {
-    this.openSinceNs = -1;
+    if (this.queued.length === 0) return [];
     const out = this.queued;
     this.queued = [];
     return out;

@@ -5,7 +5,6 @@
 // while an iteration holds the lock and is released when it expires or ends.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { HintGate } from './hint-gate.ts';
 import { HostCpu } from './host-cpu.ts';
 import { LinkDirection } from './link.ts';
 import { Scheduler } from './scheduler.ts';
@@ -47,19 +46,4 @@ test('a switchover charge keeps the sender busy', () => {
   assert.equal(stream.chargeSender(2_000_000), 2_000_000);
   const sent = stream.send(new Uint8Array(0), 1000);
   assert.ok(sent.ok && sent.serializedAtNs === 2_001_000);
-});
-
-test('a hint waits while an iteration holds the lock, and is released when it expires or ends', () => {
-  const gate = new HintGate(50);
-  const hint = { startPage: 1024, pageCount: 1024, cmdId: 7 };
-  assert.equal(gate.offer(hint), false, 'no iteration: apply at once');
-  assert.deepEqual(gate.beginPump(0), []);
-  assert.equal(gate.offer(hint), true);
-  assert.deepEqual(gate.beginPump(49), [], 'the iteration goes on');
-  assert.deepEqual(gate.beginPump(50), [hint], 'expired: released, a new one opens');
-  assert.ok(gate.held);
-  assert.equal(gate.offer({ ...hint, cmdId: 8 }), true);
-  assert.deepEqual(gate.release(), [{ ...hint, cmdId: 8 }]);
-  assert.equal(gate.held, false);
-  assert.equal(gate.delayedHints, 2);
 });

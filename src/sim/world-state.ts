@@ -121,7 +121,7 @@ export abstract class WorldState {
       onKernelPagesReady: (now) => this.activateDestinationDevices(now),
     });
     this.progress = new WorldProgress(this.trace);
-    this.hintGate = scenario.balloon?.hintApply === 'between-iterations' ? new HintGate(PRECOPY_ITERATION_NS) : null;
+    this.hintGate = scenario.balloon?.hintApply === 'between-iterations' ? new HintGate() : null;
     const faultNs = scenario.host?.destinationFaultNs ?? 0;
     this.destinationFaults = faultNs > 0 ? new DestinationFaults(machine.pageCount, faultNs) : null;
     this.stores = new StoreWatch(machine, () => this.destination.status === 'postcopy-active', this.destinationFaults);

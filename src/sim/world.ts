@@ -211,12 +211,10 @@ export class World extends WorldEffects {
     if (backlogNs > queueNs) return this.schedulePump(stream.wireFreeAtNs() - Math.floor(queueNs / 2));
     // A pump's budget is a bound the engine may pass by one record; two pages is the least useful.
     const room = STREAM_QUEUE_BYTES_MAX - Math.floor(Math.max(0, backlogNs) * bytesPerNs);
-    const budget = postcopy ? Math.min(POSTCOPY_PUMP_BYTES_MAX, room) : Math.floor(PRECOPY_ITERATION_NS * bytesPerNs);
-    if (this.hintGate !== null) {
-      const precopy = this.source.status === 'active' && this.guestRunner.running;
-      this.applyReleased(precopy ? this.hintGate.beginPump(nowNs) : this.hintGate.release(), nowNs);
-    }
-    const result = this.source.pump(Math.max(budget, TARGET_PAGE_SIZE * 2), nowNs);
+    const budget = Math.max(TARGET_PAGE_SIZE * 2, postcopy ? Math.min(POSTCOPY_PUMP_BYTES_MAX, room) : Math.floor(PRECOPY_ITERATION_NS * bytesPerNs));
+    // An iteration that this pump does not go on with has ended: the hints it held go first.
+    if (this.hintGate !== null && !this.source.iterationGoesOn(budget, nowNs)) this.applyReleased(this.hintGate.release(), nowNs);
+    const result = this.source.pump(budget, nowNs);
     this.apply('source', result, nowNs);
     if (!isFinalStatus(this.source.status)) this.sampleProgress(nowNs);
     this.schedulePump(Math.max(nowNs + 1, stream.senderFreeAtNs()));
@@ -269,7 +267,7 @@ export class World extends WorldEffects {
     this.trace.hint(nowNs, startPage, pageCount, cmdId);
     if (this.migrationStartNs < 0 || isFinalStatus(this.source.status)) return;
     if (this.machine.staleFaults?.hold({ startPage, pageCount, cmdId }, this.progress.syncCount)) return; // late-hint
-    if (this.hintGate?.offer({ startPage, pageCount, cmdId })) return; // Waits for the iteration's end.
+    if (this.hintGate !== null && this.source.iterationOpen) return this.hintGate.hold({ startPage, pageCount, cmdId }); // Waits for the iteration's end.
     this.applyHintNow(startPage, pageCount, cmdId, nowNs);
   }
 

@@ -96,17 +96,26 @@ function rollWindow(ctx: SourceContext, nowNs: number): void {
 }
 
 /**
- * True when the precopy iteration that spans pumps (option iterationNsMin) goes on: it started,
- * has lasted less than its bound, and the rate limiter has not stopped it. Otherwise it is over
- * (counted as QEMU's big wait when its time ended it) and the pump checks.
+ * True when the next pump goes on with the precopy iteration that spans pumps (option
+ * iterationNsMin): one runs, has lasted less than its bound, and the rate limiter has not
+ * stopped it. QEMU's migration thread is then still inside ram_save_iterate. Pure.
+ */
+export function iterationGoesOn(ctx: SourceContext, nowNs: number, budgetBytes: number): boolean {
+  const minNs = ctx.options.iterationNsMin;
+  const phase = ctx.phase;
+  if (minNs === null || phase.kind !== 'precopy' || phase.iteration === null) return false;
+  // The rate limiter stops an iteration at the page that spends it; the clock, 64 pages later.
+  return nowNs - phase.iteration.startNs < minNs && !isThrottled(ctx, budgetBytes);
+}
+
+/**
+ * True when the precopy iteration that spans pumps goes on (iterationGoesOn). Otherwise a
+ * running one is over (counted as QEMU's big wait when its time ended it) and the pump checks.
  */
 function iterationContinues(ctx: SourceContext, iteration: PrecopyIteration | null, nowNs: number, budgetBytes: number): boolean {
-  const minNs = ctx.options.iterationNsMin;
-  if (minNs === null || iteration === null) return false;
-  // The rate limiter stops an iteration at the page that spends it; the clock, 64 pages later.
-  const throttled = isThrottled(ctx, budgetBytes);
-  if (nowNs - iteration.startNs < minNs && !throttled) return true;
-  if (!throttled) {
+  if (iteration === null) return false;
+  if (iterationGoesOn(ctx, nowNs, budgetBytes)) return true;
+  if (!isThrottled(ctx, budgetBytes)) {
     const c = ctx.counters;
     c.bigWaits++;
     c.lastBigWaitMs = Math.floor((nowNs - iteration.startNs) / NS_PER_MS);

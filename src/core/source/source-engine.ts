@@ -47,6 +47,7 @@ import { isOverBudget } from '../rate-limiter.ts';
 import type { MigrationInfoQmp } from '../stats.ts';
 import type { MigrationStatus } from '../status.ts';
 import { SourceContext, type SourcePhase } from './source-context.ts';
+import { iterationGoesOn } from './iterate.ts';
 import { stepSource } from './source-step.ts';
 import type { SourceCounters, SourceEngineConfig, SourceError, SourceInput, SourceReadiness } from './source-types.ts';
 
@@ -153,6 +154,20 @@ export class SourceEngine {
   /** Where the engine is (see source-context.ts). */
   get phase(): SourcePhase['kind'] {
     return this.ctx.phase.kind;
+  }
+
+  /**
+   * True while a precopy iteration that spans pumps runs (option iterationNsMin): QEMU's
+   * migration thread is inside ram_save_iterate and holds bitmap_mutex.
+   */
+  get iterationOpen(): boolean {
+    const phase = this.ctx.phase;
+    return phase.kind === 'precopy' && phase.iteration !== null;
+  }
+
+  /** True when a pump now, with `budgetBytes`, would go on with the running iteration (no check). */
+  iterationGoesOn(nowNs: number, budgetBytes: number): boolean {
+    return iterationGoesOn(this.ctx, nowNs, budgetBytes);
   }
 
   /** The error that failed the migration, if it failed. */

@@ -52,6 +52,15 @@ export const KNOWN_DEVIATIONS: readonly KnownDeviation[] = [
     reason: `${HOST_MEMORY}: runs 652, 502, 627 ms against 469 ms warm and 824 ms cold; the cold-host suite measured 562 ms (sixth round). ` +
       'The fifth round\'s guess (host faults while the guest zeroes never-touched memory) was the right family, on the wrong side: the destination',
   },
+  {
+    caseId: 'm2048-alloc-1g-hint-on',
+    figure: 'dirty-sync-count',
+    check: { tolerance: 0.17 },
+    reason: 'runs 6, 6, 6 syncs, the simulator 7: at the end, with the threshold at 2.65 MB (the last window sent little: the driver had hinted ' +
+      'most of the pass away), the simulator\'s check at 1410 ms finds 4.2 MB pending, iterates once more, and the next sync a ms later finds ' +
+      'those pages hinted. Until the tenth round the hint gate kept a 51 ms clock of its own and applied those hints before that check; it now ' +
+      'follows the engine\'s iterations, which end with the pass (docs/fidelity.md, tenth round)',
+  },
 ];
 
 /**
@@ -85,13 +94,13 @@ export const WARM_HOST_KNOWN_DEVIATIONS: readonly KnownDeviation[] = [
   },
   {
     caseId: 'm1024-alloc-1g-hint-on-ioa0', figure: 'transferred', check: { tolerance: 0.3 },
-    reason: 'runs 181.9, 194.6, 191.0 MiB, the simulator 149.2 MiB; the same case cold sent 121.7-142.0 MiB and the main suite 125.9-137.9: ' +
+    reason: 'runs 181.9, 194.6, 191.0 MiB, the simulator 147.4 MiB; the same case cold sent 121.7-142.0 MiB and the main suite 125.9-137.9: ' +
       'warm, this machine\'s stream outran the hints of the init_on_alloc=0 driver by 40 MiB more than the simulator\'s does ' +
       '(hints go in only between iterations, and which boundaries the iothread wins is not modelled; fifth round)',
   },
   {
     caseId: 'm2048-idle-1g-hint-off', figure: 'total-time', check: 'spread',
-    reason: `${CHECK_PHASE}: runs 130, 132, 125, 142, 140, 131 ms, the simulator 155 ms (its pass ends after the check at 153 ms)`,
+    reason: `${CHECK_PHASE}: runs 130, 132, 125, 142, 140, 131 ms, the simulator 159 ms (its pass ends after the check at 153 ms)`,
   },
   {
     caseId: 'm2048-idle-128m-hint-off', figure: 'dirty-sync-count', check: 'spread',
@@ -107,21 +116,24 @@ const COLD_PREDICTION =
 
 export const COLD_HOST_KNOWN_DEVIATIONS: readonly KnownDeviation[] = [
   {
-    caseId: 'm1024-alloc-1g-hint-on', figure: 'dirty-sync-count', check: { tolerance: 0.5 },
-    reason: `${COLD_PREDICTION}: runs 4, 5, 4 syncs, the simulator 6 (warm: 5, 5, 5 and 5): the cold destination slows the first pass, and the ` +
-      'simulated driver\'s zeroed blocks come back in two more rounds',
+    caseId: 'm1024-alloc-1g-hint-on', figure: 'total-time', check: { tolerance: 0.2 },
+    reason: `${COLD_PREDICTION}: runs 641, 651, 727 ms, the simulator 541 ms (warm: 359 ms, the simulator 405): the simulated hinter, ` +
+      'with the slower cold stream, takes more of the pass away (137.5 against 152.9 MiB sent) than the lab\'s did',
   },
-  { caseId: 'm1024-idle-128m-hint-on', figure: 'total-time', check: 'spread', reason: `${COLD_PREDICTION}: runs 678, 650, 651 ms, the simulator 769 ms` },
-  { caseId: 'm1024-idle-128m-hint-on', figure: 'dirty-sync-count', check: { tolerance: 0.25 }, reason: `${COLD_PREDICTION}: runs 4, 4, 4 syncs, the simulator 5 (the main suite: 5, 5, 5)` },
+  {
+    caseId: 'm1024-alloc-1g-hint-on', figure: 'dirty-sync-count', check: { tolerance: 0.25 },
+    reason: `${COLD_PREDICTION}: runs 4, 5, 4 syncs, the simulator 5 (warm: 5, 5, 5 and 5): the cold destination slows the first pass, and the ` +
+      'simulated driver\'s zeroed blocks come back in one more round',
+  },
+  { caseId: 'm1024-idle-128m-hint-on', figure: 'total-time', check: 'spread', reason: `${COLD_PREDICTION}: runs 678, 650, 651 ms, the simulator 763 ms` },
   {
     caseId: 'm2048-alloc-1g-hint-on', figure: 'total-time', check: { tolerance: 0.35 },
-    reason: `${COLD_PREDICTION}: runs 1231, 1082, 1165 ms, the simulator 867 ms; warm the same migration took 754 ms (the simulator 767). ` +
+    reason: `${COLD_PREDICTION}: runs 1231, 1082, 1165 ms, the simulator 839 ms; warm the same migration took 754 ms (the simulator 833). ` +
       'QEMU\'s trace of it cold (trace-cold.jsonl): its first pass saved 4.3-7.5 thousand pages per 51 ms iteration, bound by the cold ' +
       'destination\'s 2 MiB faults on thinly spread data, and lasted 850 ms; the simulator sends less (196 MiB: its hinter wins more races) ' +
       'into fewer regions and ends that pass sooner. The hint race (fifth round), made four times as costly by a cold destination',
   },
   { caseId: 'm2048-alloc-1g-hint-on', figure: 'transferred', check: { tolerance: 0.25 }, reason: `${COLD_PREDICTION}: runs 283.1, 245.4, 251.2 MiB, the simulator 195.8 MiB (see its total time)` },
-  { caseId: 'm2048-alloc-128m-hint-on', figure: 'dirty-sync-count', check: 'spread', reason: `${COLD_PREDICTION}: runs 5, 6, 5 syncs, the simulator 6` },
   {
     caseId: 'm2048-idle-128m-hint-off', figure: 'dirty-sync-count', check: { tolerance: 0.34 },
     reason: 'runs 4, 4, 4 syncs, the simulator 3: the same extra iteration as in the warm suite (see there), on every cold run',

@@ -248,6 +248,10 @@ export function resolveScenario(doc: ScenarioDocument): Scenario {
     problems.push('switch.postcopy: needs capabilities.postcopy-ram: true');
   }
   if (doc.link.bandwidth <= 0) problems.push('link.bandwidth: must be > 0');
+  // The gate holds hints for the engine's iterations; without them it would hold nothing.
+  if (doc.devices.balloon?.['hint-apply'] === 'between-iterations' && doc.host?.iteration === undefined) {
+    problems.push('devices.balloon.hint-apply: between-iterations needs host.iteration (the iterations that hold the hints)');
+  }
   if (doc.pressure !== null && !(doc.pressure.size > 0 && doc.pressure.size <= memoryBytes - doc.guest.reserved)) {
     problems.push('pressure.size: must be > 0 and fit in the guest memory outside guest.reserved');
   }

@@ -61,7 +61,7 @@ const balloonSchema = z.strictObject({
   'hint-batch': z.number().int().min(1).max(4096).default(32),
   'kick-delay': durationSchema.default(0),
   // Fidelity (src/sim/hint-gate.ts): when the source applies a hint: at once, or, as QEMU 7.2
-  // under its bitmap_mutex, only between migration iterations.
+  // under its bitmap_mutex, only between migration iterations (those of host.iteration).
   'hint-apply': z.enum(['immediate', 'between-iterations']).default('immediate'),
   // Fidelity (src/sim/calibration.ts): the guest driver's time per hint block; absent: hint-batch.
   'hint-pace': z
