@@ -37,32 +37,33 @@ export function firstTouchPerPageNs(touchNs: number): number {
 
 /**
  * The fitted constants: `npm run lab -- --fit` (lab-command.ts, fidelity/fit.ts) on the 32
- * cases of the warm suite only, from the lab machine's constants with the guest's times / 1.83,
+ * cases of the warm suite, from the lab machine's constants with the guest's times / 1.83,
  * in three stages: the stream (link rate, scan cost per page, switchover) on the 16 hint-off
  * cases; the driver and the rescan (time per page written again, per hint block, per page zeroed
  * that held data, per never-touched page) on the 12 hint-on cases without postcopy-ram; then all
- * seven on all 32. It prints "these are the committed constants" when it lands here. The
- * never-touched page's figure is the fit's 1,326 ns less the warm first touch per page (473 ns):
- * the guest's own part. Fitted again in the ninth round (docs/fidelity.md), when the lab
- * scenarios took QEMU's 51 ms iterations and the loss its downtime term, and in the tenth, when
- * the hint gate took the engine's iterations in place of its own clock. The switchover (6.74 ms,
- * against 1-3 ms measured on the lab machine) carries what the downtime term asks of the
- * postcopy-ram cases, whose downtime here is twice that of the same bytes without postcopy-ram.
+ * seven on all 32 and on QEMU's trace of the alloc guest's first 51 ms iteration (18,176-18,944
+ * pages; the simulator's 18,432). It prints "these are the committed constants" when it lands
+ * here. The never-touched page's figure is the fit's 1,087 ns less the warm first touch per page
+ * (473 ns): the guest's own part. Fitted again in the ninth round (docs/fidelity.md), when the lab
+ * scenarios took QEMU's 51 ms iterations and the loss its downtime term, in the tenth, when the
+ * hint gate took the engine's iterations, and in the eleventh, when an iteration became one RAM
+ * PART and the fit took the trace. The switchover (7.95 ms, against 1-3 ms measured on the lab
+ * machine) carries what the downtime term asks of the postcopy-ram cases, whose downtime here is
+ * twice that of the same bytes without postcopy-ram.
  *
- * Checks the fit never saw, QEMU's trace (testdata/guest-lab/trace-warm.jsonl): the alloc
- * guest's first 51 ms iteration saved 18,176-18,944 pages, the simulator's 18,304
- * (fidelity.test.ts); the first sync after the setup found 65,780-88,323 pages the driver had
- * zeroed in the idle 1 GiB guest, 98,245-115,898 in the 2 GiB one and 183,338-196,653 in the
- * alloc 1 GiB one, the simulator's 66,564, 96,260 and 169,988 (`npm run lab -- --checks ID
- * --warm`); the rescan, about 490 ns a page in the trace, is fitted at 399.
+ * Checks the fit never saw, QEMU's trace (testdata/guest-lab/trace-warm.jsonl): the first sync
+ * after the setup found 65,780-88,323 pages the driver had zeroed in the idle 1 GiB guest,
+ * 98,245-115,898 in the 2 GiB one and 183,338-196,653 in the alloc 1 GiB one, the simulator's
+ * 64,516, 122,884 and 184,324 (`npm run lab -- --checks ID --warm`); the rescan, about 490 ns a
+ * page in the trace, is fitted at 391.
  */
 export const HOST_LINK_BYTES_PER_SEC = 1_965_503_752;
-export const HOST_SCAN_NS_PER_PAGE = 198;
-export const HOST_SWITCHOVER_NS = 6_738_298;
-export const HOST_RESCAN_NS_PER_PAGE = 399;
-export const HOST_HINT_BLOCK_NS = 125_836;
-export const HOST_ZERO_TOUCHED_PAGE_NS = 975;
-export const HOST_ZERO_FRESH_GUEST_NS = 853;
+export const HOST_SCAN_NS_PER_PAGE = 167;
+export const HOST_SWITCHOVER_NS = 7_952_707;
+export const HOST_RESCAN_NS_PER_PAGE = 391;
+export const HOST_HINT_BLOCK_NS = 63_489;
+export const HOST_ZERO_TOUCHED_PAGE_NS = 917;
+export const HOST_ZERO_FRESH_GUEST_NS = 614;
 
 /** The host suites' calibration, warm or cold host memory. */
 export function hostSuiteCalibration(memory: 'warm' | 'cold'): LabCalibration {

@@ -5,7 +5,8 @@
  *   close the bandwidth window if ≥ 100 ms old (threshold, mbps, rate-limit reset); in
  *   precopy and postcopy a tick closes it only while the rate limiter holds the thread (`tick`)
  *   rate limited and no page request queued?          → nothing (the shell waits)
- *   precopy:  an iteration spanning pumps (option iterationNsMin) still running → its next chunk
+ *   precopy:  an iteration spanning pumps (option iterationNsMin) still running → more pages into
+ *             its RAM PART (one PART per iteration; EOS and footer when it ends)
  *             remaining < threshold → sync (notifiers) and recount
  *             decide: iterate → one RAM PART chunk
  *                     complete → stop the guest (next pump: completion)
@@ -28,7 +29,7 @@ import { isActiveStatus } from '../status.ts';
 import { syncDirtyBitmap } from './dirty-sync.ts';
 import { pumpCompletion, pumpPostcopy } from './postcopy.ts';
 import { switchToPostcopy } from './postcopy-switch.ts';
-import { isThrottled, writeRamChunk } from './ram-chunk.ts';
+import { closeRamPart, fillRamPart, isThrottled, openRamPart, writeRamChunk } from './ram-chunk.ts';
 import type { PrecopyIteration, SourceContext } from './source-context.ts';
 import { beginStop, completePrecopy, pumpFinalPass } from './switchover.ts';
 
@@ -39,7 +40,7 @@ export function pump(ctx: SourceContext, nowNs: number, budgetBytes: number): vo
   if (phase.kind !== 'final-pass' && !continuing) rollWindow(ctx, nowNs);
   switch (phase.kind) {
     case 'precopy':
-      if (continuing) return continueIteration(ctx, budgetBytes);
+      if (continuing) return continueIteration(ctx, budgetBytes, ctx.main.wireOffsetBytes);
       return pumpPrecopy(ctx, nowNs, budgetBytes);
     case 'stopping':
       if (phase.next === 'complete') return completePrecopy(ctx, nowNs, budgetBytes);
@@ -110,7 +111,8 @@ export function iterationGoesOn(ctx: SourceContext, nowNs: number, budgetBytes: 
 
 /**
  * True when the precopy iteration that spans pumps goes on (iterationGoesOn). Otherwise a
- * running one is over (counted as QEMU's big wait when its time ended it) and the pump checks.
+ * running one is over (counted as QEMU's big wait when its time ended it): its chunk is closed
+ * and the pump checks.
  */
 function iterationContinues(ctx: SourceContext, iteration: PrecopyIteration | null, nowNs: number, budgetBytes: number): boolean {
   if (iteration === null) return false;
@@ -121,19 +123,30 @@ function iterationContinues(ctx: SourceContext, iteration: PrecopyIteration | nu
     c.lastBigWaitMs = Math.floor((nowNs - iteration.startNs) / NS_PER_MS);
     c.lastBigWaitPages = ctx.stats.totalTransferredPages() - iteration.startPages;
   }
-  ctx.phase = { kind: 'precopy', iteration: null };
+  endIteration(ctx);
   return false;
 }
 
 /**
- * The next chunk of a running iteration. The iteration ends with the pass (nothing left dirty)
- * or when the chunk spent the rate limiter's window (the thread sleeps until the window ends).
+ * The next pump of a running iteration: one RAM PART for the whole iteration, as QEMU writes
+ * it, so its pages go into the PART the iteration opened. The iteration ends with the pass
+ * (nothing left dirty) or when the pump spent the rate limiter's window (the thread sleeps
+ * until the window ends); then the PART is closed.
  */
-function continueIteration(ctx: SourceContext, budgetBytes: number): void {
-  writeRamChunk(ctx, budgetBytes);
-  if (ctx.phase.kind === 'precopy' && ctx.phase.iteration !== null && (ctx.bitmap.dirtyCount === 0 || isThrottled(ctx, 1))) {
-    ctx.phase = { kind: 'precopy', iteration: null };
-  }
+function continueIteration(ctx: SourceContext, budgetBytes: number, budgetStartBytes: number): void {
+  fillRamPart(ctx, budgetBytes, budgetStartBytes);
+  ctx.countRate(); // The rate limiter sees this pump's bytes before it decides.
+  if (ctx.bitmap.dirtyCount === 0 || isThrottled(ctx, 1)) return endIteration(ctx);
+  ctx.updateRemaining();
+  ctx.flush();
+}
+
+/** The running iteration ends: EOS and footer close its PART; the next pump checks. */
+function endIteration(ctx: SourceContext): void {
+  closeRamPart(ctx);
+  ctx.phase = { kind: 'precopy', iteration: null };
+  ctx.updateRemaining();
+  ctx.flush();
 }
 
 function pumpPrecopy(ctx: SourceContext, nowNs: number, budgetBytes: number): void {
@@ -157,9 +170,13 @@ function pumpPrecopy(ctx: SourceContext, nowNs: number, budgetBytes: number): vo
   c.lastCheckThresholdBytes = ctx.thresholdBytes;
   c.lastCheckDecision = decision;
   switch (decision) {
-    case 'iterate':
-      if (ctx.options.iterationNsMin !== null) ctx.phase = { kind: 'precopy', iteration: { startNs: nowNs, startPages: ctx.stats.totalTransferredPages() } };
-      return continueIteration(ctx, budgetBytes);
+    case 'iterate': {
+      if (ctx.options.iterationNsMin === null) return writeRamChunk(ctx, budgetBytes);
+      ctx.phase = { kind: 'precopy', iteration: { startNs: nowNs, startPages: ctx.stats.totalTransferredPages() } };
+      const budgetStartBytes = ctx.main.wireOffsetBytes;
+      openRamPart(ctx);
+      return continueIteration(ctx, budgetBytes, budgetStartBytes);
+    }
     case 'complete':
     case 'postcopy':
       return beginStop(ctx, nowNs, decision);

@@ -6,7 +6,8 @@
  *               │ budget, the rate limiter's allowance or maxChunkPages │ EOS │ footer │ flush
  *
  * The EOS counts 8 bytes in `transferred` (ram_save_iterate does; the setup and END chunks'
- * EOS do not).
+ * EOS do not). A precopy iteration that spans pumps (option iterationNsMin, iterate.ts) opens
+ * the PART once, fills it over its pumps and closes it when it ends: one PART per iteration.
  */
 import { budgetLeftBytes, isOverBudget } from '../rate-limiter.ts';
 import { scanAndSend } from './page-scan.ts';
@@ -30,22 +31,41 @@ export function isThrottled(ctx: SourceContext, budgetBytes: number): boolean {
  * rate limiter's allowance and maxChunkPages; EOS; footer; flushed.
  */
 export function writeRamChunk(ctx: SourceContext, budgetBytes: number): void {
-  const main = ctx.main;
-  const id = ctx.options.ramSectionId;
-  const chunkStart = main.wireOffsetBytes;
-  main.sectionPart(id);
-  serveRequests(ctx);
-  const usedBytes = main.wireOffsetBytes - chunkStart;
-  const rateLeftBytes = budgetLeftBytes(ctx.limiter) - (main.wireOffsetBytes - ctx.limiterCountedBytes);
-  const allowanceBytes = Math.min(budgetBytes - usedBytes, rateLeftBytes);
-  if (allowanceBytes > 0) {
-    const encoder = ctx.backgroundEncoder();
-    scanAndSend(ctx, encoder, encoder.wireOffsetBytes + allowanceBytes, ctx.options.maxChunkPages);
-  }
-  ctx.syncMultifd();
-  main.ramEos();
-  ctx.stats.addTransferred(EOS_BYTES, ctx.transferPhase());
-  main.footer(id);
+  const chunkStart = ctx.main.wireOffsetBytes;
+  openRamPart(ctx);
+  fillRamPart(ctx, budgetBytes, chunkStart);
+  closeRamPart(ctx);
   ctx.updateRemaining();
   ctx.flush();
+}
+
+/** The PART header of ram_save_iterate's chunk. An iteration that spans pumps keeps it open. */
+export function openRamPart(ctx: SourceContext): void {
+  ctx.main.sectionPart(ctx.options.ramSectionId);
+}
+
+/**
+ * Into the open PART: queued page requests, then background pages within the rate limiter's
+ * allowance, maxChunkPages and `budgetBytes` of wire bytes counted from `budgetStartBytes` (the
+ * main channel's offset where the shell's pump began).
+ */
+export function fillRamPart(ctx: SourceContext, budgetBytes: number, budgetStartBytes: number): void {
+  const main = ctx.main;
+  serveRequests(ctx);
+  ctx.countRate();
+  const budgetLeft = budgetBytes - (main.wireOffsetBytes - budgetStartBytes);
+  // QEMU stops only once the bytes counted exceed the window's budget: at exactly the budget,
+  // one more page goes (the scan always sends its first page, then stops at the limit).
+  if (budgetLeft > 0 && !isOverBudget(ctx.limiter)) {
+    const encoder = ctx.backgroundEncoder();
+    scanAndSend(ctx, encoder, encoder.wireOffsetBytes + Math.min(budgetLeft, budgetLeftBytes(ctx.limiter)), ctx.options.maxChunkPages);
+  }
+}
+
+/** The end of the chunk: multifd's sync, EOS (8 bytes of `transferred`), footer. Not flushed. */
+export function closeRamPart(ctx: SourceContext): void {
+  ctx.syncMultifd();
+  ctx.main.ramEos();
+  ctx.stats.addTransferred(EOS_BYTES, ctx.transferPhase());
+  ctx.main.footer(ctx.options.ramSectionId);
 }

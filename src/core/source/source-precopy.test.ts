@@ -353,3 +353,21 @@ test('option iterationNsMin: the rate limiter ends an iteration; the pump after 
   assert.equal(checks(), 2, 'a new iteration after the sleep, 100 ms after the first began');
   assert.equal(engine.counters().bigWaits, 0, 'the rate limit, not the clock, ended it');
 });
+
+test('option iterationNsMin: one RAM PART per iteration, however many pumps it spans; the RAM arrives equal', () => {
+  const guest = patternGuest();
+  // 64 pages a pump, a pump every 10 ms: an iteration spans six pumps.
+  const { engine } = engineFor(guest, { iterationNsMin: 51 * MS, maxChunkPages: 64 });
+  const dest = new Destination(guest);
+  dest.take(engine.start(0));
+  const { pumps } = drive(engine, dest, 0, { budgetBytes: 1 << 30, stepNs: 10 * MS });
+  assert.equal(engine.status, 'completed');
+  assert.equal(guestDigest(dest), sha256Of(guest.store));
+  // PART … EOS footer for each iteration, then END (partsAndEnd checks the shape).
+  const middle = partsAndEnd(collapse(dest.trail.filter((t) => t !== 'page' && t !== 'zero')));
+  const parts = middle.filter((t) => t === 'begin:part:ram').length;
+  const c = engine.counters();
+  assert.equal(parts, c.convergenceChecks - 1, 'a PART for each check that iterated (the last check completed)');
+  assert.ok(c.bigWaits >= parts - 1, `${c.bigWaits} of ${parts} iterations ended on their time`);
+  assert.ok(pumps >= 5 * parts, `${pumps} pumps wrote ${parts} PARTs`);
+});

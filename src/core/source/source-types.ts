@@ -44,8 +44,8 @@ export interface SourceOptions {
   /**
    * Most background pages in one RAM chunk (default DEFAULT_MAX_CHUNK_PAGES). Without
    * iterationNsMin a chunk is an iteration, a deterministic stand-in for QEMU's 50 ms MAX_WAIT
-   * check; with it, a chunk is one pump of an iteration, and this sets how often it looks at
-   * the clock.
+   * check; with it, this is the most pages one pump of an iteration sends, and sets how often
+   * it looks at the clock (the iteration's pages all go in one RAM PART, as QEMU writes them).
    */
   readonly maxChunkPages?: number;
   /**
