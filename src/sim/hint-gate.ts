@@ -28,13 +28,10 @@ export interface GatedHint {
 export class HintGate {
   /** Hints taken while the lock was held, in order. */
   private queued: GatedHint[] = [];
-  /** Hints that had to wait, in total (for reports). */
-  delayedHints = 0;
 
   /** A hint arrives while the migration thread holds the lock: it waits. */
   hold(hint: GatedHint): void {
     this.queued.push(hint);
-    this.delayedHints++;
   }
 
   /** The lock is free: returns the waiting hints, in order, and forgets them. */
