@@ -371,3 +371,20 @@ test('option iterationNsMin: one RAM PART per iteration, however many pumps it s
   assert.ok(c.bigWaits >= parts - 1, `${c.bigWaits} of ${parts} iterations ended on their time`);
   assert.ok(pumps >= 5 * parts, `${pumps} pumps wrote ${parts} PARTs`);
 });
+
+test('option iterationNsMin: at exactly the window\'s budget one more page goes, then the iteration sleeps (QEMU stops only past it)', () => {
+  const guest = new Guest('bytes', 1024);
+  for (let p = 0; p < 1024; p++) guest.write(p, p);
+  const { engine } = engineFor(guest, { iterationNsMin: 51 * MS, maxChunkPages: 64 });
+  const mainBytes = (r: ReturnType<typeof engine.pump>): number =>
+    r.effects.reduce((n, e) => n + (e.kind === 'send' && e.channel === 'main' ? e.data.length : 0), 0);
+  let sent = mainBytes(engine.start(0));
+  sent += mainBytes(engine.pump(1 * MS, 1 << 30));
+  // The window's budget (max-bandwidth / 10) now equals what the window has counted, to the byte.
+  engine.setParameters(1 * MS, params({ maxBandwidthBytesPerSec: sent * 10 }));
+  assert.equal(engine.readiness(2 * MS).kind, 'pump', 'not over the budget: QEMU goes on');
+  const at = engine.pump(2 * MS, 1 << 30);
+  assert.equal(at.pagesScanned, 1, 'one more page, the one that crosses the budget');
+  assert.equal(engine.readiness(3 * MS).kind, 'wait', 'over the budget: asleep until the window ends');
+  assert.equal(engine.counters().convergenceChecks, 1, 'still the first iteration');
+});
