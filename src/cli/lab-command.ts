@@ -175,7 +175,7 @@ function fit(root: string): number {
     ? 'these are the committed constants (src/sim/calibration-host.ts)'
     : `the committed constants differ in ${differ.map((k) => `${k} (committed ${committed[k]}, fitted ${calibration[k]})`).join(', ')}`);
   const firstPages = simulatedFirstIterationPages(readSources(root, LAB_WARM_HOST_FILES), warmRows, trace, calibration);
-  console.log(`${trace.caseId}'s first 51 ms iteration: QEMU's trace ${trace.pages.join(', ')} pages, fitted ${firstPages}`);
+  console.log(`${trace.caseId}'s first 51 ms iteration: QEMU's trace ${trace.runs.map((r) => r.pages).join(', ')} pages, fitted ${firstPages}`);
   console.log('committed (src/sim/calibration-host.ts), warm-host suite:');
   printTable(readSources(root, LAB_WARM_HOST_FILES), warmRows, hostSuiteCalibration('warm'));
   console.log('\ncommitted, cold-host suite (a prediction: the warm fit with the cold first touch):');

@@ -11,6 +11,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { HOST_FIRST_TOUCH_COLD_NS, HOST_FIRST_TOUCH_WARM_NS, hostSuiteCalibration } from '../calibration-host.ts';
 import { simulatedChecks } from './checks.ts';
+import { firstIterationTrace } from './fit.ts';
 import { HUGE_PAGE_PAGES } from '../dest-faults.ts';
 import { loadScenario, parseOverride } from '../scenario/scenario.ts';
 import { compareCase, FIDELITY_TOLERANCE, simulate, withinLabSpread, type FidelityRow } from './compare.ts';
@@ -182,15 +183,13 @@ test('the fitted stream agrees with QEMU\'s own trace: pages one 51 ms iteration
   // measures the stream while the driver hints (the simulated host shares its cores with the
   // hinting vCPU, host-cpu.ts). Since the eleventh round the fit counts these traces as one more
   // figure (fit.ts firstIterationLoss); before, it never saw them (docs/fidelity.md).
-  const traced = parseLabJsonl(readFileSync(join(ROOT, LAB_DATA_DIR, 'trace-warm.jsonl'), 'utf8'))
-    .filter((r) => r.wl === 'alloc' && r.bw === '1g' && r.hint && !r.pc) as unknown as { qemu_trace: [number, string, number, number][] }[];
-  assert.equal(traced.length, 3);
-  const scenario = readFileSync(join(ROOT, LAB_WARM_HOST_SCENARIO_DIR, 'm1024-alloc-1g-hint-on.yaml'), 'utf8');
+  const traced = firstIterationTrace(parseLabJsonl(readFileSync(join(ROOT, LAB_DATA_DIR, 'trace-warm.jsonl'), 'utf8')));
+  assert.equal(traced.runs.length, 3);
+  const scenario = readFileSync(join(ROOT, LAB_WARM_HOST_SCENARIO_DIR, `${traced.caseId}.yaml`), 'utf8');
   const simulated = simulatedChecks(loadScenario(scenario)).find((e) => e[1] === 'big-wait');
   assert.ok(simulated !== undefined && simulated[1] === 'big-wait');
   assert.equal(simulated[2], 51, 'the simulated first iteration stopped at MAX_WAIT');
-  for (const r of traced) {
-    const [, , ms, pages] = r.qemu_trace.find((e) => e[1] === 'big-wait')!;
+  for (const { ms, pages } of traced.runs) {
     assert.ok(ms >= 51 && ms <= 52, `the first iteration stopped at MAX_WAIT (${ms} ms)`);
     assert.ok(Math.abs(simulated[3] / pages - 1) < FIDELITY_TOLERANCE, `QEMU saved ${pages} pages in ${ms} ms, the simulator ${simulated[3]}`);
   }

@@ -17,12 +17,13 @@
  *
  * Pure but for `fitHostCalibration` and `firstIterationLoss`, which run the simulator.
  */
+import type { QemuTraceEvent } from '../../format/qemu-trace.ts';
 import { LAB_CALIBRATION, type LabCalibration } from '../calibration.ts';
 import { GUEST_UP_AT_INIT_HOST_S, GUEST_UP_AT_INIT_LAB_S, HOST_FIRST_TOUCH_WARM_NS } from '../calibration-host.ts';
 import { loadScenario } from '../scenario/scenario.ts';
 import { simulatedChecks } from './checks.ts';
 import { compareCase, DOWNTIME_FACTOR, FIDELITY_TOLERANCE, type FidelityRow } from './compare.ts';
-import type { LabRow } from './lab-data.ts';
+import { caseId, keyOf, type LabRow } from './lab-data.ts';
 import { labScenarioFiles, type LabSource } from './lab-scenario.ts';
 
 /** The constants a fit may move. */
@@ -147,10 +148,10 @@ export const HOST_FIT_STAGES: readonly FitStage[] = [
   },
 ];
 
-/** QEMU's traced first iterations of one lab case: the pages each saved before MAX_WAIT. */
+/** QEMU's traced first iterations of one lab case: how long each ran and the pages it saved. */
 export interface FirstIterationTrace {
   readonly caseId: string;
-  readonly pages: readonly number[];
+  readonly runs: readonly { readonly ms: number; readonly pages: number }[];
 }
 
 /** The case whose first iteration the fit compares: it starts with data, so the stream alone sets it. */
@@ -161,15 +162,14 @@ export const FIRST_ITERATION_CASE = 'm1024-alloc-1g-hint-on';
  * pages of each run's first `big-wait`.
  */
 export function firstIterationTrace(traceRows: readonly LabRow[]): FirstIterationTrace {
-  const runs = traceRows.filter((r) => r.mem_mib === 1024 && r.wl === 'alloc' && r.bw === '1g' && r.hint && !r.pc);
-  const pages = runs.map((r) => {
-    const trace = (r as unknown as { qemu_trace?: readonly (readonly [number, string, number, number])[] }).qemu_trace ?? [];
+  const runs = traceRows.filter((r) => caseId(keyOf(r)) === FIRST_ITERATION_CASE).map((r) => {
+    const trace = (r as { readonly qemu_trace?: readonly QemuTraceEvent[] }).qemu_trace ?? [];
     const wait = trace.find((e) => e[1] === 'big-wait');
-    if (wait === undefined) throw new Error(`trace run ${r.rep} of ${FIRST_ITERATION_CASE} has no big wait`);
-    return wait[3];
+    if (wait === undefined || wait[1] !== 'big-wait') throw new Error(`trace run ${r.rep} of ${FIRST_ITERATION_CASE} has no big wait`);
+    return { ms: wait[2], pages: wait[3] };
   });
-  if (pages.length === 0) throw new Error(`no traced run of ${FIRST_ITERATION_CASE}`);
-  return { caseId: FIRST_ITERATION_CASE, pages };
+  if (runs.length === 0) throw new Error(`no traced run of ${FIRST_ITERATION_CASE}`);
+  return { caseId: FIRST_ITERATION_CASE, runs };
 }
 
 /** The pages the simulator's first iteration of the traced case saved under `calibration` (0: none ended on time). */
@@ -182,7 +182,7 @@ export function simulatedFirstIterationPages(sources: readonly LabSource[], deri
 
 /** The trace's loss under `calibration`: a figure against the traced runs' median. */
 export function firstIterationLoss(sources: readonly LabSource[], derivation: readonly LabRow[], trace: FirstIterationTrace): (calibration: LabCalibration) => number {
-  const sorted = [...trace.pages].sort((a, b) => a - b);
+  const sorted = trace.runs.map((r) => r.pages).sort((a, b) => a - b);
   const median = sorted[Math.floor(sorted.length / 2)];
   return (calibration) => figureLoss(median, simulatedFirstIterationPages(sources, derivation, trace, calibration));
 }
