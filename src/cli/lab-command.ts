@@ -54,7 +54,7 @@ import { qemuTraceLines, type QemuTraceEvent } from '../format/qemu-trace.ts';
 import { LAB_CALIBRATION, type LabCalibration } from '../sim/calibration.ts';
 import { firstTouchPerPageNs, HOST_FIRST_TOUCH_COLD_NS, HOST_FIRST_TOUCH_WARM_NS, hostSuiteCalibration } from '../sim/calibration-host.ts';
 import { compareCase } from '../sim/fidelity/compare.ts';
-import { firstIterationTrace, fitHostCalibration, HOST_FIT_STAGES, simulatedFirstIterationPages } from '../sim/fidelity/fit.ts';
+import { FIT_TRACE_FIGURES, fitHostCalibration, HOST_FIT_STAGES, simulatedTraceFigure, tracedFigure } from '../sim/fidelity/fit.ts';
 import { simulatedChecks } from '../sim/fidelity/checks.ts';
 import { caseId, keyOf, LAB_COLD_HOST_FILES, LAB_COLD_HOST_SCENARIO_DIR, LAB_DATA_DIR, LAB_DATA_FILES, LAB_SCENARIO_DIR, LAB_WARM_HOST_FILES, LAB_WARM_HOST_SCENARIO_DIR, parseLabJsonl, type LabRow } from '../sim/fidelity/lab-data.ts';
 import { labScenarioFiles, type LabSource } from '../sim/fidelity/lab-scenario.ts';
@@ -157,8 +157,9 @@ function checks(root: string, argv: readonly string[]): number {
 
 function fit(root: string): number {
   const warmRows = warmHostRows(root);
-  const trace = firstIterationTrace(readSources(root, ['trace-warm.jsonl'])[0].rows);
-  const calibration = fitHostCalibration(readSources(root, LAB_WARM_HOST_FILES), warmRows, trace, {
+  const traceRows = readSources(root, ['trace-warm.jsonl'])[0].rows;
+  const traced = FIT_TRACE_FIGURES.map((f) => tracedFigure(traceRows, f));
+  const calibration = fitHostCalibration(readSources(root, LAB_WARM_HOST_FILES), warmRows, traced, {
     onStage: (stage, cases) => console.log(`fitting ${stage.what} (${cases} cases of the warm-host suite): ${stage.keys.join(', ')}`),
     onStep: (step, cases) => console.log(`  round ${step.round}: ${step.key} × ${step.factor.toFixed(3)} = ${step.calibration[step.key]}, loss ${step.loss.toFixed(3)}, ${step.passed} of ${cases} within tolerance`),
     onStageDone: (result, cases) => console.log(`  ${result.evaluations} runs of the suite; loss ${result.loss.toFixed(3)}, ${result.passed} of ${cases} within tolerance`),
@@ -174,8 +175,10 @@ function fit(root: string): number {
   console.log(differ.length === 0
     ? 'these are the committed constants (src/sim/calibration-host.ts)'
     : `the committed constants differ in ${differ.map((k) => `${k} (committed ${committed[k]}, fitted ${calibration[k]})`).join(', ')}`);
-  const firstPages = simulatedFirstIterationPages(readSources(root, LAB_WARM_HOST_FILES), warmRows, trace, calibration);
-  console.log(`${trace.caseId}'s first 51 ms iteration: QEMU's trace ${trace.runs.map((r) => r.pages).join(', ')} pages, fitted ${firstPages}`);
+  for (const { figure, runs } of traced) {
+    const fitted = simulatedTraceFigure(readSources(root, LAB_WARM_HOST_FILES), warmRows, figure, calibration);
+    console.log(`${figure.caseId}, ${figure.what}: QEMU's trace ${runs.map((v) => Math.round(v)).join(', ')}, fitted ${Math.round(fitted)}`);
+  }
   console.log('committed (src/sim/calibration-host.ts), warm-host suite:');
   printTable(readSources(root, LAB_WARM_HOST_FILES), warmRows, hostSuiteCalibration('warm'));
   console.log('\ncommitted, cold-host suite (a prediction: the warm fit with the cold first touch):');

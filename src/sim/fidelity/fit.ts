@@ -11,11 +11,13 @@
  * log ratio goes beyond the ±15% tolerance: a figure just outside counts more than its squared
  * error alone. The downtime, held to an order of magnitude, counts only beyond it: 4 × how far its
  * log ratio goes past log 10. The host suites' last stage also counts QEMU's own trace of the
- * machine (`trace-warm.jsonl`): the pages the alloc guest's first 51 ms iteration saved, against
- * the simulator's, as one more figure (tenth round: the suite's medians alone left the stream
- * where that iteration saved a quarter fewer pages than QEMU's did).
+ * machine (`trace-warm.jsonl`), each figure of FIT_TRACE_FIGURES against the simulator's: the
+ * pages the alloc guest's first 51 ms iteration saved (eleventh round: the suite's medians alone
+ * left the stream where that iteration saved a quarter fewer pages than QEMU's did), the same
+ * with init_on_alloc=0, and the pace of the idle guest's driver at 128 MiB/s (twelfth round: the
+ * medians alone left it a third faster than QEMU's trace shows).
  *
- * Pure but for `fitHostCalibration` and `firstIterationLoss`, which run the simulator.
+ * Pure but for `fitHostCalibration`, `simulatedTraceFigure` and `traceLoss`, which run the simulator.
  */
 import type { QemuTraceEvent } from '../../format/qemu-trace.ts';
 import { LAB_CALIBRATION, type LabCalibration } from '../calibration.ts';
@@ -132,7 +134,7 @@ export interface FitStage {
   readonly what: string;
   readonly keys: readonly FitKey[];
   readonly cases: (id: string) => boolean;
-  /** Whether QEMU's trace counts too (firstIterationLoss). */
+  /** Whether QEMU's trace counts too (FIT_TRACE_FIGURES, traceLoss). */
   readonly trace: boolean;
 }
 
@@ -141,50 +143,99 @@ export const HOST_FIT_STAGES: readonly FitStage[] = [
   { what: 'the stream, on the hint-off cases', keys: ['linkBytesPerSec', 'scanNsPerPage', 'switchoverNs'], cases: (id) => id.includes('-hint-off'), trace: false },
   { what: 'the driver and the rescan, on the hint-on cases without postcopy-ram', keys: ['rescanNsPerPage', 'hintBlockNs', 'zeroTouchedPageNs', 'zeroFreshPageNs'], cases: (id) => id.includes('-hint-on') && !id.includes('-pc'), trace: false },
   {
-    what: 'all of them together, on every case and QEMU\'s trace of the first iteration',
+    what: 'all of them together, on every case and QEMU\'s trace (the first iteration, the driver\'s pace)',
     keys: ['linkBytesPerSec', 'scanNsPerPage', 'switchoverNs', 'rescanNsPerPage', 'hintBlockNs', 'zeroTouchedPageNs', 'zeroFreshPageNs'],
     cases: () => true,
     trace: true,
   },
 ];
 
-/** QEMU's traced first iterations of one lab case: how long each ran and the pages it saved. */
-export interface FirstIterationTrace {
+/**
+ * A figure of QEMU's own trace (trace-warm.jsonl) that the simulator's checks (checks.ts) give
+ * too: one lab case, one number read from a run's events the same way on both sides.
+ */
+export interface TraceFigure {
   readonly caseId: string;
-  readonly runs: readonly { readonly ms: number; readonly pages: number }[];
+  readonly what: string;
+  /** The figure of one run's events; null when they lack it. */
+  readonly read: (events: readonly QemuTraceEvent[]) => number | null;
 }
 
-/** The case whose first iteration the fit compares: it starts with data, so the stream alone sets it. */
-export const FIRST_ITERATION_CASE = 'm1024-alloc-1g-hint-on';
+/** The pages of the first iteration that ended on its time (QEMU's first `big wait`). */
+function firstBigWaitPages(events: readonly QemuTraceEvent[]): number | null {
+  const wait = events.find((e) => e[1] === 'big-wait');
+  return wait === undefined || wait[1] !== 'big-wait' ? null : wait[3];
+}
 
 /**
- * The traced first iterations of FIRST_ITERATION_CASE in `traceRows` (trace-warm.jsonl): the
- * pages of each run's first `big-wait`.
+ * The pages dirty at the first sync after the setup's, per ms since `migrate`: in an idle guest
+ * nearly all are the hint blocks its balloon driver allocated, zeroed (init_on_alloc=1) and
+ * hinted, so this is the driver's pace.
  */
-export function firstIterationTrace(traceRows: readonly LabRow[]): FirstIterationTrace {
-  const runs = traceRows.filter((r) => caseId(keyOf(r)) === FIRST_ITERATION_CASE).map((r) => {
-    const trace = (r as { readonly qemu_trace?: readonly QemuTraceEvent[] }).qemu_trace ?? [];
-    const wait = trace.find((e) => e[1] === 'big-wait');
-    if (wait === undefined || wait[1] !== 'big-wait') throw new Error(`trace run ${r.rep} of ${FIRST_ITERATION_CASE} has no big wait`);
-    return { ms: wait[2], pages: wait[3] };
+function firstSyncPagesPerMs(events: readonly QemuTraceEvent[]): number | null {
+  const sync = events.filter((e) => e[1] === 'sync')[1];
+  if (sync === undefined || sync[1] !== 'sync' || sync[0] === null || sync[0] <= 0) return null;
+  return sync[2] / sync[0];
+}
+
+/**
+ * The stream while the driver hints: the alloc guest at 1 GiB/s starts with data, so its first
+ * iteration stops at 51 ms before the rate limit's budget, and its pages measure the stream.
+ */
+export const FIRST_ITERATION: TraceFigure = { caseId: 'm1024-alloc-1g-hint-on', what: 'pages its first 51 ms iteration saved', read: firstBigWaitPages };
+
+/**
+ * The same with init_on_alloc=0: the driver allocates its hint blocks without zeroing them, so
+ * the vCPU leaves the host's cores to the stream, and the iteration measures the stream alone.
+ */
+export const FIRST_ITERATION_IOA0: TraceFigure = { ...FIRST_ITERATION, caseId: 'm1024-alloc-1g-hint-on-ioa0' };
+
+/** The driver's pace with the host to itself: at 128 MiB/s the migration threads sleep most of each window. */
+export const DRIVER_PACE_128M: TraceFigure = { caseId: 'm2048-idle-128m-hint-on', what: 'pages dirty per ms at the first sync after the setup', read: firstSyncPagesPerMs };
+
+/**
+ * The driver's pace while a 1 GiB/s stream shares the host's two cores with it: the same
+ * figure, which the fit never sees, so it checks the shared host (host-cpu.ts).
+ */
+export const DRIVER_PACE_1G: readonly TraceFigure[] = ['m1024-idle-1g-hint-on', 'm2048-idle-1g-hint-on']
+  .map((id) => ({ ...DRIVER_PACE_128M, caseId: id }));
+
+/** The trace figures the host suites' last fitting stage counts. */
+export const FIT_TRACE_FIGURES: readonly TraceFigure[] = [FIRST_ITERATION, FIRST_ITERATION_IOA0, DRIVER_PACE_128M];
+
+/** A trace figure with QEMU's value in each traced run of its case. */
+export interface TracedFigure {
+  readonly figure: TraceFigure;
+  readonly runs: readonly number[];
+}
+
+/** `figure` in each run of its case in `traceRows` (trace-warm.jsonl); each run must have it. */
+export function tracedFigure(traceRows: readonly LabRow[], figure: TraceFigure): TracedFigure {
+  const runs = traceRows.filter((r) => caseId(keyOf(r)) === figure.caseId).map((r) => {
+    const value = figure.read((r as { readonly qemu_trace?: readonly QemuTraceEvent[] }).qemu_trace ?? []);
+    if (value === null) throw new Error(`trace run ${r.rep} of ${figure.caseId} lacks ${figure.what}`);
+    return value;
   });
-  if (runs.length === 0) throw new Error(`no traced run of ${FIRST_ITERATION_CASE}`);
-  return { caseId: FIRST_ITERATION_CASE, runs };
+  if (runs.length === 0) throw new Error(`no traced run of ${figure.caseId}`);
+  return { figure, runs };
 }
 
-/** The pages the simulator's first iteration of the traced case saved under `calibration` (0: none ended on time). */
-export function simulatedFirstIterationPages(sources: readonly LabSource[], derivation: readonly LabRow[], trace: FirstIterationTrace, calibration: LabCalibration): number {
-  const file = labScenarioFiles(sources, derivation, calibration).find((f) => f.labCase.id === trace.caseId);
-  if (file === undefined) throw new Error(`no lab scenario ${trace.caseId}`);
-  const wait = simulatedChecks(loadScenario(file.yaml)).find((e) => e[1] === 'big-wait');
-  return wait === undefined ? 0 : wait[3] as number;
+/** The median of QEMU's runs (the upper one of an even count). */
+export function tracedMedian(traced: TracedFigure): number {
+  const sorted = [...traced.runs].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
 }
 
-/** The trace's loss under `calibration`: a figure against the traced runs' median. */
-export function firstIterationLoss(sources: readonly LabSource[], derivation: readonly LabRow[], trace: FirstIterationTrace): (calibration: LabCalibration) => number {
-  const sorted = trace.runs.map((r) => r.pages).sort((a, b) => a - b);
-  const median = sorted[Math.floor(sorted.length / 2)];
-  return (calibration) => figureLoss(median, simulatedFirstIterationPages(sources, derivation, trace, calibration));
+/** The simulator's value of `figure` under `calibration` (0 when its checks lack it). */
+export function simulatedTraceFigure(sources: readonly LabSource[], derivation: readonly LabRow[], figure: TraceFigure, calibration: LabCalibration): number {
+  const file = labScenarioFiles(sources, derivation, calibration).find((f) => f.labCase.id === figure.caseId);
+  if (file === undefined) throw new Error(`no lab scenario ${figure.caseId}`);
+  return figure.read(simulatedChecks(loadScenario(file.yaml))) ?? 0;
+}
+
+/** The traces' loss under a calibration: each figure against its traced runs' median. */
+export function traceLoss(sources: readonly LabSource[], derivation: readonly LabRow[], traced: readonly TracedFigure[]): (calibration: LabCalibration) => number {
+  return (calibration) => traced.reduce((loss, t) => loss + figureLoss(tracedMedian(t), simulatedTraceFigure(sources, derivation, t.figure, calibration)), 0);
 }
 
 /**
@@ -212,7 +263,7 @@ export function hostFitStart(): LabCalibration {
 export function fitHostCalibration(
   sources: readonly LabSource[],
   derivation: readonly LabRow[],
-  trace: FirstIterationTrace,
+  traced: readonly TracedFigure[],
   report: { readonly onStage?: (stage: FitStage, cases: number) => void; readonly onStep?: (step: FitStep, cases: number) => void; readonly onStageDone?: (result: FitResult, cases: number) => void } = {},
 ): LabCalibration {
   let calibration = hostFitStart();
@@ -225,7 +276,7 @@ export function fitHostCalibration(
       evaluate: (k) => labScenarioFiles(sources, derivation, k)
         .filter((f) => stage.cases(f.labCase.id))
         .map((f) => compareCase(f.labCase, loadScenario(f.yaml))),
-      extraLoss: stage.trace ? firstIterationLoss(sources, derivation, trace) : undefined,
+      extraLoss: stage.trace ? traceLoss(sources, derivation, traced) : undefined,
       onStep: (step) => report.onStep?.(step, cases),
     });
     report.onStageDone?.(result, cases);
