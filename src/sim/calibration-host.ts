@@ -44,8 +44,9 @@ export function firstTouchPerPageNs(touchNs: number): number {
  * seven on all 32 and on three figures of QEMU's own trace (trace-warm.jsonl, fit.ts
  * FIT_TRACE_FIGURES): the pages the alloc guest's first 51 ms iteration saved, with
  * init_on_alloc=1 (18,176-18,944; the simulator's 18,368) and =0 (25,792-28,608; the
- * simulator's 21,568: its warm destination faults add to the stream where QEMU's seem to
- * overlap it), and the idle 2 GiB guest's driver at 128 MiB/s, 589-599 pages zeroed per ms until
+ * simulator's 21,568: a faster stream would carry its twin past the run of zero pages the
+ * simulated layout puts at about 18,400), and the idle 2 GiB guest's driver at 128 MiB/s,
+ * 589-599 pages zeroed per ms until
  * the first sync after the setup (the simulator's 626). It prints "these are the committed
  * constants" when it lands here. The never-touched page's figure is the fit's 1,518 ns less the
  * warm first touch per page (473 ns): the guest's own part. Fitted again in the ninth round

@@ -86,8 +86,9 @@ export const WARM_HOST_KNOWN_DEVIATIONS: readonly KnownDeviation[] = [
       'warm, this machine\'s stream outran the hints of the init_on_alloc=0 driver by 34 MiB more than the simulator\'s does. QEMU\'s trace ' +
       '(trace-warm.jsonl) shows where: its first 51 ms iteration saved 25,792-28,608 pages, the simulator\'s 21,568, as the fit counts it ' +
       '(twelfth round). Without the destination\'s warm 2 MiB faults the simulator saves 23,232 and with a 2.25 GB/s link too 26,304 and ' +
-      'sends 173 MiB, but that link breaks the init_on_alloc=1 twin\'s first iteration (34,816 against 18,176-18,944): in QEMU the ' +
-      'warm faults seem to overlap the stream, where the simulator adds them to it',
+      'sends 173 MiB, but that link breaks the init_on_alloc=1 twin\'s first iteration (34,816 against 18,176-18,944: it reaches the run of zero ' +
+      'pages the simulated layout puts at about 18,400), and a receiver that overlaps its faults with the stream left 25 of 32 warm and 16 ' +
+      'of 32 cold within the rule (docs/fidelity.md, twelfth round)',
   },
   {
     caseId: 'm2048-idle-128m-hint-off', figure: 'dirty-sync-count', check: 'spread',
