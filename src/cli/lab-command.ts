@@ -163,7 +163,7 @@ function fit(root: string): number {
     onStage: (stage, cases) => console.log(`fitting ${stage.what} (${cases} cases of the warm-host suite): ${stage.keys.join(', ')}`),
     onStep: (step, cases) => console.log(`  round ${step.round}: ${step.key} × ${step.factor.toFixed(3)} = ${step.calibration[step.key]}, loss ${step.loss.toFixed(3)}, ${step.passed} of ${cases} within tolerance`),
     onStageDone: (result, cases) => console.log(`  ${result.evaluations} runs of the suite; loss ${result.loss.toFixed(3)}, ${result.passed} of ${cases} within tolerance`),
-  });
+  }, hostSuiteCalibration('warm'));
   const warmTouch = firstTouchPerPageNs(HOST_FIRST_TOUCH_WARM_NS);
   const fresh = calibration.zeroFreshPageNs - warmTouch;
   console.log(`\nfitted: link ${calibration.linkBytesPerSec} B/s, scan ${calibration.scanNsPerPage} ns, switchover ${calibration.switchoverNs} ns, ` +

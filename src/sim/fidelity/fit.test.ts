@@ -11,7 +11,7 @@ import { LAB_CALIBRATION, type LabCalibration } from '../calibration.ts';
 import { loadScenario } from '../scenario/scenario.ts';
 import { compareCase, simulate, type FidelityRow } from './compare.ts';
 import { hostSuiteCalibration } from '../calibration-host.ts';
-import { DRIVER_PACE_128M, fidelityLoss, FIRST_ITERATION, FIT_TRACE_FIGURES, fitCalibration, FIT_FACTORS, HOST_FIT_STAGES, traceLoss, tracedFigure } from './fit.ts';
+import { DRIVER_PACE_128M, fidelityLoss, FIRST_ITERATION, FIT_TRACE_FIGURES, finestFactors, fitCalibration, HOST_FIT_STAGES, traceLoss, tracedFigure } from './fit.ts';
 import { LAB_DATA_DIR, LAB_WARM_HOST_FILES, parseLabJsonl, type LabCase } from './lab-data.ts';
 import { labScenarioFiles } from './lab-scenario.ts';
 
@@ -83,7 +83,7 @@ test('the host suites\' committed calibration is a minimum of the fit: no step o
   // constants take one round. A simulator change that moves the minimum fails here until the fit
   // is run again and its output committed.
   const committed = hostSuiteCalibration('warm');
-  const lastRound = FIT_FACTORS.map((f) => f ** (1 / 4));
+  const lastRound = finestFactors();
   const all = HOST_FIT_STAGES.at(-1)!;
   assert.ok(all.trace, 'the last stage counts QEMU\'s trace');
   const warm = [{ source: 'warm-host', rows }];
