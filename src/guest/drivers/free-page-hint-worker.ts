@@ -33,10 +33,11 @@
  * guest's clock, as Linux's work item does on its vCPU: each block takes `blockNs` plus, with
  * init_on_alloc (`initOnAlloc`), the time to zero its pages (a page that held data costs
  * `zeroTouchedPageNs`, a page still zero `zeroFreshPageNs`: the host has never backed it and
- * faults it in). The block is allocated, and zeroed, when its time starts (the writes reach
- * the dirty log then) and added to the queue when its time ends, as alloc_pages (which zeroes
- * under init_on_alloc) runs before virtqueue_add_inbuf. src/sim/calibration.ts holds the
- * figures measured on a Debian 6.1 guest under QEMU 7.2 TCG.
+ * faults it in). The block is allocated when its time starts, its pages are zeroed one by one
+ * as the driver's clock passes each page's time (clear_page in order: a dirty sync in between
+ * finds the block partly written), and it is added to the queue when its time ends, as
+ * alloc_pages (which zeroes under init_on_alloc) runs before virtqueue_add_inbuf.
+ * src/sim/calibration.ts holds the figures measured on a Debian 6.1 guest under QEMU 7.2 TCG.
  */
 import type { Segment } from '../../devices/virtio/descriptor-chain.ts';
 import { RangeTable } from '../../lib/range-table.ts';
@@ -142,6 +143,10 @@ export class FreePageHintWorker {
   private counters = { rounds: 0, blocksHinted: 0, blocksFreedNoRoom: 0, blocksReturned: 0, dones: 0, addFailures: 0 };
   /** Paced mode: the block being allocated and zeroed, not yet added (-1: none). */
   private pendingPfn = -1;
+  /** Paced mode: the pending block's next page to zero (its end when all are). */
+  private zeroNextPfn = -1;
+  /** Paced mode: the driver's time at which zeroing `zeroNextPfn` starts, ns. */
+  private zeroClockNs = 0;
   /** Paced mode: when the driver's current work ends (the pending block can be added), ns. */
   private busyUntilNs = 0;
   /** Paced mode: the driver's clock (guest time scaled by its CPU share), ns. */
@@ -237,6 +242,7 @@ export class FreePageHintWorker {
     this.roundRunning = false;
     this.workQueued = false;
     if (this.pendingPfn >= 0) {
+      this.zeroDue(Number.POSITIVE_INFINITY); // alloc_pages returns a block zeroed whole.
       this.deps.allocator.free(this.pendingPfn, HINT_BLOCK_ORDER);
       this.pendingPfn = -1;
     }
@@ -307,7 +313,9 @@ export class FreePageHintWorker {
     let allocations = 0;
     for (;;) {
       if (this.pendingPfn >= 0) {
+        this.zeroDue(this.nowNs);
         if (this.busyUntilNs > this.nowNs) return allocations; // Still zeroing it.
+        this.zeroDue(Number.POSITIVE_INFINITY); // Its time is over: every page is zeroed.
         const pfn = this.pendingPfn;
         this.pendingPfn = -1;
         if (!this.sendBlock(pfn)) break;
@@ -318,27 +326,46 @@ export class FreePageHintWorker {
       const pfn = this.deps.allocator.alloc(HINT_BLOCK_ORDER);
       if (pfn < 0) break;
       allocations++;
-      const costNs = pacing.blockNs + this.zeroOnAlloc(pfn, pacing);
-      this.busyUntilNs += costNs; // Work is continuous within a round (startRound set the start).
+      // Work is continuous within a round (startRound set the start): the block's pages are
+      // zeroed first, in order, then it is added.
+      this.zeroClockNs = this.busyUntilNs;
+      this.zeroNextPfn = this.deps.initOnAlloc === undefined ? pfn + HINT_BLOCK_PAGES : pfn;
+      this.busyUntilNs += pacing.blockNs + this.zeroCostNs(pfn, pacing);
       this.pendingPfn = pfn;
+      this.zeroDue(this.nowNs);
     }
     this.sendStop();
     return allocations;
   }
 
-  /**
-   * init_on_alloc: zeroes the block's pages (guest writes). Returns the time it takes under
-   * `pacing` (0 without init_on_alloc or pacing).
-   */
-  private zeroOnAlloc(pfn: number, pacing?: HintPacing): number {
+  /** init_on_alloc: zeroes the block's pages at once (guest writes; the unpaced mode). */
+  private zeroOnAlloc(pfn: number): void {
+    const writer = this.deps.initOnAlloc;
+    if (writer === undefined) return;
+    for (let p = pfn; p < pfn + HINT_BLOCK_PAGES; p++) writer.zeroPage(p);
+  }
+
+  /** The time init_on_alloc's zeroing of block `pfn` takes under `pacing` (0 without init_on_alloc). */
+  private zeroCostNs(pfn: number, pacing: HintPacing): number {
     const writer = this.deps.initOnAlloc;
     if (writer === undefined) return 0;
     let costNs = 0;
-    for (let p = pfn; p < pfn + HINT_BLOCK_PAGES; p++) {
-      if (pacing !== undefined) costNs += writer.isZeroPage(p) ? pacing.zeroFreshPageNs : pacing.zeroTouchedPageNs;
-      writer.zeroPage(p);
-    }
+    for (let p = pfn; p < pfn + HINT_BLOCK_PAGES; p++) costNs += pageZeroNs(writer, p, pacing);
     return costNs;
+  }
+
+  /** Paced mode: zeroes the pending block's pages whose time has ended by the driver's `untilNs`. */
+  private zeroDue(untilNs: number): void {
+    const writer = this.deps.initOnAlloc;
+    const pacing = this.deps.pacing;
+    if (writer === undefined || pacing === undefined || this.pendingPfn < 0) return;
+    const end = this.pendingPfn + HINT_BLOCK_PAGES;
+    while (this.zeroNextPfn < end) {
+      const endNs = this.zeroClockNs + pageZeroNs(writer, this.zeroNextPfn, pacing);
+      if (endNs > untilNs) return;
+      writer.zeroPage(this.zeroNextPfn++);
+      this.zeroClockNs = endNs;
+    }
   }
 
   /** Adds block `pfn` as a hint, or frees it; false when the round must end (an add failed). */
@@ -393,4 +420,9 @@ export class FreePageHintWorker {
     this.counters.blocksReturned += freed;
     return freed;
   }
+}
+
+/** The time to zero page `pfn`: more when it was never written (the host backs it first). */
+function pageZeroNs(writer: HintPageWriter, pfn: number, pacing: HintPacing): number {
+  return writer.isZeroPage(pfn) ? pacing.zeroFreshPageNs : pacing.zeroTouchedPageNs;
 }

@@ -113,6 +113,22 @@ test('every lab case: verdict, total-time, transferred, dirty-sync-count within 
   assert.ok(KNOWN_DEVIATIONS.every((d) => files.some((f) => f.labCase.id === d.caseId)), 'every known deviation names a lab case');
 });
 
+test('the main suite measured one migration twice and no single prediction is within ±15% of both medians', () => {
+  // Without hinting, init_on_alloc=0 changes nothing the migration sees: the idle 1 GiB guest at
+  // 1 GiB/s sent the same bytes both times. Its total times split between the host's warm and
+  // cold memory (docs/fidelity.md, sixth round), so the medians are 210 and 283 ms. A value within
+  // ±15% of both would have to lie in [283 / 1.15, 210 × 1.15] = [246, 241.5], which is empty.
+  // Any deterministic simulator misses one of them by the rule; known-deviations.ts holds the
+  // slower one to the span between the warm and the cold prediction instead.
+  const a = rowOf('m1024-idle-1g-hint-off').lab;
+  const b = rowOf('m1024-idle-1g-hint-off-ioa0').lab;
+  assert.ok(Math.abs(a.transferredBytes / b.transferredBytes - 1) < 0.01, `the same bytes: ${a.transferredBytes} and ${b.transferredBytes}`);
+  assert.equal(a.dirtySyncCount, b.dirtySyncCount);
+  const [low, high] = [a.totalTimeMs, b.totalTimeMs].sort((x, y) => x - y);
+  assert.ok(high / (1 + FIDELITY_TOLERANCE) > low * (1 + FIDELITY_TOLERANCE), `${low} and ${high} ms: a prediction can cover both`);
+  assert.ok(knownDeviation('m1024-idle-1g-hint-off-ioa0', 'total-time') !== undefined);
+});
+
 for (const [memory, list, dir, touchNs] of [['warm', warmFiles, LAB_WARM_HOST_SCENARIO_DIR, HOST_FIRST_TOUCH_WARM_NS], ['cold', coldFiles, LAB_COLD_HOST_SCENARIO_DIR, HOST_FIRST_TOUCH_COLD_NS]] as const) {
   test(`scenarios/lab/${memory}-host holds exactly the scenarios the ${memory}-host suite and its calibration give`, () => {
     const committed = readdirSync(join(ROOT, dir)).filter((f) => f.endsWith('.yaml')).sort();
