@@ -10,8 +10,12 @@
  *
  * Pure: the caller loads scenarios and lab rows.
  */
+import type { QemuTraceEvent } from '../../format/qemu-trace.ts';
+import type { EngineFactory } from '../engine-ports.ts';
+import { REAL_ENGINES } from '../engines.ts';
 import { runScenario } from '../runner.ts';
 import type { Scenario } from '../scenario/scenario.ts';
+import { recordChecks } from './checks.ts';
 import type { LabCase } from './lab-data.ts';
 
 /** Relative tolerance of total-time, transferred and dirty-sync-count. */
@@ -54,6 +58,8 @@ export interface FidelityRow {
   readonly ok: boolean;
   /** Wall-clock cost is the caller's; virtual end time of the run, ns. */
   readonly simEndNs: number;
+  /** The run's convergence checks and syncs, in the shape of QEMU's trace (with `{ checks: true }`). */
+  readonly simChecks?: readonly QemuTraceEvent[];
 }
 
 /** The lab's figures of a case (medians). */
@@ -72,8 +78,8 @@ export function labFigures(c: LabCase): FidelityFigures {
 }
 
 /** Runs the scenario and reads its figures. */
-export function simulate(scenario: Scenario): { figures: FidelityFigures; endNs: number } {
-  const result = runScenario(scenario);
+export function simulate(scenario: Scenario, engines?: EngineFactory): { figures: FidelityFigures; endNs: number } {
+  const result = runScenario(scenario, engines === undefined ? {} : { engines });
   const info = result.source;
   const ram = info.ram;
   return {
@@ -125,12 +131,17 @@ export function judge(lab: FidelityFigures, sim: FidelityFigures): FigureVerdict
   ];
 }
 
-/** Simulates a lab case's scenario and judges it. */
-export function compareCase(labCase: LabCase, scenario: Scenario): FidelityRow {
+/**
+ * Simulates a lab case's scenario and judges it. With `checks`, the same run also records its
+ * convergence checks (checks.ts; the run is the same either way).
+ */
+export function compareCase(labCase: LabCase, scenario: Scenario, options: { readonly checks?: boolean } = {}): FidelityRow {
   const lab = labFigures(labCase);
-  const { figures: sim, endNs } = simulate(scenario);
+  const recorded = options.checks === true ? recordChecks(REAL_ENGINES) : null;
+  const { figures: sim, endNs } = simulate(scenario, recorded?.engines);
   const verdicts = judge(lab, sim);
-  return { labCase, lab, sim, verdicts, ok: verdicts.every((v) => v.ok), simEndNs: endNs };
+  const row = { labCase, lab, sim, verdicts, ok: verdicts.every((v) => v.ok), simEndNs: endNs };
+  return recorded === null ? row : { ...row, simChecks: recorded.events };
 }
 
 /** The lab's runs of a figure (completed runs only). */

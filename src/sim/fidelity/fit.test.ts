@@ -11,7 +11,7 @@ import { LAB_CALIBRATION, type LabCalibration } from '../calibration.ts';
 import { loadScenario } from '../scenario/scenario.ts';
 import { compareCase, simulate, type FidelityRow } from './compare.ts';
 import { hostSuiteCalibration } from '../calibration-host.ts';
-import { DRIVER_PACE_128M, fidelityLoss, FIRST_ITERATION, FIT_TRACE_FIGURES, finestFactors, fitCalibration, HOST_FIT_STAGES, traceLoss, tracedFigure } from './fit.ts';
+import { DRIVER_PACE_128M, fidelityLoss, figureLoss, FIRST_ITERATION, FIT_TRACE_FIGURES, finestFactors, fitCalibration, HOST_FIT_STAGES, simulatedTraceFigure, traceLoss, tracedCaseIds, tracedFigure, tracedMedian } from './fit.ts';
 import { LAB_DATA_DIR, LAB_WARM_HOST_FILES, parseLabJsonl, type LabCase } from './lab-data.ts';
 import { labScenarioFiles } from './lab-scenario.ts';
 
@@ -67,7 +67,7 @@ test('the fit counts QEMU\'s trace: an extra loss moves the constants its rows a
   const truth = { ...LAB_CALIBRATION, linkBytesPerSec: 700_000_000 };
   const cases = madeBy(truth);
   // The rows are perfect at 700 MB/s; a trace that says 900 MB/s, weighted like one figure, pulls.
-  const traced = fitCalibration({ start: truth, keys: ['linkBytesPerSec'], evaluate: evaluate(cases), extraLoss: (k) => 20 * Math.log(k.linkBytesPerSec / 900_000_000) ** 2 });
+  const traced = fitCalibration({ start: truth, keys: ['linkBytesPerSec'], evaluate: evaluate(cases), extraLoss: (_rows, k) => 20 * Math.log(k.linkBytesPerSec / 900_000_000) ** 2 });
   assert.ok(traced.calibration.linkBytesPerSec > truth.linkBytesPerSec, `fitted ${traced.calibration.linkBytesPerSec} B/s`);
   const plain = fitCalibration({ start: truth, keys: ['linkBytesPerSec'], evaluate: evaluate(cases) });
   assert.equal(plain.calibration.linkBytesPerSec, truth.linkBytesPerSec);
@@ -76,6 +76,21 @@ test('the fit counts QEMU\'s trace: an extra loss moves the constants its rows a
   const traceRows = parseLabJsonl(readFileSync(join(ROOT, LAB_DATA_DIR, 'trace-warm.jsonl'), 'utf8'));
   assert.deepEqual([...tracedFigure(traceRows, FIRST_ITERATION).runs].sort((a, b) => a - b), [18176, 18816, 18944]);
   assert.deepEqual([...tracedFigure(traceRows, DRIVER_PACE_128M).runs].map(Math.round).sort((a, b) => a - b), [589, 591, 599]);
+});
+
+test('the trace loss reads the suite\'s own runs: the same as simulating each traced case apart, and an error without them', () => {
+  const committed = hostSuiteCalibration('warm');
+  const warm = [{ source: 'warm-host', rows }];
+  const traceRows = parseLabJsonl(readFileSync(join(ROOT, LAB_DATA_DIR, 'trace-warm.jsonl'), 'utf8'));
+  const traced = FIT_TRACE_FIGURES.map((f) => tracedFigure(traceRows, f));
+  const ids = tracedCaseIds(traced);
+  const tracedFiles = labScenarioFiles(warm, rows, committed).filter((f) => ids.has(f.labCase.id));
+  assert.equal(tracedFiles.length, ids.size);
+  const shared = traceLoss(traced)(tracedFiles.map((f) => compareCase(f.labCase, loadScenario(f.yaml), { checks: true })));
+  const apart = traced.reduce((loss, t) => loss + figureLoss(tracedMedian(t), simulatedTraceFigure(warm, rows, t.figure, committed)), 0);
+  assert.ok(shared > 0);
+  assert.equal(shared, apart);
+  assert.throws(() => traceLoss(traced)(tracedFiles.map((f) => compareCase(f.labCase, loadScenario(f.yaml)))), /was not simulated with its checks/);
 });
 
 test('the host suites\' committed calibration is a minimum of the fit: no step of its last round lowers the loss', () => {
@@ -88,14 +103,16 @@ test('the host suites\' committed calibration is a minimum of the fit: no step o
   assert.ok(all.trace, 'the last stage counts QEMU\'s trace');
   const warm = [{ source: 'warm-host', rows }];
   const traceRows = parseLabJsonl(readFileSync(join(ROOT, LAB_DATA_DIR, 'trace-warm.jsonl'), 'utf8'));
+  const traced = FIT_TRACE_FIGURES.map((f) => tracedFigure(traceRows, f));
+  const withChecks = tracedCaseIds(traced);
   const kept: string[] = [];
   const result = fitCalibration({
     start: committed,
     keys: all.keys,
     rounds: 1,
     factors: lastRound,
-    evaluate: (k) => labScenarioFiles(warm, rows, k).map((f) => compareCase(f.labCase, loadScenario(f.yaml))),
-    extraLoss: traceLoss(warm, rows, FIT_TRACE_FIGURES.map((f) => tracedFigure(traceRows, f))),
+    evaluate: (k) => labScenarioFiles(warm, rows, k).map((f) => compareCase(f.labCase, loadScenario(f.yaml), { checks: withChecks.has(f.labCase.id) })),
+    extraLoss: traceLoss(traced),
     onStep: (step) => kept.push(`${step.key} × ${step.factor.toFixed(3)}: loss ${step.loss.toFixed(3)}`),
   });
   assert.deepEqual(kept, [], 'run `npm run lab -- --fit` and commit its constants in calibration-host.ts');

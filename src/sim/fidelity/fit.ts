@@ -17,7 +17,7 @@
  * with init_on_alloc=0, and the pace of the idle guest's driver at 128 MiB/s (twelfth round: the
  * medians alone left it a third faster than QEMU's trace shows).
  *
- * Pure but for `fitHostCalibration`, `simulatedTraceFigure` and `traceLoss`, which run the simulator.
+ * Pure but for `fitHostCalibration` and `simulatedTraceFigure`, which run the simulator.
  */
 import type { QemuTraceEvent } from '../../format/qemu-trace.ts';
 import { LAB_CALIBRATION, type LabCalibration } from '../calibration.ts';
@@ -79,8 +79,8 @@ export interface FitOptions {
   readonly keys: readonly FitKey[];
   /** Runs the suite (or the part of it this fit is for) under a calibration. */
   readonly evaluate: (calibration: LabCalibration) => readonly FidelityRow[];
-  /** More loss under a calibration, beyond its rows' (QEMU's trace; default none). */
-  readonly extraLoss?: (calibration: LabCalibration) => number;
+  /** More loss of a calibration's rows, beyond their figures' (QEMU's trace, traceLoss; default none). */
+  readonly extraLoss?: (rows: readonly FidelityRow[], calibration: LabCalibration) => number;
   readonly rounds?: number;
   /** The first round's factors (default FIT_FACTORS). */
   readonly factors?: readonly number[];
@@ -97,7 +97,7 @@ export interface FitResult {
 /** Coordinate descent from `start` over `keys`; constants stay whole numbers. */
 export function fitCalibration(options: FitOptions): FitResult {
   let best = options.start;
-  const lossOf = (k: LabCalibration, r: readonly FidelityRow[]): number => fidelityLoss(r) + (options.extraLoss?.(k) ?? 0);
+  const lossOf = (k: LabCalibration, r: readonly FidelityRow[]): number => fidelityLoss(r) + (options.extraLoss?.(r, k) ?? 0);
   let rows = options.evaluate(best);
   let bestLoss = lossOf(best, rows);
   let passed = rows.filter((r) => r.ok).length;
@@ -226,16 +226,29 @@ export function tracedMedian(traced: TracedFigure): number {
   return sorted[Math.floor(sorted.length / 2)];
 }
 
-/** The simulator's value of `figure` under `calibration` (0 when its checks lack it). */
+/** The simulator's value of `figure` under `calibration` (0 when its checks lack it): one run of its case. */
 export function simulatedTraceFigure(sources: readonly LabSource[], derivation: readonly LabRow[], figure: TraceFigure, calibration: LabCalibration): number {
-  const file = labScenarioFiles(sources, derivation, calibration).find((f) => f.labCase.id === figure.caseId);
+  const only = sources.map((s) => ({ ...s, rows: s.rows.filter((r) => caseId(keyOf(r)) === figure.caseId) }));
+  const file = labScenarioFiles(only, derivation, calibration).find((f) => f.labCase.id === figure.caseId);
   if (file === undefined) throw new Error(`no lab scenario ${figure.caseId}`);
   return figure.read(simulatedChecks(loadScenario(file.yaml))) ?? 0;
 }
 
-/** The traces' loss under a calibration: each figure against its traced runs' median. */
-export function traceLoss(sources: readonly LabSource[], derivation: readonly LabRow[], traced: readonly TracedFigure[]): (calibration: LabCalibration) => number {
-  return (calibration) => traced.reduce((loss, t) => loss + figureLoss(tracedMedian(t), simulatedTraceFigure(sources, derivation, t.figure, calibration)), 0);
+/** The cases whose rows the trace figures read: simulate them with `{ checks: true }`. */
+export function tracedCaseIds(traced: readonly TracedFigure[]): ReadonlySet<string> {
+  return new Set(traced.map((t) => t.figure.caseId));
+}
+
+/**
+ * The traces' loss of a suite's rows: each figure, read from its case's recorded checks (the
+ * suite's own run of it, compareCase `{ checks: true }`), against its traced runs' median.
+ */
+export function traceLoss(traced: readonly TracedFigure[]): (rows: readonly FidelityRow[]) => number {
+  return (rows) => traced.reduce((loss, t) => {
+    const checks = rows.find((r) => r.labCase.id === t.figure.caseId)?.simChecks;
+    if (checks === undefined) throw new Error(`trace figure ${t.figure.caseId}: its case was not simulated with its checks`);
+    return loss + figureLoss(tracedMedian(t), t.figure.read(checks) ?? 0);
+  }, 0);
 }
 
 /**
@@ -275,6 +288,7 @@ export function fitHostCalibration(
   report: { readonly onStage?: (stage: FitStage, cases: number) => void; readonly onStep?: (step: FitStep, cases: number) => void; readonly onStageDone?: (result: FitResult, cases: number) => void } = {},
   alsoFrom?: LabCalibration,
 ): LabCalibration {
+  const tracedIds = tracedCaseIds(traced);
   const run = (stage: FitStage, start: LabCalibration, factors?: readonly number[]): FitResult => {
     const cases = labScenarioFiles(sources, derivation).filter((f) => stage.cases(f.labCase.id)).length;
     report.onStage?.(stage, cases);
@@ -283,8 +297,8 @@ export function fitHostCalibration(
       keys: stage.keys,
       evaluate: (k) => labScenarioFiles(sources, derivation, k)
         .filter((f) => stage.cases(f.labCase.id))
-        .map((f) => compareCase(f.labCase, loadScenario(f.yaml))),
-      extraLoss: stage.trace ? traceLoss(sources, derivation, traced) : undefined,
+        .map((f) => compareCase(f.labCase, loadScenario(f.yaml), { checks: stage.trace && tracedIds.has(f.labCase.id) })),
+      extraLoss: stage.trace ? traceLoss(traced) : undefined,
       onStep: (step) => report.onStep?.(step, cases),
       ...(factors === undefined ? {} : { factors, rounds: 1 }),
     });
