@@ -43,31 +43,32 @@ export function firstTouchPerPageNs(touchNs: number): number {
  * that held data, per never-touched page) on the 12 hint-on cases without postcopy-ram; then all
  * seven on all 32 and on three figures of QEMU's own trace (trace-warm.jsonl, fit.ts
  * FIT_TRACE_FIGURES): the pages the alloc guest's first 51 ms iteration saved, with
- * init_on_alloc=1 (18,176-18,944; the simulator's 18,368) and =0 (25,792-28,608; the
- * simulator's 21,568: a faster stream would carry its twin past the run of zero pages the
- * simulated layout puts at about 18,400), and the idle 2 GiB guest's driver at 128 MiB/s,
- * 589-599 pages zeroed per ms until
- * the first sync after the setup (the simulator's 626). It prints "these are the committed
+ * init_on_alloc=1 (18,176-18,944; the simulator's 17,472) and =0 (25,792-28,608; the
+ * simulator's 23,488), and the idle 2 GiB guest's driver at 128 MiB/s, 589-599 pages zeroed per
+ * ms until the first sync after the setup (the simulator's 632). It prints "these are the committed
  * constants" when it lands here. The never-touched page's figure is the fit's 1,518 ns less the
  * warm first touch per page (473 ns): the guest's own part. Fitted again in the ninth round
  * (docs/fidelity.md), when the lab scenarios took QEMU's 51 ms iterations and the loss its
  * downtime term, in the tenth, when the hint gate took the engine's iterations, in the eleventh,
  * when an iteration became one RAM PART and the fit took the first trace figure, and in the
  * twelfth, when it took the other two and the driver's zeroing went page by page (loss 2.731;
- * the fit also descends from the committed constants and keeps the lower minimum). The switchover (9.46 ms, against 1-3 ms measured on the
+ * the fit also descends from the committed constants and keeps the lower minimum), and in the
+ * thirteenth, when the guest's allocator gave the driver the block freed last first (loss 2.361).
+ * Until then the driver zeroed the alloc guest's freed memory bottom-up, just ahead of the scan,
+ * and the zero pages it left capped the link at 1.97 GB/s. The switchover (10.1 ms, against 1-3 ms measured on the
  * lab machine) carries what the downtime term asks of the postcopy-ram cases, whose downtime
  * here is twice that of the same bytes without postcopy-ram.
  *
  * Checks the fit never sees (fidelity.test.ts): the driver's pace at 1 GiB/s, where the stream
  * shares the host's cores with it, 484-558 pages per ms in the idle 1 GiB guest and 466-553 in the
- * 2 GiB one, the simulator's 473 and 452; the rescan, about 490 ns a page in the trace, is fitted
- * at 471.
+ * 2 GiB one, the simulator's 474 and 459; the rescan, about 490 ns a page in the trace, is fitted
+ * at 498.
  */
-export const HOST_LINK_BYTES_PER_SEC = 1_965_503_752;
-export const HOST_SCAN_NS_PER_PAGE = 165;
-export const HOST_SWITCHOVER_NS = 9_457_416;
-export const HOST_RESCAN_NS_PER_PAGE = 471;
-export const HOST_HINT_BLOCK_NS = 14_865;
+export const HOST_LINK_BYTES_PER_SEC = 2_197_500_000;
+export const HOST_SCAN_NS_PER_PAGE = 184;
+export const HOST_SWITCHOVER_NS = 10_059_468;
+export const HOST_RESCAN_NS_PER_PAGE = 498;
+export const HOST_HINT_BLOCK_NS = 13_083;
 export const HOST_ZERO_TOUCHED_PAGE_NS = 975;
 export const HOST_ZERO_FRESH_GUEST_NS = 1045;
 

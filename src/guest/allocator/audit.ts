@@ -70,5 +70,7 @@ export function auditBuddy(allocator: BuddyAllocator): string[] {
 
   const summary = allocator.auditFreeListSummaries();
   if (summary !== null) report(`free list summary: ${summary}`);
+  const recent = allocator.auditRecentList();
+  if (recent !== null) report(`freed list: ${recent}`);
   return problems;
 }

@@ -76,6 +76,28 @@ test('allocation takes the smallest order, lowest address, and splits keeping th
   assert.deepEqual(auditBuddy(a), []);
 });
 
+test('order 10: boot memory is taken lowest first, a block a free completes is taken first (Linux list head)', () => {
+  const a = new BuddyAllocator({ pageCount: 8 * 1024 });
+  // Boot memory: lowest first, as memblock_free_all adds it to the tail in address order.
+  assert.deepEqual([a.alloc(10), a.alloc(10), a.alloc(10), a.alloc(10)], [0, 1024, 2048, 3072]);
+  // A process frees its pages bottom-up, page by page: each block completes when its last page
+  // is freed, and goes to the head, so the block freed last comes back first.
+  const pages: number[] = [];
+  for (let p = a.alloc(0); p >= 0 && p < 7 * 1024; p = a.alloc(0)) pages.push(p);
+  assert.equal(pages[0], 4096);
+  assert.equal(pages.at(-1)! >= 7 * 1024 - 1, true);
+  for (const p of pages) a.free(p, 0);
+  a.free(1024, 10);
+  assert.deepEqual([a.alloc(10), a.alloc(10), a.alloc(10), a.alloc(10)], [1024, 6144, 5120, 4096]);
+  assert.deepEqual(auditBuddy(a), []);
+  // A listed block taken by a split or a reservation leaves the list; the rest keeps its order.
+  for (const b of [4096, 5120, 6144]) a.free(b, 10);
+  assert.equal(a.reserveRange(5120, 5121), true);
+  assert.deepEqual(auditBuddy(a), []);
+  assert.deepEqual([a.alloc(10), a.alloc(10)], [6144, 4096]);
+  assert.deepEqual(auditBuddy(a), []);
+});
+
 test('reserved ranges are never handed out and the blocks around them are smaller', () => {
   const a = new BuddyAllocator({ pageCount: 4096, reserved: [{ start: 0, end: 300 }, { start: 2000, end: 2100 }] });
   assert.equal(a.reservedPages, 400);

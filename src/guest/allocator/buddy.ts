@@ -11,14 +11,21 @@
  * keeps that in struct page; we do not model struct page).
  *
  * Cost per page: free bitmaps sum over orders of 1/2^k ~ 2 bits (+3% summaries) and allocated
- * bitmaps ~ 2 bits: about 0.52 bytes per page (1 MiB for an 8 GiB guest, 136 MiB for 1 TiB).
+ * bitmaps ~ 2 bits: about 0.52 bytes per page (1 MiB for an 8 GiB guest, 136 MiB for 1 TiB), plus
+ * the freed list's 8 bytes per 4 MiB block (2 MiB for 1 TiB).
  * alloc and free are O(MAX_PAGE_ORDER * summary levels) with no allocation.
  *
- * Policy (deterministic, documented difference from Linux): allocation takes the smallest
- * order that has a free block, as __rmqueue_smallest does, and within that order the block at
- * the lowest address (Linux takes the list head, which is LIFO). A split keeps the low half
- * and frees the high halves, as Linux's expand() does. Freed blocks coalesce with free buddies
- * up to MAX_PAGE_ORDER.
+ * Policy (deterministic): allocation takes the smallest order that has a free block, as
+ * __rmqueue_smallest does. A split keeps the low half and frees the high halves, as Linux's
+ * expand() does. Freed blocks coalesce with free buddies up to MAX_PAGE_ORDER. Within an order:
+ * - MAX_PAGE_ORDER follows Linux's list. Memory released at boot (memblock_free_all) goes to the
+ *   tail in address order (FPI_TO_TAIL), so it is taken lowest first. A block that a free
+ *   completes goes to the head (__free_one_page: buddy_merge_likely is false from order
+ *   MAX_ORDER - 2 up), so the block freed last is taken first. A process that exits after
+ *   touching memory bottom-up therefore gives the free page hint driver its highest block first.
+ *   The freed blocks are a doubly linked list beside the bitmap (`recent*`, 8 bytes a block).
+ * - Lower orders: the block at the lowest address (a documented difference: Linux takes the
+ *   head, or the tail when a merge is likely).
  *
  * Direct reclaim (optional): `allocReclaiming` is `alloc` for callers that may wait for
  * memory (user-space faults, a growing process). When no block is free it asks `reclaimer`
@@ -39,6 +46,8 @@ import { SummaryBitmap } from './summary-bitmap.ts';
 export const MAX_PAGE_ORDER = 10;
 /** Pages in a block of MAX_PAGE_ORDER. */
 export const MAX_ORDER_PAGES = 1 << MAX_PAGE_ORDER;
+/** recentPrev of a MAX_PAGE_ORDER block that is not on the freed list. */
+const NOT_RECENT = -2;
 /** The largest page count supported: page frame numbers stay positive int32 values. */
 export const BUDDY_PAGE_COUNT_MAX = 2 ** 31 - 1;
 
@@ -80,6 +89,12 @@ export class BuddyAllocator {
   private freePageCount = 0;
   /** Pages in allocated blocks. */
   private allocatedPageCount = 0;
+  /** Free MAX_PAGE_ORDER blocks that a free completed, newest first: the head, or -1. */
+  private recentHead = -1;
+  /** Per MAX_PAGE_ORDER block: the next (older) freed block, or -1. */
+  private readonly recentNext: Int32Array;
+  /** Per MAX_PAGE_ORDER block: the previous (newer) freed block, -1 at the head, NOT_RECENT when not listed. */
+  private readonly recentPrev: Int32Array;
   /**
    * Direct reclaim for `allocReclaiming`: asked to free memory for a block of `order` that
    * could not be allocated; returns the pages it freed. Null: no reclaim.
@@ -105,6 +120,9 @@ export class BuddyAllocator {
       this.allocatedHeads.push(new Bitmap(Math.floor(pageCount / 2 ** k)));
       this.freeBlockCounts.push(0);
     }
+    const topBlocks = this.freeLists[MAX_PAGE_ORDER].sizeBits;
+    this.recentNext = new Int32Array(topBlocks).fill(-1);
+    this.recentPrev = new Int32Array(topBlocks).fill(NOT_RECENT);
     // Start with everything reserved, then hand the usable ranges to the allocator, the way
     // memblock releases memory to the buddy allocator at boot.
     this.reservedRanges = new RangeTable();
@@ -143,7 +161,7 @@ export class BuddyAllocator {
   get bookkeepingBytes(): number {
     let n = 0;
     for (let k = 0; k <= MAX_PAGE_ORDER; k++) n += this.freeLists[k].byteLength + this.allocatedHeads[k].words.byteLength;
-    return n;
+    return n + this.recentNext.byteLength + this.recentPrev.byteLength;
   }
 
   /**
@@ -155,7 +173,7 @@ export class BuddyAllocator {
     this.checkOrder(order);
     for (let k = order; k <= MAX_PAGE_ORDER; k++) {
       if (this.freeBlockCounts[k] === 0) continue;
-      const block = this.freeLists[k].first();
+      const block = k === MAX_PAGE_ORDER && this.recentHead >= 0 ? this.recentHead : this.freeLists[k].first();
       this.removeFree(k, block);
       const pfn = block << k;
       // Split down to the requested order, keeping the low half and freeing each high half.
@@ -193,7 +211,7 @@ export class BuddyAllocator {
     const pages = 1 << order;
     this.allocatedPageCount -= pages;
     this.freePageCount += pages;
-    this.insertCoalescing(pfn, order);
+    this.insertCoalescing(pfn, order, true);
     if (this.onFree !== null) this.onFree(pfn, order);
   }
 
@@ -309,8 +327,31 @@ export class BuddyAllocator {
     return null;
   }
 
-  /** Inserts a free block, merging it upward with free buddies. */
-  private insertCoalescing(pfn: number, order: number): void {
+  /**
+   * The freed MAX_PAGE_ORDER list's consistency, for audits: null when every listed block is a
+   * free MAX_PAGE_ORDER block, the links agree both ways and end, and no unlisted block says
+   * otherwise.
+   */
+  auditRecentList(): string | null {
+    const top = this.freeLists[MAX_PAGE_ORDER];
+    let listed = 0;
+    let prev = -1;
+    for (let b = this.recentHead; b >= 0; b = this.recentNext[b]) {
+      if (++listed > top.sizeBits) return 'the freed list has a cycle';
+      if (!top.test(b)) return `block ${b} is on the freed list but not free at order ${MAX_PAGE_ORDER}`;
+      if (this.recentPrev[b] !== prev) return `block ${b} links back to ${this.recentPrev[b]}, not ${prev}`;
+      prev = b;
+    }
+    let marked = 0;
+    for (let b = 0; b < top.sizeBits; b++) if (this.recentPrev[b] !== NOT_RECENT) marked++;
+    return marked === listed ? null : `${marked} blocks are marked as listed, ${listed} are on the freed list`;
+  }
+
+  /**
+   * Inserts a free block, merging it upward with free buddies. `freed`: a free (not boot), so
+   * a block that ends at MAX_PAGE_ORDER goes to the head of the list.
+   */
+  private insertCoalescing(pfn: number, order: number, freed: boolean): void {
     let block = pfn >> order;
     let k = order;
     while (k < MAX_PAGE_ORDER) {
@@ -321,6 +362,7 @@ export class BuddyAllocator {
       k++;
     }
     this.addFree(k, block);
+    if (freed && k === MAX_PAGE_ORDER) this.pushRecent(block);
   }
 
   /**
@@ -332,7 +374,7 @@ export class BuddyAllocator {
     while (pos < end) {
       let k = MAX_PAGE_ORDER;
       while ((pos & ((1 << k) - 1)) !== 0 || pos + (1 << k) > end) k--;
-      if (coalesce) this.insertCoalescing(pos, k);
+      if (coalesce) this.insertCoalescing(pos, k, false);
       else this.addFree(k, pos >> k);
       pos += 1 << k;
     }
@@ -346,6 +388,24 @@ export class BuddyAllocator {
   private removeFree(order: number, block: number): void {
     this.freeLists[order].clear(block);
     this.freeBlockCounts[order]--;
+    if (order === MAX_PAGE_ORDER && this.recentPrev[block] !== NOT_RECENT) this.unlinkRecent(block);
+  }
+
+  private pushRecent(block: number): void {
+    this.recentNext[block] = this.recentHead;
+    this.recentPrev[block] = -1;
+    if (this.recentHead >= 0) this.recentPrev[this.recentHead] = block;
+    this.recentHead = block;
+  }
+
+  private unlinkRecent(block: number): void {
+    const prev = this.recentPrev[block];
+    const next = this.recentNext[block];
+    if (prev >= 0) this.recentNext[prev] = next;
+    else this.recentHead = next;
+    if (next >= 0) this.recentPrev[next] = prev;
+    this.recentPrev[block] = NOT_RECENT;
+    this.recentNext[block] = -1;
   }
 
   /** Classifies a free of something that is not an allocated block of that order. */

@@ -116,5 +116,5 @@ test('the host suites\' committed calibration is a minimum of the fit: no step o
     onStep: (step) => kept.push(`${step.key} × ${step.factor.toFixed(3)}: loss ${step.loss.toFixed(3)}`),
   });
   assert.deepEqual(kept, [], 'run `npm run lab -- --fit` and commit its constants in calibration-host.ts');
-  assert.equal(result.passed, 29, 'the warm suite within tolerance under the committed constants');
+  assert.equal(result.passed, 28, 'the warm suite within tolerance under the committed constants');
 });

@@ -42,7 +42,7 @@ export const KNOWN_DEVIATIONS: readonly KnownDeviation[] = [
     caseId: 'm1024-idle-1g-hint-on-ioa0',
     figure: 'total-time',
     check: 'host-state',
-    reason: `${HOST_MEMORY}: runs 222, 256, 203 ms against 151 ms warm and 340 ms cold. Also: the simulated hinter, fast and starting with the migration, hints 760 MB ` +
+    reason: `${HOST_MEMORY}: runs 222, 256, 203 ms against 145 ms warm and 344 ms cold. Also: the simulated hinter, fast and starting with the migration, hints 760 MB ` +
       'ahead of the scan; the lab guests skipped 671, 179 and 60 MB (hints in at different iteration boundaries, which QEMU 7.2\'s code does not decide; fifth round)',
   },
   {
@@ -65,6 +65,16 @@ const CHECK_PHASE =
   'just above the pending bytes) decides the sync count and whether the top of RAM goes in the downtime; QEMU\'s trace of the same case ' +
   '(trace-warm.jsonl) shows both outcomes across runs, and the simulator, with one layout and one pace, lands on one side';
 
+/**
+ * The thirteenth round's refit (docs/fidelity.md): with the alloc guest's freed blocks hinted
+ * top-down, QEMU's first iterations ask for a faster link (2.20 GB/s against 1.97), and the fit
+ * pays for it with a dearer zero page (184 ns against 165): two idle cases at 1 GiB/s, each within
+ * a few % of the rule before, cross it.
+ */
+const REFIT_13 =
+  'the thirteenth round\'s refit (a faster link for QEMU\'s first iterations of the alloc guest, a dearer zero page; the loss fell from ' +
+  '2.731 to 2.361) moved this idle case across the rule';
+
 /** The warm-host suite's deviations (testdata/guest-lab/warm-host.jsonl against scenarios/lab/warm-host). */
 export const WARM_HOST_KNOWN_DEVIATIONS: readonly KnownDeviation[] = [
   {
@@ -72,14 +82,13 @@ export const WARM_HOST_KNOWN_DEVIATIONS: readonly KnownDeviation[] = [
     reason: `${CHECK_PHASE}: runs 3, 2, 3 syncs (the traced runs 3, 2, 2); the simulator's pass ends before its first window closes, so it completes with 2`,
   },
   {
-    caseId: 'm1024-alloc-1g-hint-on-ioa0', figure: 'transferred', check: { tolerance: 0.3 },
-    reason: 'runs 181.9, 194.6, 191.0 MiB, the simulator 157.4 MiB; the same case cold sent 121.7-142.0 MiB and the main suite 125.9-137.9: ' +
-      'warm, this machine\'s stream outran the hints of the init_on_alloc=0 driver by 34 MiB more than the simulator\'s does. QEMU\'s trace ' +
-      '(trace-warm.jsonl) shows where: its first 51 ms iteration saved 25,792-28,608 pages, the simulator\'s 21,568, as the fit counts it ' +
-      '(twelfth round). Without the destination\'s warm 2 MiB faults the simulator saves 23,232 and with a 2.25 GB/s link too 26,304 and ' +
-      'sends 173 MiB, but that link breaks the init_on_alloc=1 twin\'s first iteration (34,816 against 18,176-18,944: it reaches the run of zero ' +
-      'pages the simulated layout puts at about 18,400), and a receiver that overlaps its faults with the stream left 25 of 32 warm and 16 ' +
-      'of 32 cold within the rule (docs/fidelity.md, twelfth round)',
+    caseId: 'm1024-idle-1g-hint-on-ioa0', figure: 'total-time', check: { tolerance: 0.2 },
+    reason: `${REFIT_13}: runs 96, 88, 90 ms, the simulator 76 ms (79 ms before, -12.2%); the same bytes in 2 syncs`,
+  },
+  {
+    caseId: 'm2048-idle-1g-hint-off', figure: 'total-time', check: { tolerance: 0.2 },
+    reason: `${REFIT_13}: runs 130, 132, 125, 142, 140, 131 ms, the simulator 153 ms (151 ms before, +14.8%): 496,501 zero pages at the ` +
+      'fitted 184 ns each; the 1 GiB guest\'s twin (94 ms, the simulator 98) asks for more per zero page than the step between them does',
   },
   {
     caseId: 'm2048-idle-128m-hint-off', figure: 'dirty-sync-count', check: 'spread',
@@ -96,22 +105,32 @@ const COLD_PREDICTION =
 export const COLD_HOST_KNOWN_DEVIATIONS: readonly KnownDeviation[] = [
   {
     caseId: 'm1024-alloc-1g-hint-on', figure: 'dirty-sync-count', check: 'spread',
-    reason: `${COLD_PREDICTION}: runs 4, 5, 4 syncs, the simulator 5 (twelfth round; 4 before): with the slower driver the fit took from ` +
-      'QEMU\'s trace, the sync at 545.7 ms finds 12,277 pages it zeroed during the second pass not yet hinted, so a third pass runs ' +
-      'before the simulator completes at 554.4 ms with part of a block pending',
+    reason: `${COLD_PREDICTION}: runs 4, 5, 4 syncs, the simulator 5 (since the twelfth round; 4 before): with the slower driver the fit ` +
+      'took from QEMU\'s trace, a sync late in the second pass finds pages it zeroed not yet hinted, so a third pass runs',
+  },
+  {
+    caseId: 'm1024-idle-1g-hint-on-ioa0', figure: 'total-time', check: { tolerance: 0.25 },
+    reason: `${COLD_PREDICTION}: runs 276, 304, 330 ms (downtime 55, 95, 114 ms), the simulator 244 ms (downtime 31 ms); until the ` +
+      'thirteenth round\'s faster link, 277 ms (downtime 90 ms): the faster stream now reaches the top of RAM before the last check, ' +
+      'so less is left for the downtime',
   },
   { caseId: 'm1024-idle-128m-hint-on', figure: 'total-time', check: 'spread', reason: `${COLD_PREDICTION}: runs 678, 650, 651 ms, the simulator 772 ms` },
   { caseId: 'm1024-idle-128m-hint-on', figure: 'dirty-sync-count', check: { tolerance: 0.25 }, reason: `${COLD_PREDICTION}: runs 4, 4, 4 syncs, the simulator 5 (the main suite: 5, 5, 5)` },
   {
-    caseId: 'm2048-alloc-1g-hint-on', figure: 'total-time', check: { tolerance: 0.35 },
-    reason: `${COLD_PREDICTION}: runs 1231, 1082, 1165 ms, the simulator 878 ms; warm the same migration took 754 ms. ` +
-      'QEMU\'s trace of it cold (trace-cold.jsonl): its first pass saved 4.3-7.5 thousand pages per 51 ms iteration, bound by the cold ' +
-      'destination\'s 2 MiB faults on thinly spread data, and lasted 850 ms; the simulator sends less (196 MiB: its hinter wins more races) ' +
-      'into fewer regions and ends that pass sooner. The hint race (fifth round), made four times as costly by a cold destination',
+    caseId: 'm2048-alloc-1g-hint-on', figure: 'total-time', check: { tolerance: 0.2 },
+    reason: `${COLD_PREDICTION}: runs 1231, 1082, 1165 ms, the simulator 975 ms (878 ms until the thirteenth round); warm the same ` +
+      'migration took 754 ms. QEMU\'s trace of it cold (trace-cold.jsonl): its first pass saved 4.3-7.5 thousand pages per 51 ms iteration, ' +
+      'bound by the cold destination\'s 2 MiB faults on thinly spread data, and lasted 850 ms; the simulator\'s data is denser ' +
+      '(whole 4 MiB blocks of boot data) and it ends that pass sooner',
   },
-  { caseId: 'm2048-alloc-1g-hint-on', figure: 'transferred', check: { tolerance: 0.25 }, reason: `${COLD_PREDICTION}: runs 283.1, 245.4, 251.2 MiB, the simulator 195.8 MiB (see its total time)` },
   { caseId: 'm2048-alloc-1g-hint-on', figure: 'dirty-sync-count', check: 'spread', reason: `${COLD_PREDICTION}: runs 6, 5, 5 syncs, the simulator 6 (twelfth round): the end game, as in the main suite` },
   { caseId: 'm2048-alloc-128m-hint-on', figure: 'dirty-sync-count', check: 'spread', reason: `${COLD_PREDICTION}: runs 5, 6, 5 syncs, the simulator 6 (twelfth round): the slower driver the fit took from QEMU\'s trace zeroes its last blocks as the pass ends` },
+  {
+    caseId: 'm2048-idle-128m-hint-on', figure: 'total-time', check: { tolerance: 0.2 },
+    reason: `${COLD_PREDICTION}: runs 874, 867, 854 ms, the simulator 999 ms (979 ms before the thirteenth round, +12.9%): the cold ` +
+      'first touch the model charges the source\'s driver; the same case warm took 1011 ms, so the lab\'s source memory is not cold the ' +
+      'way the probe measures it (docs/fidelity.md, twelfth round)',
+  },
   {
     caseId: 'm2048-idle-128m-hint-off', figure: 'dirty-sync-count', check: { tolerance: 0.34 },
     reason: 'runs 4, 4, 4 syncs, the simulator 3: the same extra iteration as in the warm suite (see there), on every cold run',
