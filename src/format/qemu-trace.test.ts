@@ -4,7 +4,7 @@
 // parses; the console lines say which way each convergence check went.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseQemuTrace, qemuTraceLines } from './qemu-trace.ts';
+import { bracketedSyncsMs, parseQemuTrace, qemuTraceLines } from './qemu-trace.ts';
 
 // The source QEMU's log of one run (-msg timestamp=on; times shifted to start at 1795798578.305).
 const LOG = [
@@ -52,4 +52,19 @@ test('without time stamps the events parse with a null time; the console lines s
   assert.match(lines[0], /pending 0 B, threshold 0 B \(complete\)$/);
   assert.match(lines[1], /pending 575410176 B, threshold 0 B \(iterate\)$/);
   assert.match(lines[2], /^ +104\.1 ms {2}pending 344981504 B, threshold 230030919 B \(iterate\)$/);
+});
+
+test('the syncs a trace brackets: after a closed window (guest running) and after the stop; not after an iteration', () => {
+  const events = parseQemuTrace(LOG, 1795798578305);
+  // The sync at 131 ms follows a check (the pass ran between): not bracketed. The one at 132.8
+  // follows the stop at 131.9.
+  assert.deepEqual(bracketedSyncsMs(events), { running: [], stopped: [0.9] });
+  const windowed = parseQemuTrace([
+    '7@100.000000:migrate_transferred transferred 107374943 time_spent 100 bandwidth 1073749 max_size 322124829',
+    '7@100.000200:migration_bitmap_sync_end dirty_pages 170',
+    '7@100.050000:ram_save_iterate_big_wait big wait: 51 milliseconds, 25792 iterations',
+    '7@100.050300:migration_bitmap_sync_end dirty_pages 12',
+  ].join('\n'), 100000);
+  assert.deepEqual(bracketedSyncsMs(windowed), { running: [0.2], stopped: [] });
+  assert.deepEqual(bracketedSyncsMs(parseQemuTrace('migration_bitmap_sync_end dirty_pages 1\nmigration_completion_vm_stop ret 0\nmigration_bitmap_sync_end dirty_pages 1', 0)), { running: [], stopped: [] });
 });

@@ -80,6 +80,27 @@ export function parseQemuTrace(text: string, t0EpochMs: number): QemuTraceEvent[
   return out;
 }
 
+/**
+ * How long the dirty syncs took, where the trace brackets one: a sync whose previous event is a
+ * closed bandwidth window (migration_rate_limit ends the loop; the next migration_iteration_run
+ * syncs first in ram_save_pending, taking the iothread lock), `running`, or the guest's stop (the
+ * final sync in ram_save_complete), `stopped`. Milliseconds, in trace order. A sync after an
+ * iteration or a check is not bracketed: the scan's work comes between.
+ */
+export function bracketedSyncsMs(events: readonly QemuTraceEvent[]): { readonly running: number[]; readonly stopped: number[] } {
+  const running: number[] = [];
+  const stopped: number[] = [];
+  for (let i = 1; i < events.length; i++) {
+    const [t, kind] = events[i];
+    const [tPrev, kindPrev] = events[i - 1];
+    if (kind !== 'sync' || t === null || tPrev === null) continue;
+    const ms = Math.round((t - tPrev) * 10) / 10;
+    if (kindPrev === 'window') running.push(ms);
+    else if (kindPrev === 'vm-stop') stopped.push(ms);
+  }
+  return { running, stopped };
+}
+
 /** One line per event, for the console: `  104.2 ms  pending 344981504 B, threshold 230030919 B`. */
 export function qemuTraceLines(events: readonly QemuTraceEvent[]): string[] {
   return events.map((e) => {
