@@ -30,7 +30,8 @@
  *                                          (src/harness/lab/host-probe.ts)
  *   npm run lab -- --hint-stale [--case ID]... [--reps N] [--accel tcg|kvm] [--unaligned-ram] [--out FILE.jsonl]
  *                                          ramdiff-style runs (destination paused, both RAMs
- *                                          compared page by page) that print stale pages
+ *                                          compared page by page) that print stale pages and
+ *                                          the source's zero-page layout (its runs of 32+ pages)
  *                                          (src/harness/lab/hint-stale.ts; default case
  *                                          m1024-alloc-1g-hint-on)
  *

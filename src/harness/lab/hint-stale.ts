@@ -28,7 +28,7 @@ import type { MigrationInfo } from '../qmp-client.ts';
 import { makeTempDir, removeTempDir } from '../ram-image.ts';
 import { sleep } from '../process-util.ts';
 import { LAB_BW, OOPS, freePort, vmArgs } from './lab-run.ts';
-import { RamDiffer, rangeText, type RamDiff } from './ramdiff.ts';
+import { RamDiffer, rangeText, zeroRunText, ZERO_RUN_PAGES_MIN, type RamDiff } from './ramdiff.ts';
 import { SerialLog } from './serial-log.ts';
 
 export interface HintStaleOptions {
@@ -64,6 +64,9 @@ export interface HintStaleRecord {
   pages?: RamDiff['pages'];
   /** Ranges other than src_zero (the ones that matter), at most 20. */
   staleRanges?: string[];
+  /** The source's zero pages after the migration, and their runs of ZERO_RUN_PAGES_MIN or more (at most 400): its layout. */
+  sourceZeroPages?: number;
+  sourceZeroRuns?: string[];
   dstOops?: string[];
 }
 
@@ -148,6 +151,8 @@ export async function hintStaleRun(o: HintStaleOptions): Promise<HintStaleRecord
     const diff = compareDumps(dumps[0], dumps[1], size);
     res.pages = diff.pages;
     res.staleRanges = diff.ranges.filter((r) => r.category !== 'src_zero').slice(0, 20).map(rangeText);
+    res.sourceZeroPages = diff.sourceZero.pages;
+    res.sourceZeroRuns = diff.sourceZero.runs.slice(0, 400).map(zeroRunText);
     await dst.qmp.execute('cont');
     const d = dst;
     const until = performance.now() + o.postS * 1000;
@@ -180,5 +185,6 @@ export function hintStaleLine(r: HintStaleRecord): string {
   const p = r.pages;
   return `${head}, ${((r.transferred ?? 0) / 1048576).toFixed(1)} MiB, syncs ${String(r.dirtySyncCount)} (trace ${String(r.traceSyncs)}), ` +
     `chunk clears ${String(r.traceChunkClears)}; pages same ${p.same} src_zero ${p.src_zero} dst_zero ${p.dst_zero} ` +
-    `both_nonzero (stale) ${p.both_nonzero}; dst oops: ${r.dstOops?.[0] ?? 'none'}\n  stale ranges: ${r.staleRanges?.join(', ') || 'none'}`;
+    `both_nonzero (stale) ${p.both_nonzero}; dst oops: ${r.dstOops?.[0] ?? 'none'}\n  stale ranges: ${r.staleRanges?.join(', ') || 'none'}` +
+    `\n  source zero pages ${String(r.sourceZeroPages)}, ${r.sourceZeroRuns?.length ?? 0} runs of ${ZERO_RUN_PAGES_MIN}+ pages: ${r.sourceZeroRuns?.slice(0, 12).join(', ') || 'none'}`;
 }

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CpioWriter } from './cpio.ts';
 import { insmodOrder, modinfoDepends } from './artifacts.ts';
-import { RamDiffer, RamDiffError, rangeText } from './ramdiff.ts';
+import { RamDiffer, RamDiffError, rangeText, ZERO_RUN_PAGES_MIN, zeroRunText } from './ramdiff.ts';
 
 const text = (b: Uint8Array, from: number, len: number): string => new TextDecoder().decode(b.subarray(from, from + len));
 
@@ -63,4 +63,29 @@ test('ramdiff: pages classified as ramdiff.py does, runs grouped across chunks',
   assert.deepEqual(r.ranges.map(rangeText), ['0x1000+1 src_zero', '0x2000+1 dst_zero', '0x3000+2 both_nonzero']);
   assert.throws(() => d.push(new Uint8Array(PAGE), new Uint8Array(2 * PAGE)), RamDiffError);
   assert.throws(() => d.push(new Uint8Array(100), new Uint8Array(100)), /whole pages/);
+});
+
+test('the source\'s zero pages: counted, and their long runs kept across chunk edges, with the run at the end', () => {
+  const PAGE = 4096;
+  const pages = 200;
+  const src = new Uint8Array(pages * PAGE);
+  // Data at 0-9, 50-60, 70-99, 150 and 199; zero elsewhere: runs 10-49 (40 pages, across the
+  // chunk edge at 37), 100-149 (50, across 120) and 151-198 (48) are kept; 61-69 (9 pages) is
+  // counted but not kept.
+  for (const p of [...Array.from({ length: 10 }, (_, i) => i), 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 70, 71, 72, 73, 74, 75, 76, 77, 78, 79,
+    ...Array.from({ length: 20 }, (_, i) => 80 + i), 150, 199]) src[p * PAGE + 5] = 1;
+  const dst = src.slice();
+  const d = new RamDiffer();
+  for (const [from, to] of [[0, 37], [37, 120], [120, pages]]) d.push(src.subarray(from * PAGE, to * PAGE), dst.subarray(from * PAGE, to * PAGE));
+  const r = d.result();
+  assert.equal(ZERO_RUN_PAGES_MIN, 32);
+  assert.equal(r.sourceZero.pages, 40 + 9 + 50 + 48);
+  assert.deepEqual(r.sourceZero.runs.map(zeroRunText), ['0xa000+40', '0x64000+50', '0x97000+48']);
+  assert.equal(r.pages.same, pages);
+  // A run that reaches the end of the dump is kept too.
+  const tail = new RamDiffer();
+  const t = new Uint8Array(40 * PAGE);
+  t[5] = 1;
+  tail.push(t, t);
+  assert.deepEqual(tail.result().sourceZero, { pages: 39, runs: [{ firstPage: 1, pageCount: 39 }] });
 });
