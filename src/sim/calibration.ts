@@ -67,7 +67,7 @@ export const LAB_SWITCHOVER_NS = 2_000_000;
  * trace (trace-warm.jsonl and trace-cold.jsonl, the host suites' machine; format/qemu-trace.ts
  * bracketedSyncsMs), a sync that came right after a closed bandwidth window, with the guest
  * running, took 0.1-0.3 ms (median 0.2 ms of 21, for 1 and 2 GiB alike; two took 1.2 and
- * 3.3 ms). A sync right after the guest's stop took 0-0.6 ms (median 0.1 ms of 36). At 0.2 ms
+ * 3.3 ms). A sync right after the guest's stop took 0-0.6 ms (median 0.15 ms of 36). At 0.2 ms
  * each, every traced run's syncs come to under 2% of its total time (fidelity.test.ts).
  */
 
