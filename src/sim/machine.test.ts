@@ -62,3 +62,20 @@ test('kernel-data-low beyond reserved is a clear error', () => {
   const yaml = 'guest: { memory: 64M, backing: compact, reserved: 4M, kernel-data: 16M, kernel-data-layout: spread, kernel-data-low: 8M }\n';
   assert.throws(() => loadScenario(yaml), /guest.kernel-data: must leave the last MiB of guest.reserved \(the rings\) free/);
 });
+
+test('fragmented-zero: those pages stay out of the allocator, spread over the fragmented blocks below each pinned page', () => {
+  // 64 MiB, reserved 8 MiB (blocks 0-1): fragmented blocks 2, 3 and 4, each with its last page pinned.
+  const base = 'guest: { memory: 64M, backing: compact, reserved: 8M, fragmented: 12M';
+  const plain = buildMachine(loadScenario(`${base} }\n`), 1, () => {});
+  const m = buildMachine(loadScenario(`${base}, fragmented-zero: ${5 * 4096} }\n`), 1, () => {});
+  assert.equal(m.guest.allocator.freePages, plain.guest.allocator.freePages - 5);
+  // 5 pages over 3 blocks: floor((i + 1) * 5 / 3) - floor(i * 5 / 3) = 1, 2, 2.
+  const taken = (first: number, end: number) => {
+    const out: number[] = [];
+    for (let p = first; p < end; p++) if (!m.guest.allocator.isFree(p)) out.push(p);
+    return out;
+  };
+  assert.deepEqual(taken(2 * BLOCK_PAGES, 5 * BLOCK_PAGES), [3 * BLOCK_PAGES - 2, 3 * BLOCK_PAGES - 1, 4 * BLOCK_PAGES - 3, 4 * BLOCK_PAGES - 2, 4 * BLOCK_PAGES - 1, 5 * BLOCK_PAGES - 3, 5 * BLOCK_PAGES - 2, 5 * BLOCK_PAGES - 1]);
+  assert.deepEqual(dataPages(m).filter((p) => p >= 2 * BLOCK_PAGES), [3 * BLOCK_PAGES - 1, 4 * BLOCK_PAGES - 1, 5 * BLOCK_PAGES - 1], 'only the pinned pages hold data');
+  assert.throws(() => buildMachine(loadScenario(`${base}, fragmented-zero: ${3 * 1024 * 4096} }\n`), 1, () => {}), /guest.fragmented-zero: 3072 pages do not fit in the free pages of 3 fragmented blocks/);
+});

@@ -132,7 +132,7 @@ export function buildMachine(scenario: Scenario, seed: number, onHint: (startPag
   const spreadBytes = g.kernelDataLayout === 'spread' ? spreadKernelDataBytes(g.kernelDataBytes, g.kernelDataLowBytes) : 0;
   writeKernelData(sourceBacking, g.kernelDataBytes - spreadBytes, kernelPages.start);
   reserveTop(guest, sourceBacking, g.reservedTopBytes, bootRamPages);
-  const firstFreeBlock = fragment(guest, sourceBacking, g.fragmentedBytes, kernelEndPage);
+  const firstFreeBlock = fragment(guest, sourceBacking, g.fragmentedBytes, g.fragmentedZeroBytes, kernelEndPage);
   const topBlock = Math.floor((bootRamPages - Math.floor(g.reservedTopBytes / TARGET_PAGE_SIZE)) / MAX_ORDER_PAGES);
   const spanEndBlock = Math.min(topBlock, Math.floor((bootRamPages * g.kernelDataSpan) / MAX_ORDER_PAGES));
   spreadKernelData(guest, sourceBacking, spreadBytes / (MAX_ORDER_PAGES * TARGET_PAGE_SIZE), firstFreeBlock, spanEndBlock);
@@ -200,14 +200,20 @@ function reserveTop(guest: Guest, backing: TrackableBacking, topBytes: number, b
  * Free memory the hint driver cannot take: in each of the first 4 MiB blocks above reserved
  * (as many as `fragmentedBytes` needs), the last page is kept by the kernel (given content),
  * so the block's other pages never coalesce into a 4 MiB block. Lowest first: the allocator
- * hands them out first.
+ * hands them out first. Of their free pages, `zeroBytes` worth (spread evenly over the blocks,
+ * just below each pinned page) are taken out of the allocator too and stay zero: memory that
+ * the guest's movable allocations do not reach (ZONE_DMA, the free rest of unmovable
+ * pageblocks), which the scan meets as zero pages among the boot data.
  */
-function fragment(guest: Guest, backing: TrackableBacking, fragmentedBytes: number, reservedPages: number): number {
+function fragment(guest: Guest, backing: TrackableBacking, fragmentedBytes: number, zeroBytes: number, reservedPages: number): number {
   const blocks = Math.ceil(fragmentedBytes / (MAX_ORDER_PAGES * TARGET_PAGE_SIZE));
+  const zeroPages = Math.floor(zeroBytes / TARGET_PAGE_SIZE);
+  if (zeroPages > blocks * (MAX_ORDER_PAGES - 1)) throw new Error(`guest.fragmented-zero: ${zeroPages} pages do not fit in the free pages of ${blocks} fragmented blocks`);
   const first = Math.ceil(reservedPages / MAX_ORDER_PAGES);
-  for (let b = first; b < first + blocks; b++) {
-    const pinned = (b + 1) * MAX_ORDER_PAGES - 1;
-    if (!guest.allocator.reserveRange(pinned, pinned + 1)) throw new Error(`guest.fragmented: page ${pinned} is not free at boot`);
+  for (let i = 0; i < blocks; i++) {
+    const pinned = (first + i + 1) * MAX_ORDER_PAGES - 1;
+    const zero = Math.floor(((i + 1) * zeroPages) / blocks) - Math.floor((i * zeroPages) / blocks);
+    if (!guest.allocator.reserveRange(pinned - zero, pinned + 1)) throw new Error(`guest.fragmented: pages [${pinned - zero}, ${pinned + 1}) are not free at boot`);
     backing.bumpPage(pinned);
   }
   return first + blocks;

@@ -90,6 +90,8 @@ export interface Scenario {
     readonly reservedTopBytes: number;
     /** Free memory in blocks below 4 MiB, lowest first above reserved (not hintable). */
     readonly fragmentedBytes: number;
+    /** Of the fragmented memory, bytes no allocation reaches (they stay zero), spread over its blocks. */
+    readonly fragmentedZeroBytes: number;
     /** Linux's init_on_alloc: blocks the hint driver allocates are zeroed (guest writes). */
     readonly initOnAlloc: boolean;
   };
@@ -282,6 +284,7 @@ export function resolveScenario(doc: ScenarioDocument): Scenario {
       kernelDataLowBytes: doc.guest['kernel-data-low'],
       reservedTopBytes: doc.guest['reserved-top'],
       fragmentedBytes: doc.guest.fragmented,
+      fragmentedZeroBytes: doc.guest['fragmented-zero'],
       initOnAlloc: doc.guest['init-on-alloc'],
     },
     workload: toWorkloadSpec(doc.workload, memoryBytes),

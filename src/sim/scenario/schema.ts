@@ -139,6 +139,9 @@ export const scenarioDocumentSchema = z.strictObject({
     // Free memory in blocks smaller than 4 MiB (one kernel page pinned per 4 MiB block), lowest
     // first above reserved: the allocator can use it, the hint driver cannot take it.
     fragmented: sizeSchema.default(0),
+    // Of that memory, bytes the guest's movable allocations never reach either (ZONE_DMA, the
+    // free rest of unmovable pageblocks): taken out of the allocator, so they stay zero.
+    'fragmented-zero': sizeSchema.default(0),
     'init-on-alloc': z.boolean().default(false),
   }),
   workload: workloadSchema.prefault({ kind: 'idle' }),
