@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LAB_DATA_DIR, LAB_DATA_FILES, parseLabJsonl, unhintableAllocDataKb, unhintableFreeKb, type LabRow } from './lab-data.ts';
+import { LAB_DATA_DIR, LAB_DATA_FILES, lowZeroPages, parseLabJsonl, unhintableAllocDataKb, unhintableFreeKb, zeroPagesBelow, type LabRow, type ZeroLayoutRecord } from './lab-data.ts';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
 const rowsOf = (file: string): LabRow[] => parseLabJsonl(readFileSync(join(ROOT, LAB_DATA_DIR, file), 'utf8'));
@@ -27,4 +27,21 @@ test('the alloc data measure needs init_on_alloc=0 runs of both workloads at 128
 test('the least MemFree while hinting still comes from the init_on_alloc=1 runs (52.7 MiB for 1024 MiB, 80.8 MiB for 2048)', () => {
   assert.equal(unhintableFreeKb(all, 1024), 53_968);
   assert.equal(unhintableFreeKb(all, 2048), 82_768, '80.8 MiB');
+});
+
+const zeroLayout: ZeroLayoutRecord[] = readFileSync(join(ROOT, LAB_DATA_DIR, 'zero-layout.jsonl'), 'utf8')
+  .split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as ZeroLayoutRecord);
+
+test('zero runs are counted up to the end page, a run across it in part', () => {
+  assert.equal(zeroPagesBelow(['0x21000+119', '0x2fff000+4'], 12_288), 119 + 1, 'the second run starts at page 12,287');
+  assert.equal(zeroPagesBelow(['0x3000000+10'], 12_288), 0);
+  assert.throws(() => zeroPagesBelow(['21000+119'], 12_288), /expected 0x<address>\+<pages>/);
+});
+
+test('the zero pages no allocation reaches: 4,513 (1024 MiB) and 4,041 (2048 MiB) below 48 MiB, 4,277 for both', () => {
+  const below = (mem: number) => zeroLayout.filter((r) => r.memMib === mem).map((r) => zeroPagesBelow(r.sourceZeroRuns, 12_288));
+  assert.deepEqual(below(1024), [4_513, 4_513]);
+  assert.deepEqual(below(2048), [4_041, 4_041]);
+  assert.equal(lowZeroPages(zeroLayout), 4_277);
+  assert.equal(lowZeroPages([]), null);
 });

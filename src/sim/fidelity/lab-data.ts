@@ -259,3 +259,38 @@ export function topDataBytes(rows: readonly LabRow[], memMib: number): number | 
   const idle = rows.filter((r) => r.mem_mib === memMib && r.wl === 'idle' && !r.hint && r.bw === '128m' && r.status === 'completed');
   return idle.length === 0 ? null : medianOf(idle, (r) => r.downtime_bytes);
 }
+
+/** A source RAM dump's zero-page layout, as `npm run lab -- --hint-stale` records it. */
+export interface ZeroLayoutRecord {
+  readonly memMib: number;
+  /** Runs of 32+ zero pages, "0x<guest physical address>+<pages>" (harness/lab/ramdiff.ts). */
+  readonly sourceZeroRuns: readonly string[];
+}
+
+/** Zero pages in `runs` below page `endPage`. */
+export function zeroPagesBelow(runs: readonly string[], endPage: number): number {
+  let pages = 0;
+  for (const run of runs) {
+    const m = /^0x([0-9a-f]+)\+(\d+)$/i.exec(run);
+    if (m === null) throw new Error(`zero run ${JSON.stringify(run)}: expected 0x<address>+<pages>`);
+    const start = Number.parseInt(m[1], 16) / 4096;
+    pages += Math.max(0, Math.min(start + Number(m[2]), endPage) - start);
+  }
+  return pages;
+}
+
+/** The low region the guest's boot data lies in, pages: 48 MiB (ZONE_DMA and the boot allocations above it). */
+export const LOW_ZERO_END_PAGE = (48 * 1024 * 1024) / 4096;
+
+/**
+ * The zero pages no allocation reaches among the low boot data (ZONE_DMA's free memory, the free
+ * rest of unmovable pageblocks): per guest size, the median over its dumps of the zero pages in
+ * runs of 32+ below 48 MiB; then the mean of the sizes, rounded. Null without records. The lab
+ * scenarios do not place them yet (docs/fidelity.md, fourteenth round: guest.fragmented-zero).
+ */
+export function lowZeroPages(records: readonly ZeroLayoutRecord[]): number | null {
+  const sizes = [...new Set(records.map((r) => r.memMib))].sort((a, b) => a - b);
+  if (sizes.length === 0) return null;
+  const perSize = sizes.map((mem) => median(records.filter((r) => r.memMib === mem).map((r) => zeroPagesBelow(r.sourceZeroRuns, LOW_ZERO_END_PAGE))));
+  return Math.round(perSize.reduce((a, b) => a + b, 0) / perSize.length);
+}
