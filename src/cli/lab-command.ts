@@ -8,7 +8,8 @@
  *                                          (warm: a throwaway QEMU touches and frees the guest's
  *                                          size just before the destination starts; host-probe.ts;
  *                                          --trace-migration: the source QEMU's convergence trace,
- *                                          printed and kept as qemu_trace; qemu-trace.ts)
+ *                                          printed and kept as qemu_trace, and the destination's
+ *                                          load of the final pass, as qemu_dst_load; qemu-trace.ts)
  *   npm run lab -- --table [FILE.jsonl...] lab medians against the simulator, for the committed
  *                                          results or the given files (no QEMU needed)
  *   npm run lab -- --table --warm|--cold [FILE.jsonl...]
@@ -51,7 +52,7 @@ import { buildLabArtifacts, LabUnavailableError, missingTool } from '../harness/
 import { LAB_BW, labRun } from '../harness/lab/lab-run.ts';
 import { hintStaleLine, hintStaleRun } from '../harness/lab/hint-stale.ts';
 import { probeFirstTouch } from '../harness/lab/host-probe.ts';
-import { qemuTraceLines, type QemuTraceEvent } from '../format/qemu-trace.ts';
+import { qemuTraceLines, type QemuDestinationLoad, type QemuTraceEvent } from '../format/qemu-trace.ts';
 import { LAB_CALIBRATION, type LabCalibration } from '../sim/calibration.ts';
 import { firstTouchPerPageNs, HOST_FIRST_TOUCH_COLD_NS, HOST_FIRST_TOUCH_WARM_NS, hostSuiteCalibration } from '../sim/calibration-host.ts';
 import { compareCase } from '../sim/fidelity/compare.ts';
@@ -295,6 +296,11 @@ async function measure(root: string, args: LabArgs): Promise<number> {
       if (args.traceMigration) {
         const trace = row.qemu_trace as QemuTraceEvent[] | null | undefined;
         console.log(trace ? qemuTraceLines(trace).join('\n') : '  (no QEMU trace: the log was not written; is this QEMU built with the log trace backend?)');
+        const load = row.qemu_dst_load as QemuDestinationLoad | null | undefined;
+        if (load) {
+          const slow = load.slowSections.map(([name, ms]) => `${name} ${ms} ms`).join(', ');
+          console.log(`  destination: last RAM section loaded at ${load.ramLoadedMs} ms, devices at ${load.devicesLoadedMs} ms${slow === '' ? '' : ` (${slow})`}`);
+        }
       }
     }
   }

@@ -4,7 +4,7 @@
 // parses; the console lines say which way each convergence check went.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { bracketedSyncsMs, parseQemuTrace, qemuTraceLines } from './qemu-trace.ts';
+import { bracketedSyncsMs, destinationLoadOf, parseQemuTrace, qemuTraceLines } from './qemu-trace.ts';
 
 // The source QEMU's log of one run (-msg timestamp=on; times shifted to start at 1795798578.305).
 const LOG = [
@@ -67,4 +67,35 @@ test('the syncs a trace brackets: after a closed window (guest running) and afte
   ].join('\n'), 100000);
   assert.deepEqual(bracketedSyncsMs(windowed), { running: [0.2], stopped: [] });
   assert.deepEqual(bracketedSyncsMs(parseQemuTrace('migration_bitmap_sync_end dirty_pages 1\nmigration_completion_vm_stop ret 0\nmigration_bitmap_sync_end dirty_pages 1', 0)), { running: [], stopped: [] });
+});
+
+// The destination's end of a postcopy-ram-advised precopy migration, as QEMU 7.2's log backend
+// writes it (the shape of a lab run's trace, times shortened): two RAM sections, then devices.
+const DESTINATION_TRACE = [
+  '6393@1000.010000:vmstate_load ram, (old)',
+  '6393@1000.020000:ram_load_complete exit_code 0 seq iteration 15',
+  '6393@1000.021000:vmstate_load ram, (old)',
+  '6393@1000.060500:ram_load_complete exit_code 0 seq iteration 16',
+  '6393@1000.061000:vmstate_load timer, timer',
+  '6393@1000.061100:vmstate_load cpu, cpu',
+  '6393@1000.062300:vmstate_load 0000:00:1f.0/ICH9LPC, ICH9LPC',
+  '6393@1000.062400:vmstate_load 0000:00:01.0/virtio-balloon, virtio-balloon',
+  '6393@1000.102200:vmstate_load globalstate, globalstate',
+  '6393@1000.102300:qemu_loadvm_state_post_main 0',
+  '6393@1000.102500:migrate_send_rp_message 1: len 4',
+].join('\n');
+
+test('the destination load: the last RAM section, then each device section of 1 ms or more until post_main', () => {
+  assert.deepEqual(destinationLoadOf(DESTINATION_TRACE, 1_000_000), {
+    ramLoadedMs: 60.5,
+    devicesLoadedMs: 102.3,
+    slowSections: [['cpu', 1.2], ['0000:00:01.0/virtio-balloon', 39.8]],
+  });
+});
+
+test('the destination load is null without post_main, without RAM, or without time stamps', () => {
+  const lines = DESTINATION_TRACE.split('\n');
+  assert.equal(destinationLoadOf(lines.filter((l) => !l.includes('post_main')).join('\n'), 1_000_000), null);
+  assert.equal(destinationLoadOf(lines.filter((l) => !l.includes('ram_load_complete')).join('\n'), 1_000_000), null);
+  assert.equal(destinationLoadOf(lines.map((l) => l.replace(/^\d+@[\d.]+:/, '')).join('\n'), 1_000_000), null);
 });

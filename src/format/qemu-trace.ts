@@ -116,3 +116,47 @@ export function qemuTraceLines(events: readonly QemuTraceEvent[]): string[] {
     }
   });
 }
+
+/**
+ * The `-trace` patterns of the destination's loading, for `--trace-migration` (lab-run.ts): the
+ * end of each RAM section (ram_load_complete), the start of each top-level section
+ * (`vmstate_load <idstr>, <vmsd name>`), and the end of the device sections
+ * (qemu_loadvm_state_post_main). Few lines: one per section, not per page.
+ */
+export const QEMU_DESTINATION_TRACE_EVENTS: readonly string[] = ['ram_load_complete', 'vmstate_load', 'qemu_loadvm_state_post_main'];
+
+/** How the destination loaded the end of the stream, from its trace. */
+export interface QemuDestinationLoad {
+  /** When the last RAM section was loaded, ms since t0. */
+  readonly ramLoadedMs: number;
+  /** When the device state was loaded (qemu_loadvm_state_post_main), ms since t0. */
+  readonly devicesLoadedMs: number;
+  /** The sections after the last RAM section that took 1 ms or more, in order: [idstr, ms]. */
+  readonly slowSections: readonly (readonly [string, number])[];
+}
+
+/**
+ * The destination's load of the final pass, or null when the trace lacks the events (a failed
+ * run, or one without time stamps). A section's time runs from its vmstate_load to the next
+ * section's, the last one's to qemu_loadvm_state_post_main.
+ */
+export function destinationLoadOf(text: string, t0EpochMs: number): QemuDestinationLoad | null {
+  const events: { t: number; name: string; args: string }[] = [];
+  for (const line of text.split('\n')) {
+    const m = STAMP.exec(line.trim());
+    if (m === null || m[1] === undefined) continue;
+    events.push({ t: Number(m[1]) * 1000 + Number(m[2]) / 1000 - t0EpochMs, name: m[3], args: m[4] });
+  }
+  let lastRam = -1;
+  events.forEach((e, i) => { if (e.name === 'ram_load_complete') lastRam = i; });
+  const postMain = events.findIndex((e, i) => i > lastRam && e.name === 'qemu_loadvm_state_post_main');
+  if (lastRam < 0 || postMain < 0) return null;
+  const round = (ms: number) => Math.round(ms * 10) / 10;
+  const sections = events.slice(lastRam + 1, postMain + 1).filter((e) => e.name === 'vmstate_load' || e.name === 'qemu_loadvm_state_post_main');
+  const slowSections: [string, number][] = [];
+  for (let i = 0; i + 1 < sections.length; i++) {
+    const ms = round(sections[i + 1].t - sections[i].t);
+    if (ms >= 1) slowSections.push([sections[i].args.split(',')[0].trim(), ms]);
+  }
+  return { ramLoadedMs: round(events[lastRam].t), devicesLoadedMs: round(events[postMain].t), slowSections };
+}

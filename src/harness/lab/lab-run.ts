@@ -17,7 +17,7 @@ import type { MigrationInfo } from '../qmp-client.ts';
 import { makeTempDir, removeTempDir } from '../ram-image.ts';
 import { sleep } from '../process-util.ts';
 import { SerialLog } from './serial-log.ts';
-import { parseQemuTrace, QEMU_TRACE_EVENTS } from '../../format/qemu-trace.ts';
+import { destinationLoadOf, parseQemuTrace, QEMU_DESTINATION_TRACE_EVENTS, QEMU_TRACE_EVENTS } from '../../format/qemu-trace.ts';
 
 /** run-matrix.py's bandwidth names. */
 export const LAB_BW: Readonly<Record<string, number>> = { '1g': 1 << 30, '512m': 512 << 20, '256m': 256 << 20, '128m': 128 << 20, '64m': 64 << 20, '32m': 32 << 20 };
@@ -51,7 +51,9 @@ export interface LabRunOptions {
   /**
    * Turn on the source QEMU's migration trace events (qemu-trace.ts) and keep them in the
    * record as `qemu_trace`: each convergence check with its pending bytes and threshold, each
-   * closed bandwidth window, each dirty sync, each iteration that stopped at MAX_WAIT.
+   * closed bandwidth window, each dirty sync, each iteration that stopped at MAX_WAIT. The
+   * destination's loading events go on too, kept as `qemu_dst_load` (qemu-trace.ts
+   * destinationLoadOf): when it loaded the last RAM section and the devices, and its slow sections.
    */
   readonly traceMigration?: boolean;
 }
@@ -100,6 +102,8 @@ export async function labRun(o: LabRunOptions): Promise<LabRunRecord> {
   const dstLog = new SerialLog(join(work, 'dst.serial'));
   const tracePath = join(work, 'src.trace');
   const traceArgs = o.traceMigration === true ? ['-msg', 'timestamp=on', ...QEMU_TRACE_EVENTS.flatMap((e) => ['-trace', e]), '-D', tracePath] : [];
+  const dstTracePath = join(work, 'dst.trace');
+  const dstTraceArgs = o.traceMigration === true ? ['-msg', 'timestamp=on', ...QEMU_DESTINATION_TRACE_EVENTS.flatMap((e) => ['-trace', e]), '-D', dstTracePath] : [];
   let migrateEpochMs: number | null = null;
   try {
     src = await startQemu({ name: 'lab-src', args: [...vmArgs(o, srcLog.path, append, false), ...traceArgs], watchdogMs: 1_800_000, connectTimeoutMs: 60_000 });
@@ -133,7 +137,7 @@ export async function labRun(o: LabRunOptions): Promise<LabRunRecord> {
       await warm.stop();
       res.warm_up_ms = Math.round(performance.now() - t);
     }
-    dst = await startQemu({ name: 'lab-dst', args: vmArgs(o, dstLog.path, append, true), watchdogMs: 1_800_000, connectTimeoutMs: 60_000 });
+    dst = await startQemu({ name: 'lab-dst', args: [...vmArgs(o, dstLog.path, append, true), ...dstTraceArgs], watchdogMs: 1_800_000, connectTimeoutMs: 60_000 });
     const caps = [{ capability: 'events', state: true }, ...(o.pc ? [{ capability: 'postcopy-ram', state: true }] : [])];
     await dst.qmp.execute('migrate-set-capabilities', { capabilities: caps });
     await dst.qmp.execute('migrate-incoming', { uri: `tcp:127.0.0.1:${port}` });
@@ -210,6 +214,11 @@ export async function labRun(o: LabRunOptions): Promise<LabRunRecord> {
         res.qemu_trace = parseQemuTrace(readFileSync(tracePath, 'utf8'), migrateEpochMs);
       } catch {
         res.qemu_trace = null;
+      }
+      try {
+        res.qemu_dst_load = destinationLoadOf(readFileSync(dstTracePath, 'utf8'), migrateEpochMs);
+      } catch {
+        res.qemu_dst_load = null;
       }
     }
     if (o.logDir !== undefined) {
