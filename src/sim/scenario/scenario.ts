@@ -139,7 +139,7 @@ export interface Scenario {
    */
   readonly host: {
     readonly cores: number; readonly rescanCostNsPerPage: number | null; readonly switchoverNs: number; readonly iterationPagesMax: number | null;
-    readonly iterationNsMin: number | null; readonly destinationFaultNs: number;
+    readonly iterationNsMin: number | null; readonly destinationFaultNs: number; readonly advisedDeviceLoadNs: number;
   } | null;
   /** Stale-page races switched on (src/sim/stale-faults.ts), or null. */
   readonly faults: { readonly behaveAs: FaultBehaviour; readonly staleRaces: readonly StaleRaceFault[] } | null;
@@ -321,6 +321,7 @@ export function resolveScenario(doc: ScenarioDocument): Scenario {
       iterationPagesMax: doc.host['iteration-pages'] ?? null,
       iterationNsMin: doc.host.iteration ?? null,
       destinationFaultNs: doc.host['destination-fault'],
+      advisedDeviceLoadNs: doc.host['advised-device-load'],
     },
     faults: doc.faults === null ? null : { behaveAs: doc.faults['behave-as'], staleRaces: [...new Set(doc.faults['stale-races'])] },
     expectedStatus: doc.expect.status,

@@ -171,6 +171,10 @@ export const scenarioDocumentSchema = z.strictObject({
       'iteration-pages': z.number().int().positive().optional(),
       iteration: durationSchema.optional(),
       'destination-fault': durationSchema.default(0),
+      // The destination's extra time to load the device state at a precopy completion when
+      // postcopy-ram was advised (QEMU 7.2's lab trace: the virtio-balloon section), before it
+      // runs the guest and sends SHUT; 0 without postcopy-ram.
+      'advised-device-load': durationSchema.default(0),
     })
     .nullable()
     .default(null),
