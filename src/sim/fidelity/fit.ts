@@ -21,7 +21,7 @@
  */
 import type { QemuTraceEvent } from '../../format/qemu-trace.ts';
 import { LAB_CALIBRATION, type LabCalibration } from '../calibration.ts';
-import { GUEST_UP_AT_INIT_HOST_S, GUEST_UP_AT_INIT_LAB_S, HOST_FIRST_TOUCH_WARM_NS } from '../calibration-host.ts';
+import { GUEST_UP_AT_INIT_HOST_S, GUEST_UP_AT_INIT_LAB_S, HOST_ADVISED_DEVICE_LOAD_NS, HOST_FIRST_TOUCH_WARM_NS } from '../calibration-host.ts';
 import { loadScenario } from '../scenario/scenario.ts';
 import { simulatedChecks } from './checks.ts';
 import { compareCase, DOWNTIME_FACTOR, FIDELITY_TOLERANCE, type FidelityRow } from './compare.ts';
@@ -265,6 +265,7 @@ export function hostFitStart(): LabCalibration {
     zeroTouchedPageNs: Math.round(LAB_CALIBRATION.zeroTouchedPageNs / guestSpeed),
     zeroFreshPageNs: Math.round(LAB_CALIBRATION.zeroFreshPageNs / guestSpeed),
     destinationFaultNs: HOST_FIRST_TOUCH_WARM_NS,
+    advisedDeviceLoadNs: HOST_ADVISED_DEVICE_LOAD_NS,
   };
 }
 

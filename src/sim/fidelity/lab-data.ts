@@ -294,3 +294,30 @@ export function lowZeroPages(records: readonly ZeroLayoutRecord[]): number | nul
   const perSize = sizes.map((mem) => median(records.filter((r) => r.memMib === mem).map((r) => zeroPagesBelow(r.sourceZeroRuns, LOW_ZERO_END_PAGE))));
   return Math.round(perSize.reduce((a, b) => a + b, 0) / perSize.length);
 }
+
+/** The traced runs of the destination's load (`npm run lab -- --trace-migration`; host suites' machine, warm). */
+export const LAB_DESTINATION_TRACE_FILE = 'trace-destination.jsonl';
+
+/** A traced run's destination load, as lab-run.ts records it (qemu-trace.ts destinationLoadOf). */
+export interface DestinationLoadRecord {
+  readonly pc: boolean;
+  readonly qemu_dst_load: { readonly ramLoadedMs: number; readonly devicesLoadedMs: number; readonly slowSections: readonly (readonly [string, number])[] } | null;
+}
+
+/** The virtio-balloon section's load time of a run, ms (0 when it was under 1 ms). */
+export function balloonLoadMs(record: DestinationLoadRecord): number {
+  return record.qemu_dst_load?.slowSections.find(([name]) => name.endsWith('/virtio-balloon'))?.[1] ?? 0;
+}
+
+/**
+ * The destination's extra device load after a postcopy advise (calibration-host.ts
+ * HOST_ADVISED_DEVICE_LOAD_NS), ms: the median virtio-balloon section of the postcopy-ram runs
+ * less that of the others (under 1 ms each, so 0). Null without both kinds of runs.
+ */
+export function advisedDeviceLoadMs(records: readonly DestinationLoadRecord[]): number | null {
+  const loaded = records.filter((r) => r.qemu_dst_load !== null);
+  const advised = loaded.filter((r) => r.pc).map(balloonLoadMs);
+  const plain = loaded.filter((r) => !r.pc).map(balloonLoadMs);
+  if (advised.length === 0 || plain.length === 0) return null;
+  return Math.round((median(advised) - median(plain)) * 10) / 10;
+}

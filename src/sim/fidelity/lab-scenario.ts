@@ -103,6 +103,7 @@ export function labScenarioYaml(inputs: LabScenarioInputs): string {
   const bwName = c.bw === '1g' ? '1G' : c.bw === '128m' ? '128M' : String(c.maxBandwidthBytesPerSec);
   const k = inputs.calibration ?? C.LAB_CALIBRATION;
   const fault = k.destinationFaultNs;
+  const advisedLoad = c.postcopyRam ? k.advisedDeviceLoadNs : 0;
   const workload = c.workload === 'alloc'
     ? `{ kind: alloc-then-free, rate: ${C.LAB_ALLOC_RATE_BYTES_PER_SEC}, fill: ${g.fill.toFixed(6)}, hold: 10ms }`
     : '{ kind: idle }';
@@ -130,7 +131,7 @@ export function labScenarioYaml(inputs: LabScenarioInputs): string {
     `    hint-apply: between-iterations`,
     `    hint-pace: { block: ${k.hintBlockNs}ns, zero-touched-page: ${k.zeroTouchedPageNs}ns, zero-fresh-page: ${k.zeroFreshPageNs}ns }`,
     `link: { bandwidth: ${k.linkBytesPerSec}, latency: ${k.linkLatencyNs}ns, scan-cost: ${k.scanNsPerPage}ns }`,
-    `host: { cores: ${k.hostCores}, rescan-cost: ${k.rescanNsPerPage}ns, switchover: ${k.switchoverNs / 1e6}ms${fault > 0 ? `, destination-fault: ${fault}ns` : ''},`,
+    `host: { cores: ${k.hostCores}, rescan-cost: ${k.rescanNsPerPage}ns, switchover: ${k.switchoverNs / 1e6}ms${fault > 0 ? `, destination-fault: ${fault}ns` : ''}${advisedLoad > 0 ? `, advised-device-load: ${advisedLoad}ns` : ''},`,
     `        iteration: ${C.QEMU_ITERATION_NS_MIN / 1e6}ms, iteration-pages: ${C.QEMU_ITERATION_LOOK_PAGES} }`,
     `capabilities: { ${caps.join(', ')} }`,
     `parameters: { max-bandwidth: ${bwName}, downtime-limit: ${c.downtimeLimitMs} }`,
