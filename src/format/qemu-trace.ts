@@ -38,6 +38,11 @@ export const QEMU_TRACE_EVENTS: readonly string[] = [
 
 const STAMP = /^(?:\d+@(\d+)\.(\d{6}):)?(\w+) (.*)$/;
 
+/** A stamped line's time, ms since `t0EpochMs` (unrounded): `PID@SEC.USEC:` as STAMP matches it. */
+function stampMs(sec: string, usec: string, t0EpochMs: number): number {
+  return Number(sec) * 1000 + Number(usec) / 1000 - t0EpochMs;
+}
+
 function numbers(text: string): number[] {
   return [...text.matchAll(/-?\d+(?:\.\d+)?/g)].map((m) => Number(m[0]));
 }
@@ -52,7 +57,7 @@ export function parseQemuTrace(text: string, t0EpochMs: number): QemuTraceEvent[
   for (const line of text.split('\n')) {
     const m = STAMP.exec(line.trim());
     if (m === null) continue;
-    const t = m[1] === undefined ? null : Math.round((Number(m[1]) * 1000 + Number(m[2]) / 1000 - t0EpochMs) * 10) / 10;
+    const t = m[1] === undefined ? null : Math.round(stampMs(m[1], m[2], t0EpochMs) * 10) / 10;
     const n = numbers(m[4]);
     switch (m[3]) {
       case 'migrate_pending':
@@ -145,7 +150,7 @@ export function destinationLoadOf(text: string, t0EpochMs: number): QemuDestinat
   for (const line of text.split('\n')) {
     const m = STAMP.exec(line.trim());
     if (m === null || m[1] === undefined) continue;
-    events.push({ t: Number(m[1]) * 1000 + Number(m[2]) / 1000 - t0EpochMs, name: m[3], args: m[4] });
+    events.push({ t: stampMs(m[1], m[2], t0EpochMs), name: m[3], args: m[4] });
   }
   let lastRam = -1;
   events.forEach((e, i) => { if (e.name === 'ram_load_complete') lastRam = i; });

@@ -78,6 +78,8 @@ export abstract class WorldState {
   readonly destinationFaults: DestinationFaults | null;
   /** Until when the destination's receiver is stalled in such faults, ns. */
   protected destinationFaultUntilNs = 0;
+  /** The destination's extra device load at a precopy completion (host.advised-device-load), ns: 0 without postcopy-ram. */
+  protected readonly advisedDeviceLoadNs: number;
   /** High-water marks of the link's queues, in messages. */
   streamQueueHighWater = 0;
   /** Main-stream bytes the destination has decoded (the source's chunk pool reuses them). */
@@ -124,6 +126,7 @@ export abstract class WorldState {
     this.hintGate = scenario.balloon?.hintApply === 'between-iterations' ? new HintGate() : null;
     const faultNs = scenario.host?.destinationFaultNs ?? 0;
     this.destinationFaults = faultNs > 0 ? new DestinationFaults(machine.pageCount, faultNs) : null;
+    this.advisedDeviceLoadNs = scenario.capabilities['postcopy-ram'] ? (scenario.host?.advisedDeviceLoadNs ?? 0) : 0;
     this.stores = new StoreWatch(machine, () => this.destination.status === 'postcopy-active', this.destinationFaults);
     this.trace.run(0, scenario.name, seed, machine.pageCount, scenario.guest.backing);
   }

@@ -235,10 +235,9 @@ export class World extends WorldEffects {
       const result = this.destination.onBytes('main', bytes, nowNs);
       // A precopy completion after a postcopy advise: the destination takes longer to load the
       // devices (host.advised-device-load), and what follows the load (SHUT, the guest's start) waits.
-      const loadNs = this.scenario.capabilities['postcopy-ram'] ? (this.scenario.host?.advisedDeviceLoadNs ?? 0) : 0;
-      if (loadNs > 0 && result.effects.some((e) => e.kind === 'status' && e.to === 'completed')) {
+      if (this.advisedDeviceLoadNs > 0 && result.effects.some((e) => e.kind === 'status' && e.to === 'completed')) {
         const loaded = { ...result, effects: [...result.effects] };
-        this.scheduler.at(nowNs + loadNs, (now) => this.apply('destination', loaded, now), 'device-load');
+        this.scheduler.at(nowNs + this.advisedDeviceLoadNs, (now) => this.apply('destination', loaded, now), 'device-load');
       } else this.apply('destination', result, nowNs);
     } finally {
       this.stores.loadingStream = false;

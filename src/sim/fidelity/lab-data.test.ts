@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { advisedDeviceLoadMs, balloonLoadMs, LAB_DATA_DIR, LAB_DATA_FILES, LAB_DESTINATION_TRACE_FILE, lowZeroPages, parseLabJsonl, unhintableAllocDataKb, unhintableFreeKb, zeroPagesBelow, type DestinationLoadRecord, type LabRow, type ZeroLayoutRecord } from './lab-data.ts';
+import { advisedDeviceLoadMs, balloonLoadMs, LAB_DATA_DIR, LAB_DATA_FILES, LAB_DESTINATION_TRACE_FILE, LOW_ZERO_END_PAGE, lowZeroPages, parseJsonl, parseLabJsonl, unhintableAllocDataKb, unhintableFreeKb, zeroPagesBelow, type DestinationLoadRecord, type LabRow, type ZeroLayoutRecord } from './lab-data.ts';
 import { HOST_ADVISED_DEVICE_LOAD_NS } from '../calibration-host.ts';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
@@ -30,8 +30,7 @@ test('the least MemFree while hinting still comes from the init_on_alloc=1 runs 
   assert.equal(unhintableFreeKb(all, 2048), 82_768, '80.8 MiB');
 });
 
-const zeroLayout: ZeroLayoutRecord[] = readFileSync(join(ROOT, LAB_DATA_DIR, 'zero-layout.jsonl'), 'utf8')
-  .split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as ZeroLayoutRecord);
+const zeroLayout = parseJsonl<ZeroLayoutRecord>(readFileSync(join(ROOT, LAB_DATA_DIR, 'zero-layout.jsonl'), 'utf8'));
 
 test('zero runs are counted up to the end page, a run across it in part', () => {
   assert.equal(zeroPagesBelow(['0x21000+119', '0x2fff000+4'], 12_288), 119 + 1, 'the second run starts at page 12,287');
@@ -40,15 +39,15 @@ test('zero runs are counted up to the end page, a run across it in part', () => 
 });
 
 test('the zero pages no allocation reaches: 4,513 (1024 MiB) and 4,041 (2048 MiB) below 48 MiB, 4,277 for both', () => {
-  const below = (mem: number) => zeroLayout.filter((r) => r.memMib === mem).map((r) => zeroPagesBelow(r.sourceZeroRuns, 12_288));
+  const below = (mem: number) => zeroLayout.filter((r) => r.memMib === mem).map((r) => zeroPagesBelow(r.sourceZeroRuns, LOW_ZERO_END_PAGE));
+  assert.equal(LOW_ZERO_END_PAGE, 12_288, '48 MiB');
   assert.deepEqual(below(1024), [4_513, 4_513]);
   assert.deepEqual(below(2048), [4_041, 4_041]);
   assert.equal(lowZeroPages(zeroLayout), 4_277);
   assert.equal(lowZeroPages([]), null);
 });
 
-const destinationRuns: DestinationLoadRecord[] = readFileSync(join(ROOT, LAB_DATA_DIR, LAB_DESTINATION_TRACE_FILE), 'utf8')
-  .split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as DestinationLoadRecord);
+const destinationRuns = parseJsonl<DestinationLoadRecord>(readFileSync(join(ROOT, LAB_DATA_DIR, LAB_DESTINATION_TRACE_FILE), 'utf8'));
 
 test('after a postcopy advise the destination loads the virtio-balloon section in 39-43 ms, else under 1 ms: HOST_ADVISED_DEVICE_LOAD_NS', () => {
   assert.deepEqual(destinationRuns.filter((r) => r.pc).map(balloonLoadMs), [38.9, 41.4, 40.2, 42.6, 39.6, 39.6]);

@@ -10,6 +10,7 @@
  *
  * Pure: the caller reads the files.
  */
+import type { QemuDestinationLoad } from '../../format/qemu-trace.ts';
 
 /** One run as the lab wrote it (the members this module reads). */
 export interface LabRow {
@@ -113,7 +114,12 @@ export const LAB_BANDWIDTHS: Readonly<Record<string, number>> = {
 
 /** Parses JSON lines (blank lines skipped). */
 export function parseLabJsonl(text: string): LabRow[] {
-  return text.split('\n').filter((line) => line.trim() !== '').map((line) => JSON.parse(line) as LabRow);
+  return parseJsonl<LabRow>(text);
+}
+
+/** The records of a JSON-lines file (blank lines skipped), typed as the caller knows them. */
+export function parseJsonl<T>(text: string): T[] {
+  return text.split('\n').filter((line) => line.trim() !== '').map((line) => JSON.parse(line) as T);
 }
 
 /** The median as run-matrix.py computes it (mean of the middle two for an even count). */
@@ -301,7 +307,7 @@ export const LAB_DESTINATION_TRACE_FILE = 'trace-destination.jsonl';
 /** A traced run's destination load, as lab-run.ts records it (qemu-trace.ts destinationLoadOf). */
 export interface DestinationLoadRecord {
   readonly pc: boolean;
-  readonly qemu_dst_load: { readonly ramLoadedMs: number; readonly devicesLoadedMs: number; readonly slowSections: readonly (readonly [string, number])[] } | null;
+  readonly qemu_dst_load: QemuDestinationLoad | null;
 }
 
 /** The virtio-balloon section's load time of a run, ms (0 when it was under 1 ms). */
