@@ -1,7 +1,10 @@
 /**
  * The one progress bar of the CLI (`livemig start` on a real migration, `livemig sim` on a
  * simulated one): a bar over the RAM already handled, the status, the iteration (dirty-sync
- * count), the bytes remaining, the rate and the ETA, all read from query-migrate.
+ * count), the bytes remaining, the rate and the ETA, all read from query-migrate. The rate is
+ * query-migrate's own `mbps` (QEMU's throughput over the last closed bandwidth window, as `info
+ * migrate` shows it), so before the first window closes there is none, and no ETA: an average
+ * over the setup's first tenths of a second would promise an ETA the run does not keep.
  *
  *   [##########....................] active          pass 2  remaining   681.2 MiB    879 MB/s  ETA 0.8 s  at 0.5 s
  *
@@ -24,6 +27,8 @@ export interface ProgressSample {
   readonly remainingBytes: number;
   readonly totalBytes: number;
   readonly transferredBytes: number;
+  /** query-migrate's mbps (the last closed bandwidth window), bytes/s; 0 before the first. */
+  readonly throughputBytesPerSec: number;
   /** Time since `migrate`, s, on the migration's clock. */
   readonly elapsedS: number;
 }
@@ -41,19 +46,21 @@ export function progressSampleOf(info: MigrationInfoQmp, totalBytes: number, ela
     remainingBytes: ram?.remaining ?? totalBytes,
     totalBytes,
     transferredBytes: ram?.transferred ?? 0,
+    throughputBytesPerSec: ((ram?.mbps ?? 0) * 1e6) / 8,
     elapsedS,
   };
 }
 
-/** One progress line (no newline). Rate = transferred / elapsed; ETA = remaining / rate. */
+/** One progress line (no newline). Rate = query-migrate's throughput; ETA = remaining / rate. */
 export function progressLine(s: ProgressSample): string {
   const done = s.totalBytes > 0 ? Math.max(0, Math.min(1, 1 - s.remainingBytes / s.totalBytes)) : 1;
   const filled = Math.round(done * BAR_WIDTH);
-  const rate = s.elapsedS > 0 ? s.transferredBytes / s.elapsedS : 0;
-  const etaS = rate > 0 ? s.remainingBytes / rate : NaN;
+  const rate = s.throughputBytesPerSec;
+  const etaS = s.remainingBytes === 0 ? 0 : rate > 0 ? s.remainingBytes / rate : NaN;
+  const rateText = rate > 0 ? (rate / 1e6).toFixed(0) : '-';
   return `[${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}] ${s.status.padEnd(15)} ` +
     `pass ${s.pass}  remaining ${formatBytes(s.remainingBytes).padStart(10)}  ` +
-    `${(rate / 1e6).toFixed(0).padStart(5)} MB/s  ETA ${Number.isFinite(etaS) ? `${etaS.toFixed(1)} s` : '-'}  at ${s.elapsedS.toFixed(1)} s`;
+    `${rateText.padStart(5)} MB/s  ETA ${Number.isFinite(etaS) ? `${etaS.toFixed(1)} s` : '-'}  at ${s.elapsedS.toFixed(1)} s`;
 }
 
 export interface ProgressBarOptions {
